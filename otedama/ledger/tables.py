@@ -1,0 +1,146 @@
+"""The ledger's tables, as SQLAlchemy Core metadata.
+
+Amounts are signed integer satoshis (``BIGINT``); times are float epoch seconds.
+The ``journal`` is append-only: every money movement is a new row, and a balance is
+the sum of an address's rows (see :mod:`otedama.ledger.stats`). The Alembic migrations
+in ``otedama/ledger/migrations`` create exactly these tables; a change here needs a new
+migration.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+)
+
+#: Primary keys: BIGINT on PostgreSQL, INTEGER on SQLite (only ``INTEGER PRIMARY KEY``
+#: is an auto-incrementing rowid there).
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Block states.
+PENDING = "pending"
+CONFIRMED = "confirmed"
+ORPHANED = "orphaned"
+BLOCK_STATES = (PENDING, CONFIRMED, ORPHANED)
+
+# Journal entry kinds.
+CREDIT = "credit"
+FEE = "fee"
+ORPHAN_REVERSAL = "orphan_reversal"
+PAYOUT = "payout"
+PAYOUT_REVERSAL = "payout_reversal"
+JOURNAL_KINDS = (CREDIT, FEE, ORPHAN_REVERSAL, PAYOUT, PAYOUT_REVERSAL)
+
+# Payout batch states.
+BATCH_COMMITTED = "committed"
+BATCH_SENT = "sent"
+BATCH_CONFIRMED = "confirmed"
+BATCH_FAILED = "failed"
+BATCH_STATES = (BATCH_COMMITTED, BATCH_SENT, BATCH_CONFIRMED, BATCH_FAILED)
+
+shares = Table(
+    "shares",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("worker", Text, nullable=False),
+    # The weight: the share difficulty in force when the share was accepted.
+    Column("difficulty", Float, nullable=False),
+    Column("job_id", Text, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("share_hash", LargeBinary, nullable=True),
+    Index(None, "created_at"),
+    Index(None, "address", "created_at"),
+)
+
+#: One row per share batch written, inserted in the same transaction as its shares.
+#: A batch replayed from the spool after a crash is skipped when its key is here,
+#: so no share is counted twice.
+share_batches = Table(
+    "share_batches",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("count", Integer, nullable=False),
+)
+
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("height", Integer, nullable=False),
+    # Display (RPC) hex.
+    Column("hash", Text, nullable=False, unique=True),
+    Column("finder_address", Text, nullable=False),
+    Column("finder_worker", Text, nullable=False),
+    # Satoshis: the coinbase value that goes to this pool.
+    Column("reward", BigInteger, nullable=False),
+    Column("scheme", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("confirmations", Integer, nullable=False),
+    Column("found_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index(None, "status"),
+    Index(None, "found_at"),
+)
+
+payout_batches = Table(
+    "payout_batches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("state", Text, nullable=False),
+    # Carried in the wallet call (e.g. "otedama-payout-<id>") to reconcile after a crash.
+    Column("comment", Text, nullable=False, unique=True),
+    Column("txid", Text, nullable=True),
+    Column("total", BigInteger, nullable=False),
+    Column("error", Text, nullable=True),
+    Index(None, "state"),
+)
+
+payout_items = Table(
+    "payout_items",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("batch_id", Id, ForeignKey("payout_batches.id"), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Index(None, "batch_id"),
+)
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("address", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    # Signed satoshis: credits positive, payouts negative.
+    Column("amount", BigInteger, nullable=False),
+    Column("block_id", Id, ForeignKey("blocks.id"), nullable=True),
+    Column("batch_id", Id, ForeignKey("payout_batches.id"), nullable=True),
+    Column("note", Text, nullable=False, default=""),
+    Index(None, "address"),
+    Index(None, "block_id"),
+    Index(None, "batch_id"),
+)
