@@ -1,0 +1,663 @@
+"""Otedama's configuration: YAML -> frozen, typed, validated once.
+
+The schema accepts the deployment guide's full ``production.yaml`` plus Otedama's own
+keys (``chain``, ``pool.wallet_address``, …). Every problem is reported with its key
+path, the value and what was expected. Keys the guide defines that this version does not
+act on are accepted and listed in ``Config.unused`` so the node can warn once at start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import yaml
+
+from otedama.configschema import (
+    MASK,
+    ConfigError,
+    HostPort,
+    Invalid,
+    any_list,
+    boolean,
+    choice,
+    coin_amount,
+    difficulty,
+    dump_coins,
+    dump_duration,
+    dump_fraction,
+    dump_path,
+    dump_section,
+    dump_str,
+    duration,
+    host_port,
+    integer,
+    load_section,
+    number,
+    option,
+    optional_path,
+    optional_string,
+    path,
+    percentage,
+    port,
+    section,
+    string,
+    string_list,
+)
+
+DEFAULT_CONFIG_PATH = "/etc/otedama.yaml"
+LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+#: The devnet pool's coinbase address when pool.wallet_address is unset (regtest format;
+#: the devnet does not check signatures, so its wallet spends these outputs).
+DEVNET_POOL_ADDRESS = (
+    "bcrt1qqxlgwddcf0uhsmr9uqesvn3efp00p99t0mcyjs"  # P2WPKH of hash160(b"otedama devnet pool")
+)
+NETWORKS = ("mainnet", "testnet", "testnet4", "signet", "regtest", "devnet")
+
+__all__ = ["DEFAULT_CONFIG_PATH", "Config", "ConfigError", "HostPort", "load_config"]
+
+
+def _log_level(value: Any) -> str:
+    level = choice(*LOG_LEVELS, "warning")(value)
+    return "warn" if level == "warning" else level
+
+
+def _optional_log_level(value: Any) -> str | None:
+    return None if value is None else _log_level(value)
+
+
+# -- sections of the deployment guide --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name: str = option("Otedama", string, doc="Name shown in logs and the API.")
+    mode: str = option(
+        "production",
+        choice("production", "development", "test"),
+        doc="Run mode; `OTEDAMA_MODE` overrides it. `development` logs at debug by default.",
+    )
+    version: str = option("", string, used=False, doc="Informational (the guide's version).")
+    log_level: str = option(
+        "info", _log_level, doc="Default log level when `monitoring.logging.level` is unset."
+    )
+    data_dir: Path = option(
+        Path("./data"), path, dump=dump_path, doc="Where the node keeps its state."
+    )
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = option("0.0.0.0", string, used=False)
+    port: int = option(8080, port, used=False)
+    read_timeout: float = option(30.0, duration, dump=dump_duration, used=False)
+    write_timeout: float = option(30.0, duration, dump=dump_duration, used=False)
+    idle_timeout: float = option(120.0, duration, dump=dump_duration, used=False)
+    max_header_bytes: int = option(1048576, integer(0), used=False)
+
+
+@dataclass(frozen=True)
+class CpuConfig:
+    threads: int = option(0, integer(0, 1024), doc="Built-in miner processes; 0 = cores - 1.")
+    priority: str = option("normal", choice("low", "normal", "high"), used=False)
+    huge_pages: bool = option(False, boolean, used=False)
+    numa_aware: bool = option(False, boolean, used=False)
+
+
+@dataclass(frozen=True)
+class GpuConfig:
+    devices: tuple[Any, ...] = option([], any_list, dump=list, used=False)
+    intensity: int = option(20, integer(0), used=False)
+    temperature_limit: int = option(85, integer(0), used=False)
+    memory_optimization: bool = option(False, boolean, used=False)
+
+
+@dataclass(frozen=True)
+class AsicConfig:
+    devices: tuple[Any, ...] = option([], any_list, dump=list, used=False)
+    poll_interval: float = option(5.0, duration, dump=dump_duration, used=False)
+    firmware_optimization: bool = option(False, boolean, used=False)
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    algorithm: str = option(
+        "sha256d", choice("sha256d"), doc="Proof-of-work algorithm (sha256d; scrypt later)."
+    )
+    enable_cpu: bool = option(
+        False, boolean, doc="Run the built-in CPU miner against this node's Stratum port."
+    )
+    enable_gpu: bool = option(False, boolean, used=False)
+    enable_asic: bool = option(False, boolean, used=False)
+    cpu: CpuConfig = section(CpuConfig)
+    gpu: GpuConfig = section(GpuConfig)
+    asic: AsicConfig = section(AsicConfig)
+
+
+@dataclass(frozen=True)
+class RewardsConfig:
+    system: str = option(
+        "PPLNS", choice("PPLNS", "PROP", "SOLO"), doc="Reward system: PPLNS, PROP or SOLO."
+    )
+    window: float = option(
+        7200.0, duration, dump=dump_duration, doc="PPLNS window (time, weighted by difficulty)."
+    )
+    difficulty_adjustment: str = option("auto", string, used=False)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    enable: bool = option(True, boolean, used=False)
+    address: HostPort | None = option(
+        None, host_port(), dump=dump_str, used=False, doc="The guide's alias of stratum.address."
+    )
+    max_connections: int = option(50000, integer(1), used=False)
+    fee_percentage: Decimal = option(
+        Decimal("1.0"), percentage, dump=str, doc="Operator fee in percent of each block reward."
+    )
+    minimum_payout: int = option(
+        100_000, coin_amount, dump=dump_coins, doc="Smallest payout, in coins (0.001)."
+    )
+    payout_interval: float = option(
+        600.0, duration, dump=dump_duration, doc="How often payouts run."
+    )
+    wallet_address: str = option(
+        "", string, doc="Address that receives the pool's coinbase and the fee."
+    )
+    fee_address: str | None = option(
+        None, optional_string, doc="Where fees are credited (default: wallet_address)."
+    )
+    rewards: RewardsConfig = section(RewardsConfig)
+
+
+@dataclass(frozen=True)
+class ProtocolsConfig:
+    v1: bool = option(True, boolean, doc="Stratum V1 (the only protocol this version serves).")
+    v2: bool = option(False, boolean, used=False)
+
+
+@dataclass(frozen=True)
+class StratumConfig:
+    enable: bool = option(True, boolean, doc="Serve miners over Stratum.")
+    address: HostPort = option(
+        HostPort("0.0.0.0", 3333), host_port(), dump=str, doc="Stratum listen address."
+    )
+    max_workers: int = option(50000, integer(1), doc="Most miner connections at once.")
+    job_timeout: float = option(
+        30.0, duration, dump=dump_duration, doc="Refresh jobs (time, transactions) this often."
+    )
+    share_difficulty: Fraction = option(
+        Fraction(1), difficulty, dump=dump_fraction, doc="Start difficulty of a connection."
+    )
+    var_diff: bool = option(True, boolean, doc="Adjust difficulty per connection.")
+    target_share_interval: float = option(
+        10.0, duration, dump=dump_duration, doc="Vardiff aims at one share this often."
+    )
+    min_difficulty: Fraction = option(
+        Fraction(1, 1000), difficulty, dump=dump_fraction, doc="Vardiff lower bound."
+    )
+    max_difficulty: Fraction = option(
+        Fraction(2**40), difficulty, dump=dump_fraction, doc="Vardiff upper bound."
+    )
+    max_connections_per_ip: int = option(
+        256, integer(1), doc="Most connections from one IP address."
+    )
+    subscribe_timeout: float = option(
+        30.0, duration, dump=dump_duration, doc="Close connections that do not subscribe."
+    )
+    idle_timeout: float = option(
+        600.0, duration, dump=dump_duration, doc="Close connections silent this long."
+    )
+    extranonce2_size: int = option(8, integer(2, 16), doc="Bytes of extranonce2 per miner.")
+    pool_tag: str = option("/otedama/", string, doc="Text put in each coinbase scriptSig.")
+    protocols: ProtocolsConfig = section(ProtocolsConfig)
+
+
+@dataclass(frozen=True)
+class ApiAuthConfig:
+    enabled: bool = option(True, boolean)
+    token_expiry: float = option(86400.0, duration, dump=dump_duration)
+    rate_limiting: bool = option(True, boolean)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    enable: bool = option(True, boolean)
+    address: HostPort = option(HostPort("0.0.0.0", 8080), host_port(), dump=str)
+    cors_origins: tuple[str, ...] = option([], string_list, dump=list)
+    auth: ApiAuthConfig = section(ApiAuthConfig)
+
+
+def _ssl_mode(value: Any) -> str:
+    return choice("disable", "allow", "prefer", "require", "verify-ca", "verify-full")(value)
+
+
+def _database_url(value: Any) -> str | None:
+    text = optional_string(value)
+    if text is None:
+        return None
+    scheme = text.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in ("postgresql", "postgres", "sqlite"):
+        raise Invalid(f'expected a postgresql:// or sqlite:/// URL, got "{mask_url(text)}"')
+    return text
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str | None = option(
+        None, _database_url, doc="Full SQLAlchemy URL; `DATABASE_URL` overrides. Wins over host."
+    )
+    host: str | None = option(None, optional_string, doc="PostgreSQL host (unset: SQLite).")
+    port: int = option(5432, port, doc="PostgreSQL port.")
+    name: str = option("otedama", string, doc="Database name.")
+    user: str = option("otedama", string, doc="Database user.")
+    password: str = option("", string, secret=True, doc="Database password.")
+    ssl_mode: str = option("prefer", _ssl_mode, doc="libpq sslmode.")
+    max_connections: int = option(
+        10, integer(1), doc="Upper bound for the connection pool (and its threads)."
+    )
+    max_idle_connections: int = option(5, integer(0), used=False)
+    connection_max_lifetime: float = option(
+        3600.0, duration, dump=dump_duration, doc="Recycle connections older than this."
+    )
+    pool_size: int = option(
+        8, integer(1, 64), doc="Database worker threads (PostgreSQL; SQLite uses one)."
+    )
+
+    def effective_url(self, data_dir: Path) -> str:
+        """The SQLAlchemy URL: `url`, else PostgreSQL from host…, else SQLite in data_dir."""
+        if self.url:
+            if self.url.startswith(("postgres://", "postgresql://")):
+                return "postgresql+psycopg2://" + self.url.split("://", 1)[1]
+            return self.url
+        if self.host:
+            auth = quote(self.user, safe="")
+            if self.password:
+                auth += ":" + quote(self.password, safe="")
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            return (
+                f"postgresql+psycopg2://{auth}@{host}:{self.port}/{quote(self.name, safe='')}"
+                f"?sslmode={self.ssl_mode}"
+            )
+        return f"sqlite:///{data_dir / 'otedama.sqlite'}"
+
+    def effective_pool_size(self, url: str) -> int:
+        if url.startswith("sqlite"):
+            return 1
+        return min(self.pool_size, self.max_connections)
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str | None = option(None, optional_string, secret=False, used=False)
+    host: str = option("localhost", string, used=False)
+    port: int = option(6379, port, used=False)
+    password: str = option("", string, secret=True, used=False)
+    db: int = option(0, integer(0), used=False)
+    pool_size: int = option(10, integer(1), used=False)
+
+
+@dataclass(frozen=True)
+class DdosConfig:
+    enabled: bool = option(True, boolean)
+    rate_limit: int = option(1000, integer(0))
+    burst_limit: int = option(2000, integer(0))
+    ban_duration: float = option(3600.0, duration, dump=dump_duration)
+
+
+@dataclass(frozen=True)
+class FirewallConfig:
+    enabled: bool = option(False, boolean)
+    whitelist: tuple[str, ...] = option([], string_list, dump=list)
+    blacklist: tuple[str, ...] = option([], string_list, dump=list)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    enabled: bool = option(False, boolean)
+    log_file: Path | None = option(None, optional_path, dump=dump_path)
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    enable_tls: bool = option(False, boolean)
+    cert_file: Path | None = option(None, optional_path, dump=dump_path)
+    key_file: Path | None = option(None, optional_path, dump=dump_path)
+    ddos_protection: DdosConfig = section(DdosConfig)
+    firewall: FirewallConfig = section(FirewallConfig)
+    audit: AuditConfig = section(AuditConfig)
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    enabled: bool = option(False, boolean)
+    node_id: str = option("", string)
+    listen_port: int = option(4444, port)
+    bootstrap_peers: tuple[str, ...] = option([], string_list, dump=list)
+    max_peers: int = option(50, integer(0))
+    reputation_threshold: float = option(0.5, number(0, 1))
+
+
+@dataclass(frozen=True)
+class EndpointToggle:
+    enabled: bool = option(True, boolean)
+    address: HostPort = option(HostPort("127.0.0.1", 9090), host_port(), dump=str)
+    path: str = option("/", string)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str | None = option(
+        None, _optional_log_level, doc="debug, info, warn, error; `LOG_LEVEL` overrides."
+    )
+    format: str = option("text", choice("text", "json"), doc="`json`: one object per line.")
+    file: Path | None = option(None, optional_path, dump=dump_path, doc="Also log to this file.")
+    stdout: bool = option(True, boolean, doc="Log to standard output.")
+    max_size: int = option(100, integer(1), doc="Rotate the log file at this many MB.")
+    max_backups: int = option(10, integer(0), doc="Rotated files kept.")
+    max_age: int = option(30, integer(0), used=False)
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    metrics: EndpointToggle = section(EndpointToggle, used=False)
+    health: EndpointToggle = section(EndpointToggle, used=False)
+    logging: LoggingConfig = section(LoggingConfig)
+
+
+@dataclass(frozen=True)
+class OptimizationConfig:
+    enable_memory_timing: bool = option(False, boolean, used=False)
+    memory_timing_level: int = option(0, integer(0), used=False)
+    enable_power_opt: bool = option(False, boolean, used=False)
+    power_limit: int = option(100, integer(0), used=False)
+    enable_thermal_opt: bool = option(False, boolean, used=False)
+    target_temp: int = option(75, integer(0), used=False)
+    enable_stratum_v2: bool = option(False, boolean, used=False)
+    auto_optimize: bool = option(False, boolean, used=False)
+    optimization_interval: float = option(3600.0, duration, dump=dump_duration, used=False)
+    safety_mode: bool = option(True, boolean, used=False)
+
+
+# -- Otedama's own sections ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RpcEndpointConfig:
+    url: str = option("http://127.0.0.1:8332", string, doc="bitcoind JSON-RPC URL.")
+    user: str | None = option(None, optional_string, doc="rpcuser.")
+    password: str | None = option(None, optional_string, secret=True, doc="rpcpassword.")
+    cookie_file: Path | None = option(
+        None, optional_path, dump=dump_path, doc="Use bitcoind's .cookie instead of a password."
+    )
+
+
+def _rpc_list(value: Any) -> tuple[RpcEndpointConfig, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, list):
+        raise Invalid(f"expected a list of daemons ({{url, user, password}}), got {value!r}")
+    problems: list[str] = []
+    endpoints = []
+    for index, item in enumerate(value):
+        endpoint = load_section(RpcEndpointConfig, item, f"[{index}]", problems, [])
+        if not endpoint.url.startswith(("http://", "https://")):
+            problems.append(
+                f"[{index}].url: expected an http:// or https:// URL, got {endpoint.url!r}"
+            )
+        if endpoint.password and endpoint.cookie_file:
+            problems.append(f"[{index}]: give either password or cookie_file, not both")
+        endpoints.append(endpoint)
+    if problems:
+        raise ConfigError(problems)
+    return tuple(endpoints)
+
+
+def _dump_rpc(endpoints: tuple[RpcEndpointConfig, ...]) -> list[Any]:
+    return list(endpoints)
+
+
+@dataclass(frozen=True)
+class DevnetConfig:
+    listen: HostPort = option(
+        HostPort("127.0.0.1", 18443),
+        host_port("127.0.0.1"),
+        dump=str,
+        doc="The embedded chain's JSON-RPC address.",
+    )
+    difficulty: Fraction = option(
+        Fraction(1, 1000), difficulty, dump=dump_fraction, doc="Network difficulty of the devnet."
+    )
+    data_dir: Path = option(
+        Path("./data/devnet"), path, dump=dump_path, doc="Where the devnet keeps its chain."
+    )
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    coin: str = option("bitcoin", choice("bitcoin"), doc="bitcoin (sha256d); litecoin later.")
+    network: str = option("devnet", choice(*NETWORKS), doc="mainnet, testnet, …, devnet.")
+    backend: str = option(
+        "devnet", choice("devnet", "bitcoind"), doc="devnet (embedded) or bitcoind."
+    )
+    rpc: tuple[RpcEndpointConfig, ...] = option(
+        [], _rpc_list, dump=_dump_rpc, doc="Daemons, tried in order (failover)."
+    )
+    poll_interval: float = option(
+        5.0, duration, dump=dump_duration, doc="Template poll when long polling is unavailable."
+    )
+    rpc_timeout: float = option(30.0, duration, dump=dump_duration, doc="Per-call RPC timeout.")
+    devnet: DevnetConfig = section(DevnetConfig)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole node configuration."""
+
+    app: AppConfig = section(AppConfig)
+    server: ServerConfig = section(ServerConfig, used=False)
+    mining: MiningConfig = section(MiningConfig)
+    pool: PoolConfig = section(PoolConfig)
+    stratum: StratumConfig = section(StratumConfig)
+    api: ApiConfig = section(ApiConfig, used=False)
+    database: DatabaseConfig = section(DatabaseConfig)
+    redis: RedisConfig = section(RedisConfig, used=False)
+    security: SecurityConfig = section(SecurityConfig, used=False)
+    federation: FederationConfig = section(FederationConfig, used=False)
+    monitoring: MonitoringConfig = section(MonitoringConfig)
+    optimization: OptimizationConfig = section(OptimizationConfig, used=False)
+    chain: ChainConfig = section(ChainConfig)
+    #: Keys present in the file that this version does not act on (warned once).
+    unused: tuple[str, ...] = field(default=(), compare=False)
+    #: The file this was read from.
+    source: Path | None = field(default=None, compare=False)
+
+    @property
+    def log_level(self) -> str:
+        return self.monitoring.logging.level or self.app.log_level
+
+    @property
+    def database_url(self) -> str:
+        return self.database.effective_url(self.app.data_dir)
+
+    @property
+    def database_pool_size(self) -> int:
+        return self.database.effective_pool_size(self.database_url)
+
+    @property
+    def payout_address(self) -> str:
+        """The pool's coinbase address: wallet_address, or the devnet's own on devnet."""
+        return self.pool.wallet_address or DEVNET_POOL_ADDRESS
+
+    @property
+    def fee_basis_points(self) -> int:
+        return int(self.pool.fee_percentage * 100)
+
+    def unused_warnings(self) -> list[str]:
+        return [f"{key} is not used by this version" for key in self.unused]
+
+
+# -- loading ---------------------------------------------------------------------------
+
+ENV_OVERRIDES = {
+    "DATABASE_URL": ("database", "url"),
+    "REDIS_URL": ("redis", "url"),
+    "LOG_LEVEL": ("monitoring", "logging", "level"),
+    "OTEDAMA_MODE": ("app", "mode"),
+}
+
+
+def read_yaml(source: Path) -> Any:
+    """Read a YAML file; every failure becomes a ConfigError that names the file."""
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{source}: no such config file"]) from None
+    except OSError as error:
+        raise ConfigError([f"{source}: cannot read it ({error.strerror})"]) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError([f"{source}: not valid YAML{where}: {problem}"]) from None
+
+
+def load_config(
+    source: str | os.PathLike[str] | None = None,
+    *,
+    data: Any = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Load, override from the environment, and validate; raise ConfigError listing all."""
+    env = os.environ if env is None else env
+    source_path = Path(source) if source is not None else None
+    if data is None:
+        data = read_yaml(source_path) if source_path is not None else {}
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source_path or 'config'}: expected a mapping of sections"])
+    data = _apply_env(data, env)
+    problems: list[str] = []
+    unused: list[str] = []
+    config = load_section(Config, data, "", problems, unused)
+    problems.extend(_cross_checks(config))
+    if problems:
+        raise ConfigError(problems)
+    config = _with_mode_defaults(config, data)
+    return replace(config, unused=tuple(unused), source=source_path)
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    result = {key: value for key, value in data.items()}
+    for variable, keys in ENV_OVERRIDES.items():
+        value = env.get(variable)
+        if not value:
+            continue
+        node = result
+        for key in keys[:-1]:
+            child = node.get(key)
+            child = dict(child) if isinstance(child, Mapping) else {}
+            node[key] = child
+            node = child
+        node[keys[-1]] = value
+    return result
+
+
+def _with_mode_defaults(config: Config, data: Mapping[str, Any]) -> Config:
+    app_data = data.get("app")
+    level_given = isinstance(app_data, Mapping) and "log_level" in app_data
+    if config.app.mode == "development" and not level_given and not config.monitoring.logging.level:
+        return replace(config, app=replace(config.app, log_level="debug"))
+    return config
+
+
+def _cross_checks(config: Config) -> list[str]:
+    problems: list[str] = []
+    chain = config.chain
+    if chain.backend == "devnet" and chain.network != "devnet":
+        problems.append(
+            f'chain.network: the devnet backend runs network "devnet", got "{chain.network}" '
+            "(set chain.backend: bitcoind for other networks)"
+        )
+    if chain.backend == "bitcoind" and chain.network == "devnet" and not chain.rpc:
+        problems.append("chain.rpc: a bitcoind backend on devnet needs the devnet's RPC address")
+    if chain.backend == "bitcoind" and not chain.rpc:
+        problems.append("chain.rpc: the bitcoind backend needs at least one daemon {url, user, …}")
+    stratum = config.stratum
+    if stratum.min_difficulty > stratum.max_difficulty:
+        problems.append(
+            f"stratum.min_difficulty: {dump_fraction(stratum.min_difficulty)} is above "
+            f"stratum.max_difficulty {dump_fraction(stratum.max_difficulty)}"
+        )
+    if not stratum.min_difficulty <= stratum.share_difficulty <= stratum.max_difficulty:
+        problems.append(
+            f"stratum.share_difficulty: {dump_fraction(stratum.share_difficulty)} is outside "
+            f"stratum.min_difficulty..max_difficulty"
+        )
+    problems.extend(_address_checks(config))
+    return problems
+
+
+def _address_checks(config: Config) -> list[str]:
+    from otedama.chain.address import AddressError, address_to_script
+    from otedama.chain.params import get_network
+
+    network = get_network(config.chain.network)
+    problems: list[str] = []
+    wallet = config.pool.wallet_address
+    if not wallet and config.chain.network != "devnet":
+        problems.append(
+            "pool.wallet_address: required — the address that receives the pool's coinbase "
+            f"({config.chain.network} format)"
+        )
+    for key, value in (
+        ("pool.wallet_address", wallet),
+        ("pool.fee_address", config.pool.fee_address),
+    ):
+        if not value:
+            continue
+        try:
+            address_to_script(value, network)
+        except AddressError as error:
+            problems.append(f'{key}: "{value}" is not a {config.chain.network} address: {error}')
+    return problems
+
+
+# -- export ----------------------------------------------------------------------------
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in ``scheme://user:password@host/…``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}:{MASK}@{netloc[1]}"))
+
+
+def export_config(config: Config, *, sanitize: bool) -> str:
+    """The effective config as YAML; with ``sanitize`` every secret is masked."""
+    data = dump_section(config, sanitize=sanitize)
+    if sanitize:
+        for section_name in ("database", "redis"):
+            url = data[section_name].get("url")
+            if url:
+                data[section_name]["url"] = mask_url(url)
+    header = "# Effective Otedama configuration"
+    if config.source is not None:
+        header += f" (from {config.source}, environment overrides applied)"
+    if sanitize:
+        header += "; secrets masked"
+    return header + "\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,222 @@
+"""The node's root service: ordered start, READY to systemd, live reload, ordered stop.
+
+`twisted.application.service.MultiService` starts children in order but neither waits
+for a child that becomes ready later (a listener binding, a database check) nor orders
+their stops. `NodeService` does both: a child may offer ``whenReady() -> Deferred``;
+the next child starts only after it fired, and ``READY=1`` goes out once all have.
+Stopping runs in reverse order, one child at a time, each bounded in time, so Stratum
+closes before the ledger flushes and the database goes last.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.protocol import Factory
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
+
+from otedama.config import Config, ConfigError, load_config
+from otedama.ops.logging import LogControl
+from otedama.ops.sdnotify import SystemdNotifier
+
+#: Each child gets this long to stop; the whole stop stays under systemd's 10 s budget.
+STOP_TIMEOUT = 8.0
+
+ReloadHook = Callable[[Config, Config], None]
+
+
+class ListenerService(Service):
+    """Listens on a server endpoint; ``whenReady`` fires once the port is bound."""
+
+    log = Logger()
+
+    def __init__(self, name: str, endpoint: Any, factory: Factory) -> None:
+        self.setName(name)
+        self.endpoint = endpoint
+        self.factory = factory
+        self.port: Any = None
+        self._ready: Deferred[Any] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._ready = self.endpoint.listen(self.factory)
+
+        def listening(port: Any) -> Any:
+            self.port = port
+            self.log.info("{name} listening on {address}", name=self.name, address=port.getHost())
+            return port
+
+        self._ready.addCallback(listening)
+
+    def whenReady(self) -> Deferred[Any]:
+        """The listen result (the port, or the failure to bind); for the parent only."""
+        assert self._ready is not None, "whenReady before startService"
+        return self._ready
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        if self.port is None:
+            return None
+        stopped: Deferred[None] = maybeDeferred(self.port.stopListening)
+        return stopped
+
+
+class NodeService(MultiService):
+    """The root of the node's service tree."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        log_control: LogControl,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.log_control = log_control
+        self.notifier = notifier or SystemdNotifier()
+        self.reload_hooks: list[ReloadHook] = []
+        self.ready: Deferred[None] = Deferred()
+        self._starting: Deferred[None] | None = None
+        self._started: list[Any] = []
+
+    # twistd asks the Application for an ILogObserver before it starts logging: give it
+    # ours so the node's level, format and file apply from the first line.
+    def setServiceParent(self, parent: Any) -> None:
+        if isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.log_control.observer)
+        super().setServiceParent(parent)
+
+    def startService(self) -> None:
+        Service.startService(self)
+        for warning in self.config.unused_warnings():
+            self.log.warn("{warning}", warning=warning)
+        self._install_sighup()
+        self._starting = Deferred.fromCoroutine(self._start_children())
+        self._starting.addErrback(self._start_failed)
+
+    async def _start_children(self) -> None:
+        for child in list(self):
+            child.startService()
+            self._started.append(child)
+            when_ready = getattr(child, "whenReady", None)
+            if when_ready is not None:
+                await when_ready()
+        self.log.info(
+            "Otedama node ready ({network}, {backend})",
+            network=self.config.chain.network,
+            backend=self.config.chain.backend,
+        )
+        self.notifier.ready("serving")
+        self.ready.callback(None)
+
+    def _start_failed(self, failure: Any) -> None:
+        self.log.failure("the node could not start; stopping", failure)
+        if not self.ready.called:
+            self.ready.errback(failure)
+            self.ready.addErrback(lambda _: None)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        self.notifier.stopping()
+        self._remove_sighup()
+        return Deferred.fromCoroutine(self._stop_children())
+
+    async def _stop_children(self) -> None:
+        if self._starting is not None and not self._starting.called:
+            self._starting.cancel()
+        for child in reversed(self._started):
+            if not child.running:
+                continue
+            stop: Any = child.stopService
+            stopping: Deferred[Any] = maybeDeferred(stop)
+            stopping.addTimeout(STOP_TIMEOUT, self.reactor)
+            try:
+                await stopping
+            except Exception:
+                self.log.failure("{name} did not stop cleanly", name=child.name)
+        self._started.clear()
+        self.log.info("Otedama node stopped")
+
+    # -- reload ------------------------------------------------------------------------
+
+    def _install_sighup(self) -> None:
+        loop = getattr(self.reactor, "_asyncioEventloop", None)
+        if loop is not None:
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+        elif hasattr(self.reactor, "callFromThread"):
+            signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
+
+    def _remove_sighup(self) -> None:
+        loop = getattr(self.reactor, "_asyncioEventloop", None)
+        if loop is not None:
+            loop.remove_signal_handler(signal.SIGHUP)
+
+    def reload(self) -> bool:
+        """Re-read the config file and apply what can change live; refuse a bad one."""
+        source = self.config.source
+        if source is None:
+            self.log.warn("reload requested but the node was not started from a config file")
+            return False
+        self.notifier.reloading()
+        try:
+            new = load_config(source)
+        except ConfigError as error:
+            self.log.error(
+                "reload refused: {path} is invalid, keeping the running config:\n{problems}",
+                path=str(source),
+                problems="\n".join(error.problems),
+            )
+            self.notifier.ready("reload refused: invalid config")
+            return False
+        old, self.config = self.config, new
+        if new.log_level != old.log_level:
+            self.log_control.set_level(new.log_level)
+        for hook in self.reload_hooks:
+            try:
+                hook(old, new)
+            except Exception:
+                self.log.failure("a reload hook failed")
+        for key in restart_only_changes(old, new):
+            self.log.warn("{key} changed; it takes effect after a restart", key=key)
+        self.log.info("configuration reloaded from {path}", path=str(source))
+        self.notifier.ready("serving")
+        return True
+
+
+#: Settings read once at start; a change needs a restart (the reload says so).
+_RESTART_ONLY = (
+    ("stratum", "address"),
+    ("stratum", "enable"),
+    ("chain",),
+    ("database",),
+    ("app", "data_dir"),
+    ("mining", "enable_cpu"),
+    ("mining", "cpu"),
+    ("pool", "wallet_address"),
+    ("pool", "rewards"),
+    ("monitoring", "logging", "format"),
+    ("monitoring", "logging", "file"),
+)
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    changed = []
+    for path in _RESTART_ONLY:
+        a: Any = old
+        b: Any = new
+        for name in path:
+            a, b = getattr(a, name), getattr(b, name)
+        if a != b:
+            changed.append(".".join(path))
+    return changed
