@@ -104,7 +104,9 @@ def test_notify_prevhash_is_word_swapped_into_header_order() -> None:
         (0, "", "job_id"),
     ],
 )
-def test_malformed_notify_is_refused_naming_the_field(index: int, value: object, message: str) -> None:
+def test_malformed_notify_is_refused_naming_the_field(
+    index: int, value: object, message: str
+) -> None:
     params = _notify_params(SUMMARY["jobs"]["6b05021400000000"])
     params[index] = value
     with pytest.raises(WorkError, match=message):
