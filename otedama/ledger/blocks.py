@@ -1,0 +1,430 @@
+"""Found blocks: recording them with their credits, and following them to maturity.
+
+``record_block`` inserts a block and the journal entries that share its reward in one
+transaction: the shares in the block's window are weighed (PPLNS: found_at - window to
+found_at; PROP: since the previous block; SOLO: the finder) and split by
+:func:`otedama.ledger.rewards.split_reward`. The block is ``pending`` until the chain
+has buried it ``coinbase_maturity`` deep, then ``confirmed``: its credits become
+spendable. A block that leaves the best chain becomes ``orphaned`` and every journal
+entry it made is cancelled by a new ``orphan_reversal`` entry; nothing is deleted.
+
+A SOLO block pays its finder in the coinbase itself, so besides the credit the journal
+gets a matching ``payout`` entry (same block, no batch): the miner's history shows the
+reward, and the balance never offers it for payout again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Connection, Row, func, insert, select, update
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from otedama.ledger.rewards import RewardScheme, RewardSplit, aggregate_weights, split_reward
+from otedama.ledger.tables import (
+    CONFIRMED,
+    CREDIT,
+    FEE,
+    ORPHAN_REVERSAL,
+    ORPHANED,
+    PAYOUT,
+    PENDING,
+    blocks,
+    journal,
+    shares,
+)
+
+if TYPE_CHECKING:
+    from otedama.ledger.store import LedgerStore
+
+#: Bitcoin's coinbase maturity: a coinbase output is spendable 100 blocks deep.
+COINBASE_MATURITY = 100
+#: Rows fetched at a time when weighing a window of shares.
+_WINDOW_FETCH = 20_000
+
+
+@dataclass(frozen=True)
+class FoundBlock:
+    """A block this pool found: what the ledger records about it."""
+
+    height: int
+    #: Display (RPC) hex.
+    hash: str
+    finder_address: str
+    finder_worker: str
+    #: Satoshis: the coinbase value that goes to this pool.
+    reward: int
+    found_at: float
+
+    def __post_init__(self) -> None:
+        if self.height < 0:
+            raise ValueError(f"block height must not be negative, got {self.height}")
+        if len(self.hash) != 64 or any(c not in "0123456789abcdef" for c in self.hash):
+            raise ValueError(f"block hash must be 64 lowercase hex digits, got {self.hash!r}")
+        if isinstance(self.reward, bool) or not isinstance(self.reward, int) or self.reward < 0:
+            raise ValueError(f"block reward must be non-negative int satoshis, got {self.reward!r}")
+
+
+@dataclass(frozen=True)
+class RewardPolicy:
+    """How this pool shares a block's reward: scheme, fee and where the fee goes."""
+
+    scheme: RewardScheme
+    fee_basis_points: int
+    fee_address: str
+    #: PPLNS window in seconds.
+    pplns_window: float = 7200.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scheme", RewardScheme.parse(self.scheme))
+        if self.pplns_window <= 0:
+            raise ValueError(f"PPLNS window must be positive seconds, got {self.pplns_window}")
+        if not self.fee_address:
+            raise ValueError(
+                "the reward policy needs a fee address (pool.fee_address / wallet_address)"
+            )
+
+
+@dataclass(frozen=True)
+class RecordedBlock:
+    """The outcome of recording a block: its id and, when newly recorded, its split."""
+
+    block_id: int
+    created: bool
+    split: RewardSplit | None
+    #: The time window whose shares were weighed: (start, end]; None for SOLO.
+    window: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    """A row of ``blocks``."""
+
+    id: int
+    height: int
+    hash: str
+    finder_address: str
+    finder_worker: str
+    reward: int
+    scheme: str
+    status: str
+    confirmations: int
+    found_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> BlockRow:
+        m = row._mapping
+        return cls(**{name: m[name] for name in cls.__dataclass_fields__})
+
+
+def share_window(
+    connection: Connection, found_at: float, policy: RewardPolicy
+) -> tuple[float, float] | None:
+    """The (start, end] time range whose shares earn a block found at ``found_at``."""
+    if policy.scheme is RewardScheme.SOLO:
+        return None
+    if policy.scheme is RewardScheme.PPLNS:
+        return (found_at - policy.pplns_window, found_at)
+    previous = connection.execute(
+        select(func.max(blocks.c.found_at)).where(blocks.c.found_at < found_at)
+    ).scalar()
+    return (float(previous) if previous is not None else float("-inf"), found_at)
+
+
+def window_weights(connection: Connection, window: tuple[float, float]) -> Mapping[str, Any]:
+    """Per-address summed share difficulty in ``window``, summed exactly."""
+    start, end = window
+    query = select(shares.c.address, shares.c.difficulty).where(shares.c.created_at <= end)
+    if start != float("-inf"):
+        query = query.where(shares.c.created_at > start)
+    result = connection.execution_options(yield_per=_WINDOW_FETCH).execute(query)
+    return aggregate_weights((address, difficulty) for address, difficulty in result)
+
+
+def record_block(
+    connection: Connection, found: FoundBlock, policy: RewardPolicy, now: float
+) -> RecordedBlock:
+    """Insert ``found`` as a pending block with its credits; idempotent on the hash."""
+    existing = connection.execute(select(blocks.c.id).where(blocks.c.hash == found.hash)).scalar()
+    if existing is not None:
+        return RecordedBlock(int(existing), False, None, None)
+    window = share_window(connection, found.found_at, policy)
+    weights = window_weights(connection, window) if window is not None else {}
+    split = split_reward(
+        policy.scheme,
+        found.reward,
+        policy.fee_basis_points,
+        weights,
+        found.finder_address,
+        policy.fee_address,
+    )
+    block_id = connection.execute(
+        insert(blocks).returning(blocks.c.id),
+        {
+            "height": found.height,
+            "hash": found.hash,
+            "finder_address": found.finder_address,
+            "finder_worker": found.finder_worker,
+            "reward": found.reward,
+            "scheme": policy.scheme.value,
+            "status": PENDING,
+            "confirmations": 0,
+            "found_at": found.found_at,
+            "updated_at": now,
+        },
+    ).scalar_one()
+    note = f"block {found.height} {policy.scheme.value}"
+    entries = [
+        _entry(now, address, CREDIT, amount, block_id, note)
+        for address, amount in split.credits.items()
+    ]
+    if split.fee:
+        entries.append(_entry(now, split.fee_address, FEE, split.fee, block_id, note))
+    if split.paid_in_coinbase:
+        entries.extend(
+            _entry(now, address, PAYOUT, -amount, block_id, f"{note}: paid in the coinbase")
+            for address, amount in split.credits.items()
+        )
+    if entries:
+        connection.execute(insert(journal), entries)
+    return RecordedBlock(int(block_id), True, split, window)
+
+
+def _entry(
+    now: float, address: str, kind: str, amount: int, block_id: int, note: str
+) -> dict[str, Any]:
+    return {
+        "created_at": now,
+        "address": address,
+        "kind": kind,
+        "amount": amount,
+        "block_id": block_id,
+        "batch_id": None,
+        "note": note,
+    }
+
+
+def pending_blocks(connection: Connection) -> list[BlockRow]:
+    """Blocks still waiting for maturity, oldest first."""
+    rows = connection.execute(
+        select(blocks).where(blocks.c.status == PENDING).order_by(blocks.c.height, blocks.c.id)
+    )
+    return [BlockRow.from_row(row) for row in rows]
+
+
+def get_block(connection: Connection, block_hash: str) -> BlockRow | None:
+    """The block with this display hash, if recorded."""
+    row = connection.execute(select(blocks).where(blocks.c.hash == block_hash)).first()
+    return None if row is None else BlockRow.from_row(row)
+
+
+def set_confirmations(
+    connection: Connection, block_id: int, confirmations: int, now: float
+) -> None:
+    """Note a pending block's depth."""
+    connection.execute(
+        update(blocks)
+        .where(blocks.c.id == block_id, blocks.c.status == PENDING)
+        .values(confirmations=confirmations, updated_at=now)
+    )
+
+
+def confirm_block(connection: Connection, block_id: int, confirmations: int, now: float) -> bool:
+    """Mark a pending block confirmed (its credits become spendable); False if not pending."""
+    result = connection.execute(
+        update(blocks)
+        .where(blocks.c.id == block_id, blocks.c.status == PENDING)
+        .values(status=CONFIRMED, confirmations=confirmations, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def orphan_block(connection: Connection, block_id: int, reason: str, now: float) -> int:
+    """Mark a pending block orphaned and cancel each of its journal entries by a new one.
+
+    Returns the number of reversal entries written (0 if the block was not pending).
+    """
+    result = connection.execute(
+        update(blocks)
+        .where(blocks.c.id == block_id, blocks.c.status == PENDING)
+        .values(status=ORPHANED, updated_at=now)
+    )
+    if result.rowcount != 1:
+        return 0
+    originals = connection.execute(
+        select(journal.c.address, journal.c.amount, journal.c.kind)
+        .where(journal.c.block_id == block_id, journal.c.kind != ORPHAN_REVERSAL)
+        .order_by(journal.c.id)
+    ).all()
+    reversals = [
+        _entry(now, address, ORPHAN_REVERSAL, -amount, block_id, f"reverses {kind}: {reason}")
+        for address, amount, kind in originals
+    ]
+    if reversals:
+        connection.execute(insert(journal), reversals)
+    return len(reversals)
+
+
+class ChainView(Protocol):
+    """What the tracker needs from the node (``BitcoindClient`` offers it)."""
+
+    def get_block_hash(self, height: int) -> Awaitable[str]: ...
+
+    def get_block_header(self, hash_hex: str) -> Awaitable[Mapping[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the chain says about one pending block."""
+
+    status: str
+    confirmations: int
+    reason: str = ""
+
+
+def _rpc_code(error: BaseException) -> int | None:
+    code = getattr(error, "code", None)
+    return code if isinstance(code, int) else None
+
+
+#: bitcoind: "Block not found" / "Block height out of range".
+_NOT_FOUND = -5
+_OUT_OF_RANGE = -8
+
+
+async def judge_block(node: ChainView, block: BlockRow, maturity: int) -> Verdict | None:
+    """Ask the node where ``block`` stands; None when it cannot tell yet."""
+    header: Mapping[str, Any] | None
+    try:
+        header = await node.get_block_header(block.hash)
+    except Exception as e:
+        if _rpc_code(e) != _NOT_FOUND:
+            raise
+        header = None
+    confirmations = int(header.get("confirmations", 0)) if header is not None else None
+    if confirmations == -1:
+        return Verdict(ORPHANED, -1, "the node reports it off the best chain (confirmations -1)")
+    try:
+        at_height: str | None = await node.get_block_hash(block.height)
+    except Exception as e:
+        if _rpc_code(e) != _OUT_OF_RANGE:
+            raise
+        at_height = None
+    if at_height is not None and at_height != block.hash:
+        return Verdict(ORPHANED, 0, f"the best chain has {at_height} at height {block.height}")
+    if confirmations is None:
+        return None
+    if confirmations >= maturity:
+        return Verdict(CONFIRMED, confirmations)
+    return Verdict(PENDING, confirmations)
+
+
+@dataclass(frozen=True)
+class TrackerReport:
+    """What one check changed."""
+
+    confirmed: tuple[str, ...] = ()
+    orphaned: tuple[str, ...] = ()
+    still_pending: int = 0
+
+
+class BlockTracker(TimerService):
+    """Follows pending blocks on the chain: confirms them at maturity, reverses orphans.
+
+    A ``TimerService``: every ``interval`` seconds it runs :meth:`check`; a failing check
+    (node down, database down) is logged and the next tick tries again.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        node: ChainView,
+        clock: IReactorTime,
+        maturity: int = COINBASE_MATURITY,
+        interval: float = 30.0,
+    ) -> None:
+        if maturity < 1:
+            raise ValueError(f"coinbase maturity must be at least 1, got {maturity}")
+        super().__init__(interval, self._tick)
+        self.clock = clock
+        self.store = store
+        self.node = node
+        self.maturity = maturity
+        # Any: mypy without the zope plugin mistypes Interface methods.
+        self._clock: Any = clock
+
+    def _tick(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._safe_check())
+
+    async def _safe_check(self) -> None:
+        try:
+            await self.check()
+        except Exception:
+            self.log.failure("block maturity check failed; retrying next tick")
+
+    async def check(self) -> TrackerReport:
+        """Look at every pending block once and record what the chain says."""
+        pending = await self.store.run(pending_blocks)
+        confirmed: list[str] = []
+        orphaned: list[str] = []
+        still = 0
+        for block in pending:
+            verdict = await judge_block(self.node, block, self.maturity)
+            ids = {"block_id": block.id, "now": self._clock.seconds()}
+            if verdict is None:
+                self.log.warn(
+                    "block {height} {hash} is unknown to the node; leaving it pending",
+                    height=block.height,
+                    hash=block.hash,
+                )
+                still += 1
+            elif verdict.status == CONFIRMED:
+                await self.store.run(
+                    partial(confirm_block, **ids, confirmations=verdict.confirmations)
+                )
+                confirmed.append(block.hash)
+                self.log.info(
+                    "block {height} {hash} confirmed at {confirmations} confirmations; "
+                    "its credits are spendable",
+                    height=block.height,
+                    hash=block.hash,
+                    confirmations=verdict.confirmations,
+                )
+            elif verdict.status == ORPHANED:
+                reversed_ = await self.store.run(
+                    partial(orphan_block, **ids, reason=verdict.reason)
+                )
+                orphaned.append(block.hash)
+                self.log.warn(
+                    "block {height} {hash} orphaned ({reason}); {count} entries reversed",
+                    height=block.height,
+                    hash=block.hash,
+                    reason=verdict.reason,
+                    count=reversed_,
+                )
+            else:
+                if verdict.confirmations != block.confirmations:
+                    await self.store.run(
+                        partial(set_confirmations, **ids, confirmations=verdict.confirmations)
+                    )
+                still += 1
+        return TrackerReport(tuple(confirmed), tuple(orphaned), still)
+
+
+def policy_from_config(config: Any) -> RewardPolicy:
+    """The reward policy from a loaded :class:`otedama.config.Config`."""
+    return RewardPolicy(
+        scheme=RewardScheme.parse(config.pool.rewards.system),
+        fee_basis_points=int(config.fee_basis_points),
+        fee_address=config.pool.fee_address or config.payout_address,
+        pplns_window=float(config.pool.rewards.window),
+    )

@@ -1,0 +1,603 @@
+"""Share ingest: every accepted share reaches the database exactly once.
+
+Shares are buffered in the reactor thread and written in batches (every ``batch_size``
+shares or ``flush_interval`` seconds), one multi-row insert per batch, on the database's
+worker threads. Each batch carries a random key that is inserted into ``share_batches``
+in the same transaction as its shares.
+
+When the database cannot be reached, batches go to a local spool instead: append-only
+segment files of one JSON line per batch, fsynced per batch, bounded in total size. A
+periodic check replays the spool when the database answers again (and at start, so a
+spool left by a crash or a restart is not forgotten). A segment file is deleted only
+after every batch in it committed; a batch whose key is already in ``share_batches``
+(it committed but the crash came before the segment was deleted, or the commit reply was
+lost) is skipped, so the count is exact. A batch the database refuses for another reason
+is moved to ``rejected.jsonl`` beside the spool, never silently lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from otedama.ledger.db import Database, DatabaseStopped, describe_error
+from otedama.ledger.tables import share_batches, shares
+
+#: Default bound of the spool: generous, so an outage of hours loses nothing.
+DEFAULT_SPOOL_MAX_BYTES = 1 << 30
+#: A segment is closed at this size so a long replay can free disk as it goes.
+SEGMENT_BYTES = 64 << 20
+REJECTED_FILE = "rejected.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class ShareRecord:
+    """One accepted share as the ledger stores it.
+
+    ``difficulty`` is the share difficulty in force when it was accepted (its PPLNS
+    weight); ``share_hash`` the header hash in internal byte order, when known.
+    """
+
+    created_at: float
+    address: str
+    worker: str
+    difficulty: float
+    job_id: str
+    height: int
+    share_hash: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.created_at) or self.created_at < 0:
+            raise ValueError(f"share created_at must be epoch seconds, got {self.created_at!r}")
+        if not self.address:
+            raise ValueError("share address is empty")
+        if not math.isfinite(self.difficulty) or self.difficulty <= 0:
+            raise ValueError(f"share difficulty must be positive, got {self.difficulty!r}")
+        if self.height < 0:
+            raise ValueError(f"share height must not be negative, got {self.height!r}")
+
+    def as_row(self) -> dict[str, Any]:
+        """The ``shares`` row for this record."""
+        return {
+            "created_at": self.created_at,
+            "address": self.address,
+            "worker": self.worker,
+            "difficulty": self.difficulty,
+            "job_id": self.job_id,
+            "height": self.height,
+            "share_hash": self.share_hash,
+        }
+
+    def to_json(self) -> list[Any]:
+        """A compact JSON-ready list (the spool line format)."""
+        share_hash = None if self.share_hash is None else self.share_hash.hex()
+        return [
+            self.created_at,
+            self.address,
+            self.worker,
+            self.difficulty,
+            self.job_id,
+            self.height,
+            share_hash,
+        ]
+
+    @classmethod
+    def from_json(cls, item: Sequence[Any]) -> ShareRecord:
+        """Inverse of :meth:`to_json`."""
+        created_at, address, worker, difficulty, job_id, height, share_hash = item
+        return cls(
+            float(created_at),
+            str(address),
+            str(worker),
+            float(difficulty),
+            str(job_id),
+            int(height),
+            None if share_hash is None else bytes.fromhex(share_hash),
+        )
+
+
+def insert_batch(
+    connection: Connection,
+    key: str,
+    records: Sequence[ShareRecord],
+    now: float,
+    *,
+    skip_if_present: bool = False,
+) -> bool:
+    """Insert one batch of shares and its ``share_batches`` key; False if already there."""
+    if skip_if_present:
+        found = connection.execute(
+            select(share_batches.c.key).where(share_batches.c.key == key)
+        ).first()
+        if found is not None:
+            return False
+    connection.execute(
+        insert(share_batches), {"key": key, "created_at": now, "count": len(records)}
+    )
+    if records:
+        connection.execute(insert(shares), [record.as_row() for record in records])
+    return True
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True when ``error`` means the database is unreachable rather than the data bad."""
+    if isinstance(error, OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+@dataclass(frozen=True)
+class SpooledBatch:
+    """A batch read back from a spool segment."""
+
+    key: str
+    records: tuple[ShareRecord, ...]
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A spool line that cannot be read (torn by a crash mid-write, or damaged)."""
+
+    segment: Path
+    number: int
+    reason: str
+
+
+class ShareSpool:
+    """Bounded, append-only local storage for share batches while the database is away.
+
+    Blocking file I/O: call it from worker threads, not the reactor. Thread-safe.
+    """
+
+    def __init__(self, directory: Path, max_bytes: int = DEFAULT_SPOOL_MAX_BYTES) -> None:
+        if max_bytes < 1:
+            raise ValueError(f"share spool max size must be positive, got {max_bytes}")
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._current: BinaryIO | None = None
+        self._current_size = 0
+        segments = self._segments()
+        self._next_number = (int(segments[-1].stem.split("-")[1]) + 1) if segments else 1
+        self._bytes = sum(segment.stat().st_size for segment in segments)
+
+    def _segments(self) -> list[Path]:
+        return sorted(self.directory.glob("spool-*.jsonl"))
+
+    @property
+    def size(self) -> int:
+        """Bytes waiting in the spool."""
+        return self._bytes
+
+    def has_data(self) -> bool:
+        """True when batches are waiting to be replayed."""
+        return self._bytes > 0
+
+    def append(self, key: str, records: Sequence[ShareRecord], now: float) -> bool:
+        """Append one batch durably (fsync); False when the spool is full."""
+        line = (
+            json.dumps(
+                {"key": key, "at": now, "shares": [r.to_json() for r in records]},
+                separators=(",", ":"),
+            )
+            + "\n"
+        ).encode()
+        with self._lock:
+            if self._bytes + len(line) > self.max_bytes:
+                return False
+            current = self._current or self._open_segment()
+            try:
+                current.write(line)
+                current.flush()
+                os.fsync(current.fileno())
+            except OSError:
+                # Whatever part of the line reached the file is torn; never append after it.
+                self._close_segment()
+                raise
+            self._bytes += len(line)
+            self._current_size += len(line)
+            if self._current_size >= SEGMENT_BYTES:
+                self._close_segment()
+            return True
+
+    def _open_segment(self) -> BinaryIO:
+        path = self.directory / f"spool-{self._next_number:012d}.jsonl"
+        self._next_number += 1
+        current = self._current = open(path, "ab")  # kept open across appends
+        self._current_size = 0
+        directory = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return current
+
+    def _close_segment(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+    def rotate(self) -> list[Path]:
+        """Close the segment being written and return every segment, oldest first."""
+        with self._lock:
+            self._close_segment()
+            return self._segments()
+
+    def read(self, segment: Path) -> Iterator[SpooledBatch | BadLine]:
+        """The batches in one closed segment, in order; unreadable lines as ``BadLine``."""
+        with open(segment, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                if not raw.endswith(b"\n"):
+                    yield BadLine(segment, number, "torn last line (crash while writing)")
+                    continue
+                try:
+                    item = json.loads(raw)
+                    yield SpooledBatch(
+                        str(item["key"]),
+                        tuple(ShareRecord.from_json(share) for share in item["shares"]),
+                    )
+                except (ValueError, KeyError, TypeError) as e:
+                    yield BadLine(segment, number, f"unreadable line: {e}")
+
+    def remove(self, segment: Path) -> None:
+        """Delete a segment whose batches are all in the database."""
+        with self._lock:
+            size = segment.stat().st_size
+            segment.unlink()
+            self._bytes -= size
+
+    def reject(self, batch: SpooledBatch, reason: str, now: float) -> None:
+        """Keep a batch the database refused in ``rejected.jsonl`` for the operator."""
+        line = json.dumps(
+            {
+                "key": batch.key,
+                "at": now,
+                "reason": reason,
+                "shares": [r.to_json() for r in batch.records],
+            },
+            separators=(",", ":"),
+        )
+        with self._lock, open(self.directory / REJECTED_FILE, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def close(self) -> None:
+        """Close the open segment (appending again reopens a new one)."""
+        with self._lock:
+            self._close_segment()
+
+
+STORED = "stored"
+SPOOLED = "spooled"
+DROPPED = "dropped"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What happened to one batch: stored, spooled, or dropped (spool full)."""
+
+    outcome: str
+    count: int
+    reason: str | None = None
+
+
+@dataclass
+class ReplayResult:
+    """What one spool replay did."""
+
+    replayed_batches: int = 0
+    replayed_shares: int = 0
+    skipped_batches: int = 0
+    rejected_shares: int = 0
+    bad_lines: list[BadLine] = field(default_factory=list)
+
+
+class ShareWriter:
+    """Writes batches to the database, or to the spool when it is unreachable.
+
+    Blocking: its methods run on the database's worker threads. ``degraded_reason``
+    says why the database is considered unreachable (None when it is fine).
+    """
+
+    def __init__(self, engine: Engine, spool: ShareSpool) -> None:
+        self.engine = engine
+        self.spool = spool
+        self.degraded_reason: str | None = None
+
+    def write(self, key: str, records: Sequence[ShareRecord], now: float) -> WriteResult:
+        """Store one batch: in the database if it is up, else in the spool."""
+        reason = self.degraded_reason
+        if reason is None:
+            try:
+                with self.engine.begin() as connection:
+                    insert_batch(connection, key, records, now)
+                return WriteResult(STORED, len(records))
+            except Exception as e:
+                reason = describe_error(e, self.engine.url)
+                if is_connection_error(e):
+                    self.degraded_reason = reason
+                else:
+                    reason = f"the database refused a share batch: {reason}"
+        return self.spool_batch(key, records, now, reason)
+
+    def spool_batch(
+        self, key: str, records: Sequence[ShareRecord], now: float, reason: str | None
+    ) -> WriteResult:
+        """Put one batch in the spool (for replay later); DROPPED only when it cannot."""
+        try:
+            if self.spool.append(key, records, now):
+                return WriteResult(SPOOLED, len(records), reason)
+            reason = f"share spool full ({self.spool.size} of {self.spool.max_bytes} bytes)"
+        except OSError as e:
+            reason = f"cannot write the share spool in {self.spool.directory}: {e}"
+        return WriteResult(DROPPED, len(records), reason)
+
+    def replay(self, now: float) -> ReplayResult:
+        """Move every spooled batch into the database; raises if it is still unreachable."""
+        result = ReplayResult()
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(1))
+        except Exception as e:
+            self.degraded_reason = describe_error(e, self.engine.url)
+            raise
+        for segment in self.spool.rotate():
+            for item in self.spool.read(segment):
+                if isinstance(item, BadLine):
+                    result.bad_lines.append(item)
+                    continue
+                self._replay_batch(item, now, result)
+            self.spool.remove(segment)
+        self.degraded_reason = None
+        return result
+
+    def _replay_batch(self, batch: SpooledBatch, now: float, result: ReplayResult) -> None:
+        try:
+            with self.engine.begin() as connection:
+                inserted = insert_batch(
+                    connection, batch.key, batch.records, now, skip_if_present=True
+                )
+        except Exception as e:
+            if is_connection_error(e):
+                self.degraded_reason = describe_error(e, self.engine.url)
+                raise
+            self.spool.reject(batch, describe_error(e, self.engine.url), now)
+            result.rejected_shares += len(batch.records)
+            return
+        if inserted:
+            result.replayed_batches += 1
+            result.replayed_shares += len(batch.records)
+        else:
+            result.skipped_batches += 1
+
+
+@dataclass(frozen=True)
+class IngestHealth:
+    """The share path's state for ``/health``: ``ok`` or ``degraded`` with the reason."""
+
+    status: str
+    reason: str | None
+    spool_bytes: int
+    spool_max_bytes: int
+    stored: int
+    spooled: int
+    dropped: int
+
+
+class ShareBatcher:
+    """Buffers accepted shares in the reactor and writes them in batches.
+
+    :meth:`add` never blocks nor raises for database trouble, so Stratum keeps serving
+    miners while the database is away; the spool and a periodic replay take care of it.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        database: Database,
+        writer: ShareWriter,
+        clock: IReactorTime,
+        batch_size: int = 1000,
+        flush_interval: float = 1.0,
+        retry_interval: float = 5.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"share batch size must be at least 1, got {batch_size}")
+        if flush_interval <= 0 or retry_interval <= 0:
+            raise ValueError(
+                f"share flush/retry intervals must be positive, got {flush_interval}/{retry_interval}"
+            )
+        self.database = database
+        self.writer = writer
+        # Any: mypy without the zope plugin mistypes Interface methods.
+        self._clock: Any = clock
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.retry_interval = retry_interval
+        self.stored = 0
+        self.spooled = 0
+        self.dropped = 0
+        self.replayed = 0
+        self._buffer: list[ShareRecord] = []
+        self._pending: set[Deferred[Any]] = set()
+        self._replaying: Deferred[Any] | None = None
+        self._flusher = LoopingCall(self._flush_now)
+        self._flusher.clock = clock
+        self._maintainer = LoopingCall(self._maintain)
+        self._maintainer.clock = clock
+        self._running = False
+        self._was_degraded = False
+
+    def start(self) -> None:
+        """Start the periodic flush and the spool replay check (first check at once)."""
+        if self._running:
+            return
+        self._running = True
+        self._flusher.start(self.flush_interval, now=False)
+        self._maintainer.start(self.retry_interval, now=True)
+
+    def add(self, record: ShareRecord) -> None:
+        """Queue one accepted share."""
+        self._buffer.append(record)
+        if len(self._buffer) >= self.batch_size:
+            self._flush_now()
+
+    @property
+    def buffered(self) -> int:
+        """Shares waiting in memory for the next batch."""
+        return len(self._buffer)
+
+    def _flush_now(self) -> None:
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        key = uuid.uuid4().hex
+        now = self._clock.seconds()
+        try:
+            d = self.database.call(self.writer.write, key, batch, now)
+        except DatabaseStopped:
+            # After the database stopped (shutdown), write straight to the spool.
+            self._written(self.writer.spool_batch(key, batch, now, "the ledger is stopping"))
+            return
+        self._pending.add(d)
+        d.addCallbacks(self._written, self._write_failed, errbackArgs=(len(batch),))
+        d.addBoth(self._forget, d)
+
+    def _forget(self, result: object, d: Deferred[Any]) -> None:
+        self._pending.discard(d)
+
+    def _written(self, result: WriteResult) -> None:
+        if result.outcome == STORED:
+            self.stored += result.count
+        elif result.outcome == SPOOLED:
+            self.spooled += result.count
+            if not self._was_degraded:
+                self._was_degraded = True
+                self.log.warn(
+                    "ledger database unavailable ({reason}); spooling shares to {spool}",
+                    reason=result.reason,
+                    spool=str(self.writer.spool.directory),
+                )
+        else:
+            self.dropped += result.count
+            self.log.critical(
+                "SHARES LOST: dropped {count} shares ({dropped} in total): {reason}",
+                count=result.count,
+                dropped=self.dropped,
+                reason=result.reason,
+            )
+
+    def _write_failed(self, failure: Failure, count: int) -> None:
+        self.dropped += count
+        self.log.failure("share batch of {count} could not be written", failure, count=count)
+
+    async def flush(self) -> None:
+        """Write what is buffered and wait until every batch is stored or spooled."""
+        self._flush_now()
+        while self._pending:
+            await DeferredList(list(self._pending), consumeErrors=True)
+
+    def _maintain(self) -> Deferred[Any] | None:
+        if self._replaying is not None:
+            return None
+        if self.writer.degraded_reason is None and not self.writer.spool.has_data():
+            return None
+        try:
+            d = self.database.call(self.writer.replay, self._clock.seconds())
+        except DatabaseStopped:
+            return None
+        self._replaying = d
+        d.addCallbacks(self._replayed, self._replay_failed)
+        d.addBoth(self._replay_done)
+        return None
+
+    def _replay_done(self, result: object) -> None:
+        self._replaying = None
+
+    def _replayed(self, result: ReplayResult) -> None:
+        self.replayed += result.replayed_shares
+        for bad in result.bad_lines:
+            self.log.error(
+                "share spool {segment} line {number} skipped: {reason}",
+                segment=str(bad.segment),
+                number=bad.number,
+                reason=bad.reason,
+            )
+        if result.rejected_shares:
+            self.log.error(
+                "the database refused {count} spooled shares; kept in {file}",
+                count=result.rejected_shares,
+                file=str(self.writer.spool.directory / REJECTED_FILE),
+            )
+        if result.replayed_batches or result.skipped_batches:
+            self.log.info(
+                "ledger database back: replayed {shares} spooled shares in {batches} batches "
+                "({skipped} batches were already stored)",
+                shares=result.replayed_shares,
+                batches=result.replayed_batches,
+                skipped=result.skipped_batches,
+            )
+        self._was_degraded = False
+
+    def _replay_failed(self, failure: Failure) -> None:
+        if failure.value is not None and is_connection_error(failure.value):
+            self.log.debug(
+                "ledger database still unavailable: {reason}", reason=self.writer.degraded_reason
+            )
+            return
+        self.log.failure("share spool replay failed", failure)
+
+    async def replay_now(self) -> None:
+        """Run one spool replay check now and wait for it (start-up, tests)."""
+        if self._replaying is not None:
+            await DeferredList([self._replaying], consumeErrors=True)
+        self._maintain()
+        if self._replaying is not None:
+            await DeferredList([self._replaying], consumeErrors=True)
+
+    def health(self) -> IngestHealth:
+        """``ok`` or ``degraded`` (with the reason), spool use and counters."""
+        reason = self.writer.degraded_reason
+        if reason is None and self.writer.spool.has_data():
+            reason = "spooled shares waiting to be replayed"
+        full = self.writer.spool.size >= self.writer.spool.max_bytes * 0.99
+        if full:
+            reason = f"share spool full; shares are being dropped ({reason})"
+        return IngestHealth(
+            status="ok" if reason is None else "degraded",
+            reason=reason,
+            spool_bytes=self.writer.spool.size,
+            spool_max_bytes=self.writer.spool.max_bytes,
+            stored=self.stored,
+            spooled=self.spooled,
+            dropped=self.dropped,
+        )
+
+    async def stop(self) -> None:
+        """Stop the timers, write what is buffered and wait for writes and replays."""
+        if self._running:
+            self._running = False
+            self._flusher.stop()
+            self._maintainer.stop()
+        await self.flush()
+        if self._replaying is not None:
+            await DeferredList([self._replaying], consumeErrors=True)
