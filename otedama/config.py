@@ -661,3 +661,29 @@ def export_config(config: Config, *, sanitize: bool) -> str:
     if sanitize:
         header += "; secrets masked"
     return header + "\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def reference_markdown() -> str:
+    """The key reference of docs/configuration.md: every key, default, meaning."""
+    from otedama.configschema import iter_keys
+
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for key, default, spec, doc in iter_keys(Config):
+        if key in ("unused", "source"):
+            continue
+        if spec is None:
+            lines.append(f"| **`{key}`** | | {doc or 'section'} |")
+            continue
+        shown = spec.dump(default)
+        if isinstance(shown, bool):
+            shown = "true" if shown else "false"
+        if isinstance(shown, list | tuple):
+            shown = "[]" if not shown else ", ".join(map(str, shown))
+        shown_text = "—" if shown in (None, "") else f"`{shown}`"
+        meaning = doc or ""
+        if not spec.used:
+            meaning = (meaning + " " if meaning else "") + "*Accepted; not used by this version.*"
+        if spec.secret:
+            meaning += " Masked by `config export --sanitize`."
+        lines.append(f"| `{key}` | {shown_text} | {meaning} |")
+    return "\n".join(lines) + "\n"

@@ -311,8 +311,13 @@ def load_section(
     where: str,
     problems: list[str],
     unused: list[str],
+    *,
+    inside_unused: bool = False,
 ) -> T:
-    """Build a frozen ``cls`` from ``data``; problems and unused keys are collected."""
+    """Build a frozen ``cls`` from ``data``; problems and unused keys are collected.
+
+    A key counts as unused when its spec says so or it lies in an unused section.
+    """
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -328,15 +333,13 @@ def load_section(
             problems.append(f"{path_}: unknown key (known keys here: {known})")
             continue
         if target.metadata.get("section"):
-            used = target.metadata.get("used", True)
-            if not used:
-                unused.append(path_)
             values[target.name] = load_section(
                 target.default_factory,  # type: ignore[arg-type]
                 raw,
                 path_,
                 problems,
-                unused if used else [],
+                unused,
+                inside_unused=inside_unused or not target.metadata.get("used", True),
             )
             continue
         spec: Spec = target.metadata["spec"]
@@ -348,7 +351,7 @@ def load_section(
         except ConfigError as error:
             problems.extend(f"{path_}{p}" if p.startswith("[") else p for p in error.problems)
             continue
-        if not spec.used:
+        if inside_unused or not spec.used:
             unused.append(path_)
     return cls(**values)
 
@@ -385,6 +388,8 @@ def iter_keys(cls: type[Any], where: str = "") -> list[tuple[str, Any, Spec | No
     rows: list[tuple[str, Any, Spec | None, str]] = []
     for f in dataclasses.fields(cls):
         path_ = f"{where}.{f.name}" if where else f.name
+        if not f.metadata:
+            continue
         if f.metadata.get("section"):
             rows.append((path_, None, None, f.metadata.get("doc", "")))
             rows.extend(iter_keys(f.default_factory, path_))  # type: ignore[arg-type]

@@ -1,0 +1,182 @@
+"""The pool core: where shares, blocks and rewards meet.
+
+Stratum hands every accepted share and every block candidate here (`ShareSink`). The
+core counts shares per worker, passes them to the ledger's batcher, submits blocks to
+the chain at once, and records found blocks with their credits. It also decides what
+the coinbase pays: the pool's wallet (PPLNS, PROP) or the finder (SOLO).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from otedama.chain.address import address_to_script
+from otedama.chain.params import NetworkParams
+from otedama.chain.serialize import Transaction, TxOut
+from otedama.chain.template import BlockTemplate
+from otedama.stratum.share import Share
+
+
+class BlockSubmitter(Protocol):
+    """The chain backend as the core sees it (`BitcoindClient` satisfies it)."""
+
+    async def submit_block(self, block: bytes) -> Any: ...
+
+
+class ShareLedger(Protocol):
+    """The ledger as the core sees it."""
+
+    def add_share(self, share: Share) -> None: ...
+
+    def record_block(self, share: Share, reward: int) -> Awaitable[Any]: ...
+
+
+@dataclass
+class WorkerStats:
+    """In-memory counters of one worker since the node started."""
+
+    shares: int = 0
+    difficulty: float = 0.0
+    blocks: int = 0
+    last_share: float = 0.0
+
+
+@dataclass
+class PoolStats:
+    shares: int = 0
+    blocks_submitted: int = 0
+    blocks_accepted: int = 0
+    blocks_rejected: int = 0
+    workers: dict[str, WorkerStats] = field(default_factory=dict)
+
+
+class PoolCore:
+    """Implements Stratum's `ShareSink` and the coinbase payout policy."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        network: NetworkParams,
+        pool_address: str,
+        scheme: str,
+        fee_basis_points: int,
+        submitter: BlockSubmitter,
+        ledger: ShareLedger | None = None,
+        fee_address: str | None = None,
+    ) -> None:
+        self.network = network
+        self.scheme = scheme
+        self.fee_basis_points = fee_basis_points
+        self.pool_script = address_to_script(pool_address, network)
+        self.fee_script = address_to_script(fee_address or pool_address, network)
+        self.submitter = submitter
+        self.ledger = ledger
+        self.stats = PoolStats()
+        self._on_block: list[Callable[[Share, Any], None]] = []
+
+    # -- coinbase policy ---------------------------------------------------------------
+
+    def coinbase_outputs(self, template: BlockTemplate) -> list[TxOut]:
+        """Pooled schemes: the whole coinbase value goes to the pool's wallet."""
+        return [TxOut(template.coinbase_value, self.pool_script)]
+
+    def solo_outputs(self, template: BlockTemplate, address: str) -> list[TxOut]:
+        """SOLO: the finder is paid in the coinbase itself; the fee goes to the pool."""
+        value = template.coinbase_value
+        fee = value * self.fee_basis_points // 10_000
+        outputs = [TxOut(value - fee, address_to_script(address, self.network))]
+        if fee:
+            outputs.append(TxOut(fee, self.fee_script))
+        return outputs
+
+    # -- ShareSink ---------------------------------------------------------------------
+
+    def share_accepted(self, share: Share) -> None:
+        stats = self.stats.workers.get(share.worker)
+        if stats is None:
+            stats = self.stats.workers[share.worker] = WorkerStats()
+            self.log.info(
+                "first share from {worker} at difficulty {difficulty}",
+                worker=share.worker,
+                difficulty=float(share.difficulty),
+            )
+        stats.shares += 1
+        stats.difficulty += float(share.difficulty)
+        stats.last_share = share.time
+        self.stats.shares += 1
+        self.log.debug(
+            "share accepted from {worker} at difficulty {difficulty} (job {job})",
+            worker=share.worker,
+            difficulty=float(share.difficulty),
+            job=share.job_id,
+        )
+        if self.ledger is not None:
+            self.ledger.add_share(share)
+
+    def block_found(self, block: bytes, share: Share) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self._submit(block, share))
+
+    async def _submit(self, block: bytes, share: Share) -> Any:
+        block_hash = share.block_hash[::-1].hex()
+        self.stats.blocks_submitted += 1
+        self.log.info(
+            "block candidate at height {height} from {worker}: {hash}; submitting",
+            height=share.height,
+            worker=share.worker,
+            hash=block_hash,
+        )
+        try:
+            result = await self.submitter.submit_block(block)
+        except Exception:
+            self.log.failure(
+                "submitblock for {hash} at height {height} failed; the block may be lost",
+                hash=block_hash,
+                height=share.height,
+            )
+            self.stats.blocks_rejected += 1
+            return None
+        if not getattr(result, "accepted", False):
+            self.stats.blocks_rejected += 1
+            self.log.warn(
+                "block {hash} at height {height} rejected by the chain: {reason}",
+                hash=block_hash,
+                height=share.height,
+                reason=getattr(result, "reason", result),
+            )
+            return result
+        self.stats.blocks_accepted += 1
+        worker = self.stats.workers.setdefault(share.worker, WorkerStats())
+        worker.blocks += 1
+        self.log.info(
+            "BLOCK FOUND at height {height} by {worker}: {hash}",
+            height=share.height,
+            worker=share.worker,
+            hash=block_hash,
+        )
+        if self.ledger is not None:
+            reward = self.coinbase_reward(share)
+            try:
+                await self.ledger.record_block(share, reward)
+            except Exception:
+                self.log.failure("could not record block {hash} in the ledger", hash=block_hash)
+        for callback in self._on_block:
+            callback(share, result)
+        return result
+
+    def coinbase_reward(self, share: Share) -> int:
+        """What the block's coinbase pays this pool (all outputs, exactly)."""
+        coinbase = Transaction.parse(share.coinbase)
+        scripts = {self.pool_script, self.fee_script}
+        if self.scheme == "SOLO":
+            return sum(out.value for out in coinbase.outputs if out.script_pubkey)
+        return sum(out.value for out in coinbase.outputs if out.script_pubkey in scripts)
+
+    def on_block(self, callback: Callable[[Share, Any], None]) -> None:
+        """Call ``callback(share, result)`` after each accepted block."""
+        self._on_block.append(callback)
