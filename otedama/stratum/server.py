@@ -1,0 +1,235 @@
+"""State shared by every Stratum connection: sessions, extranonce1s, limits, fan-out.
+
+``StratumServer`` is still sans-IO: sessions are given ``write``/``close`` callables by the
+thin Twisted protocol in ``protocol.py``. It owns the periodic sweep (subscribe and idle
+timeouts, vardiff for quiet miners) and broadcasts every new job to the sessions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from otedama.stratum.errors import Reject
+from otedama.stratum.jobs import Job, JobManager
+from otedama.stratum.session import StratumSession
+from otedama.stratum.settings import StratumSettings
+from otedama.stratum.share import Share, ShareSink
+from otedama.stratum.validator import ShareValidator
+from otedama.stratum.vardiff import Vardiff
+
+__all__ = ["StratumServer", "StratumStats"]
+
+_EXTRANONCE1_SPACE = 1 << 32
+_RESUMABLE_KEEP = 65536
+
+
+class StratumStats:
+    """Counters for metrics and the API (plain attributes, cheap to bump)."""
+
+    __slots__ = ("accepted", "bad_lines", "blocks", "refused_connections", "rejected")
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.blocks = 0
+        self.bad_lines = 0
+        self.refused_connections = 0
+        self.rejected: Counter[str] = Counter()
+
+    def count_reject(self, reject: Reject) -> None:
+        """Count one rejected share by its reason."""
+        self.rejected[reject.message] += 1
+
+
+class StratumServer:
+    """The sessions of one Stratum listener and what they share."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        job_manager: JobManager,
+        sink: ShareSink,
+        settings: StratumSettings,
+        clock: IReactorTime,
+    ) -> None:
+        if job_manager.extranonce2_size != settings.extranonce2_size:
+            raise ValueError(
+                f"job manager extranonce2 size {job_manager.extranonce2_size} differs from "
+                f"the stratum setting {settings.extranonce2_size}"
+            )
+        if job_manager.extranonce1_size != 4:
+            raise ValueError(
+                f"the stratum server hands out 4-byte extranonce1s; the job manager was built "
+                f"for {job_manager.extranonce1_size}"
+            )
+        self.jobs = job_manager
+        self.sink = sink
+        self.settings = settings
+        self.clock: Any = clock  # zope interfaces do not type-check without mypy-zope
+        self.validator = ShareValidator(settings.extranonce2_size, settings.network.algorithm)
+        self.vardiff: Vardiff | None = (
+            Vardiff(settings.target_share_interval, settings.retarget_interval)
+            if settings.vardiff
+            else None
+        )
+        self.stats = StratumStats()
+        self.sessions: set[StratumSession] = set()
+        self._per_host: Counter[str] = Counter()
+        self._extranonce_next = 1
+        self._extranonce_used: dict[int, StratumSession] = {}
+        self._resumable: OrderedDict[int, None] = OrderedDict()
+        self._sweep_call: Any = None
+        job_manager.add_listener(self.broadcast)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the periodic sweep (and listening to the job manager, after a stop)."""
+        self.jobs.remove_listener(self.broadcast)
+        self.jobs.add_listener(self.broadcast)
+        if self._sweep_call is None:
+            self._sweep_call = self.clock.callLater(self.settings.sweep_interval, self._sweep)
+
+    def stop(self) -> None:
+        """Stop the sweep and stop listening to the job manager."""
+        if self._sweep_call is not None and self._sweep_call.active():
+            self._sweep_call.cancel()
+        self._sweep_call = None
+        self.jobs.remove_listener(self.broadcast)
+
+    def _sweep(self) -> None:
+        self._sweep_call = None
+        now = self.clock.seconds()
+        for session in list(self.sessions):
+            try:
+                session.tick(now)
+            except Exception:
+                self.log.failure("stratum sweep failed for {host}", host=session.host)
+        self._sweep_call = self.clock.callLater(self.settings.sweep_interval, self._sweep)
+
+    # -- connections -------------------------------------------------------------------
+
+    def refusal(self, host: str) -> str | None:
+        """Why a new connection from ``host`` must be refused, or None to accept it."""
+        settings = self.settings
+        if len(self.sessions) >= settings.max_connections:
+            return f"server full ({settings.max_connections} connections)"
+        if self._per_host[host] >= settings.max_connections_per_ip:
+            return f"{host} already has {settings.max_connections_per_ip} connections"
+        return None
+
+    def open_session(
+        self, host: str, write: Callable[[bytes], object], close: Callable[[], object]
+    ) -> StratumSession | None:
+        """A new session for a connection from ``host``, or None when over a limit."""
+        reason = self.refusal(host)
+        if reason is not None:
+            self.stats.refused_connections += 1
+            self.log.warn("refusing stratum connection: {reason}", reason=reason)
+            return None
+        session = StratumSession(self, host, write, close, self.clock.seconds())
+        self.sessions.add(session)
+        self._per_host[host] += 1
+        return session
+
+    def session_closed(self, session: StratumSession) -> None:
+        """Forget a closed session; its extranonce1 becomes resumable."""
+        if session not in self.sessions:
+            return
+        self.sessions.discard(session)
+        left = self._per_host[session.host] - 1
+        if left > 0:
+            self._per_host[session.host] = left
+        else:
+            del self._per_host[session.host]
+        if session.subscribed:
+            self.release_extranonce1(session.extranonce1)
+
+    def connections_from(self, host: str) -> int:
+        """Open connections from ``host``."""
+        return self._per_host[host]
+
+    # -- extranonce1 -------------------------------------------------------------------
+
+    def allocate_extranonce1(self, session: StratumSession, resume: str | None = None) -> bytes:
+        """A 4-byte extranonce1 no live connection uses; ``resume`` (a subscription id we
+        issued before and is free again) is honoured."""
+        if resume is not None:
+            try:
+                wanted = int(resume, 16) if len(resume) == 8 else -1
+            except ValueError:
+                wanted = -1
+            if wanted in self._resumable and wanted not in self._extranonce_used:
+                del self._resumable[wanted]
+                self._extranonce_used[wanted] = session
+                return wanted.to_bytes(4, "big")
+        if len(self._extranonce_used) >= _EXTRANONCE1_SPACE - 1:
+            raise RuntimeError("every extranonce1 is in use")
+        value = self._extranonce_next
+        while value in self._extranonce_used or value == 0:
+            value = (value + 1) % _EXTRANONCE1_SPACE
+        self._extranonce_next = (value + 1) % _EXTRANONCE1_SPACE
+        self._resumable.pop(value, None)
+        self._extranonce_used[value] = session
+        return value.to_bytes(4, "big")
+
+    def release_extranonce1(self, extranonce1: bytes) -> None:
+        """A connection let ``extranonce1`` go; it may be resumed for a while."""
+        value = int.from_bytes(extranonce1, "big")
+        self._extranonce_used.pop(value, None)
+        self._resumable[value] = None
+        while len(self._resumable) > _RESUMABLE_KEEP:
+            self._resumable.popitem(last=False)
+
+    # -- jobs and blocks ---------------------------------------------------------------
+
+    def broadcast(self, job: Job) -> None:
+        """Send a new job to every working session (the same bytes to each)."""
+        jobs = self.jobs
+        per_address = jobs.per_address
+        for session in list(self.sessions):
+            if session.last_job_seq < 0 or session.closed:
+                continue
+            try:
+                if per_address and session.address is not None:
+                    personal = jobs.job_for(session.address)
+                    if personal is not None:
+                        session.send_job(personal)
+                else:
+                    session.send_job(job)
+            except Exception:
+                self.log.failure(
+                    "sending job {job} to {host} failed", job=job.job_id, host=session.host
+                )
+
+    def block_found(self, job: Job, share: Share) -> None:
+        """Hand a block candidate to the sink at once and log it."""
+        self.stats.blocks += 1
+        block_hash = share.block_hash[::-1].hex()
+        block = self.validator.build_block(job, share.header, share.coinbase)
+        self.log.info(
+            "block candidate at height {height}: {hash} from {worker}",
+            height=job.height,
+            hash=block_hash,
+            worker=share.worker,
+        )
+        if block is None:
+            self.log.error(
+                "cannot assemble block {hash}: job {job} has no transaction data",
+                hash=block_hash,
+                job=job.job_id,
+            )
+            return
+        try:
+            d = self.sink.block_found(block, share)
+        except Exception:
+            self.log.failure("share sink failed on block {hash}", hash=block_hash)
+            return
+        d.addErrback(
+            lambda f: self.log.failure("submitting block {hash} failed", f, hash=block_hash)
+        )

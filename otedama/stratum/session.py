@@ -1,0 +1,609 @@
+"""One miner connection's Stratum V1 state machine (sans-IO).
+
+The session gets bytes through ``data_received`` and answers through the ``write`` and
+``close`` callables it was given; everything shared (jobs, validator, vardiff policy,
+extranonce allocation, the sink) lives in the ``StratumServer``. States: connected →
+subscribed (has an extranonce1) → authorized (has at least one worker) → receiving jobs.
+``mining.configure`` and ``mining.suggest_difficulty`` are accepted in any state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from otedama.chain.address import AddressError, address_to_script
+from otedama.chain.target import difficulty_to_target
+from otedama.stratum import errors
+from otedama.stratum.codec import (
+    CodecError,
+    LineFramer,
+    LineTooLong,
+    Request,
+    encode_error,
+    encode_notification,
+    encode_response,
+    encode_result_false,
+    encode_result_true,
+    parse_message,
+)
+from otedama.stratum.errors import ERR_OTHER, ERR_UNAUTHORIZED, InvalidParams, Reject, StratumError
+from otedama.stratum.jobs import Job
+from otedama.stratum.share import Share
+from otedama.stratum.vardiff import VardiffWindow, clamp_difficulty
+
+if TYPE_CHECKING:
+    from otedama.stratum.server import StratumServer
+
+__all__ = ["StratumSession", "json_difficulty", "parse_password_difficulty"]
+
+_WORKER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+_PASSWORD_SPLIT = re.compile(r"[,;\s]+")
+_MAX_DIFF_HISTORY = 8
+
+
+def json_difficulty(value: Fraction) -> int | float:
+    """How a difficulty is written in ``mining.set_difficulty``."""
+    if value.denominator == 1:
+        return value.numerator
+    return float(value)
+
+
+def _canonical(value: Fraction) -> Fraction:
+    """The difficulty a miner reads back from the JSON number we send."""
+    if value.denominator == 1:
+        return value
+    return Fraction(repr(float(value)))
+
+
+def _number(value: Any, what: str) -> Fraction:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise StratumError(ERR_OTHER, f"{what} must be a number, got {value!r}")
+    if isinstance(value, float):
+        if not value > 0 or value == float("inf"):
+            raise StratumError(ERR_OTHER, f"{what} must be positive, got {value!r}")
+        return Fraction(repr(value))
+    if value <= 0:
+        raise StratumError(ERR_OTHER, f"{what} must be positive, got {value!r}")
+    return Fraction(value)
+
+
+def parse_password_difficulty(password: str) -> Fraction | None:
+    """The ``d=NUMBER`` start difficulty in a password like ``x,d=0.5``, or None.
+
+    Raises ``StratumError`` naming the token when it is not a positive number.
+    """
+    for token in _PASSWORD_SPLIT.split(password):
+        if token[:2].lower() != "d=":
+            continue
+        text = token[2:]
+        try:
+            value = Fraction(text)
+        except (ValueError, ZeroDivisionError):
+            raise StratumError(
+                ERR_OTHER, f"password difficulty {token!r} is not a number (use d=0.5)"
+            ) from None
+        if value <= 0:
+            raise StratumError(ERR_OTHER, f"password difficulty {token!r} must be positive")
+        return value
+    return None
+
+
+class StratumSession:
+    """The state of one connection; one method per Stratum request."""
+
+    log = Logger()
+
+    __slots__ = (
+        "_diff_history",
+        "_last_job",
+        "address",
+        "bad_lines",
+        "close_callback",
+        "closed",
+        "connected_at",
+        "difficulty",
+        "difficulty_floor",
+        "extranonce1",
+        "extranonce_subscribed",
+        "framer",
+        "host",
+        "last_activity",
+        "last_job_seq",
+        "server",
+        "start_difficulty",
+        "subscribed",
+        "target",
+        "user_agent",
+        "vardiff_window",
+        "version_mask",
+        "version_rolling",
+        "workers",
+        "write",
+    )
+
+    def __init__(
+        self,
+        server: StratumServer,
+        host: str,
+        write: Callable[[bytes], object],
+        close: Callable[[], object],
+        now: float,
+    ) -> None:
+        settings = server.settings
+        self.server = server
+        self.host = host
+        self.write = write
+        self.close_callback = close
+        self.closed = False
+        self.framer = LineFramer(settings.max_line_bytes)
+        self.connected_at = now
+        self.last_activity = now
+        self.bad_lines = 0
+        self.subscribed = False
+        self.extranonce1 = b""
+        self.extranonce_subscribed = False
+        self.user_agent = ""
+        self.workers: dict[str, str] = {}
+        self.address: str | None = None
+        self.version_rolling = False
+        self.version_mask = 0
+        self.difficulty = settings.start_difficulty
+        self.target = difficulty_to_target(self.difficulty, settings.network.algorithm)
+        self.difficulty_floor = settings.min_difficulty
+        self.start_difficulty: Fraction | None = None
+        self.vardiff_window = VardiffWindow(now)
+        self.last_job_seq = -1
+        self._last_job: Job | None = None
+        self._diff_history: list[tuple[int, Fraction, int]] | None = None
+
+    # -- I/O ---------------------------------------------------------------------------
+
+    @property
+    def authorized(self) -> bool:
+        """At least one worker authorized on this connection."""
+        return bool(self.workers)
+
+    @property
+    def extranonce1_hex(self) -> str:
+        """The extranonce1 as sent to the miner (also its subscription id)."""
+        return self.extranonce1.hex()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed bytes from the connection; handles every complete line."""
+        if self.closed:
+            return
+        now = self.server.clock.seconds()
+        self.last_activity = now
+        for line in self.framer.feed(data):
+            if self.closed:
+                return
+            if isinstance(line, LineTooLong):
+                self._abuse(
+                    None, f"line of {line.length} bytes exceeds {self.framer.max_line} bytes"
+                )
+                continue
+            self.line_received(line, now)
+
+    def line_received(self, line: bytes, now: float) -> None:
+        """Handle one JSON line."""
+        try:
+            message = parse_message(line)
+        except CodecError as exc:
+            self._abuse(exc.msg_id, str(exc))
+            return
+        if not isinstance(message, Request):
+            # Notifications and replies from a miner need no answer.
+            return
+        handler = _HANDLERS.get(message.method)
+        if handler is None:
+            self.write(encode_error(message.id, ERR_OTHER, "Unknown method"))
+            return
+        try:
+            handler(self, message, now)
+        except InvalidParams as exc:
+            self._abuse(message.id, exc.message)
+        except StratumError as exc:
+            self.write(encode_error(message.id, exc.code, exc.message))
+        except Exception:
+            self.log.failure(
+                "error handling {method} from {host}", method=message.method, host=self.host
+            )
+            self.write(encode_error(message.id, ERR_OTHER, "Internal error"))
+
+    def _abuse(self, msg_id: Any, reason: str) -> None:
+        self.bad_lines += 1
+        self.server.stats.bad_lines += 1
+        self.write(encode_error(msg_id, ERR_OTHER, reason))
+        if self.bad_lines >= self.server.settings.abuse_threshold:
+            self.close(f"{self.bad_lines} bad lines, last: {reason}")
+
+    def close(self, reason: str) -> None:
+        """Drop the connection (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.log.info(
+            "closing stratum connection from {host}: {reason}", host=self.host, reason=reason
+        )
+        self.close_callback()
+
+    def connection_lost(self) -> None:
+        """The transport is gone; free the extranonce1 and the connection slot."""
+        self.closed = True
+        self.server.session_closed(self)
+
+    # -- timers ------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Periodic check from the server's sweep: timeouts and vardiff for quiet miners."""
+        if self.closed:
+            return
+        settings = self.server.settings
+        if not self.subscribed and now - self.connected_at >= settings.subscribe_timeout:
+            self.close(f"no mining.subscribe within {settings.subscribe_timeout:g} s")
+            return
+        if now - self.last_activity >= settings.idle_timeout:
+            self.close(f"silent for {settings.idle_timeout:g} s")
+            return
+        vardiff = self.server.vardiff
+        if vardiff is not None and self._last_job is not None:
+            new = vardiff.on_idle(
+                self.vardiff_window,
+                now,
+                self.difficulty,
+                self.difficulty_floor,
+                settings.max_difficulty,
+            )
+            if new is not None:
+                self.set_difficulty(new)
+
+    # -- difficulty --------------------------------------------------------------------
+
+    def set_difficulty(self, value: Fraction) -> None:
+        """Change the share difficulty; a miner already working gets it with a new job.
+
+        Jobs sent before the change stay judged at the difficulty they were sent with;
+        the current job, re-sent after ``mining.set_difficulty``, at the lower of the two.
+        """
+        settings = self.server.settings
+        value = _canonical(clamp_difficulty(value, self.difficulty_floor, settings.max_difficulty))
+        if value == self.difficulty:
+            return
+        old, old_target = self.difficulty, self.target
+        self.difficulty = value
+        self.target = difficulty_to_target(value, settings.network.algorithm)
+        job = self._last_job
+        if job is None:
+            return
+        seq = job.seq
+        history = self._diff_history
+        if history is None:
+            history = self._diff_history = []
+        oldest = self.server.jobs.oldest_valid_seq
+        history[:] = [entry for entry in history if entry[0] >= oldest]
+        if history and history[-1][0] == seq:
+            _, diff, _ = history[-1]
+            low = min(diff, value)
+            history[-1] = (seq, low, difficulty_to_target(low, settings.network.algorithm))
+        else:
+            if not history or history[-1][0] < seq - 1:
+                history.append((seq - 1, old, old_target))
+            if value < old:
+                history.append((seq, value, self.target))
+            else:
+                history.append((seq, old, old_target))
+        while len(history) > _MAX_DIFF_HISTORY:
+            first, second = history[0], history[1]
+            merged = first if first[1] <= second[1] else second
+            history[0:2] = [(second[0], merged[1], merged[2])]
+        self.write(encode_notification("mining.set_difficulty", [json_difficulty(value)]))
+        self.write(job.notify_update)
+        self.last_job_seq = seq
+
+    def difficulty_for(self, job: Job) -> tuple[Fraction, int]:
+        """The difficulty (and target) a share for ``job`` is judged at on this connection."""
+        history = self._diff_history
+        if history:
+            seq = job.seq
+            for max_seq, diff, target in history:
+                if seq <= max_seq:
+                    return diff, target
+        return self.difficulty, self.target
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def send_job(self, job: Job, clean: bool | None = None) -> None:
+        """Send ``job`` unless this connection already has it."""
+        if self.closed or job.seq <= self.last_job_seq:
+            return
+        first = self._last_job is None
+        self._last_job = job
+        self.last_job_seq = job.seq
+        if first:
+            self.vardiff_window.reset(self.server.clock.seconds())
+            self.write(
+                encode_notification("mining.set_difficulty", [json_difficulty(self.difficulty)])
+            )
+            self.write(job.notify_clean)
+        else:
+            self.write(job.notify_line(clean))
+
+    def _start_work(self) -> None:
+        if not (self.subscribed and self.workers) or self._last_job is not None:
+            return
+        if self.start_difficulty is not None:
+            settings = self.server.settings
+            value = _canonical(
+                clamp_difficulty(
+                    self.start_difficulty, self.difficulty_floor, settings.max_difficulty
+                )
+            )
+            self.difficulty = value
+            self.target = difficulty_to_target(value, settings.network.algorithm)
+        job = self.server.jobs.job_for(self.address)
+        if job is not None:
+            self.send_job(job)
+
+    def set_extranonce1(self, extranonce1: bytes) -> None:
+        """Switch to a new extranonce1 mid-connection: ``mining.set_extranonce`` and a clean
+        job for a miner that subscribed to it; otherwise the miner must reconnect."""
+        self.extranonce1 = extranonce1
+        if not self.extranonce_subscribed:
+            self.close("extranonce1 changed and the miner did not subscribe to changes")
+            return
+        size = self.server.settings.extranonce2_size
+        self.write(encode_notification("mining.set_extranonce", [extranonce1.hex(), size]))
+        job = self._last_job
+        if job is not None:
+            self.write(job.notify_clean)
+
+    # -- methods -----------------------------------------------------------------------
+
+    def on_subscribe(self, request: Request, now: float) -> None:
+        """``mining.subscribe [user_agent, session_id]``: extranonce1 and extranonce2 size."""
+        params = request.params
+        agent = params[0] if params else None
+        resume = params[1] if len(params) > 1 else None
+        if agent is not None and not isinstance(agent, str):
+            raise InvalidParams(f"user agent must be a string, got {agent!r}")
+        if resume is not None and not isinstance(resume, str):
+            raise InvalidParams(f"session id must be a string, got {resume!r}")
+        self.user_agent = (agent or "")[:128]
+        server = self.server
+        if not self.subscribed:
+            self.extranonce1 = server.allocate_extranonce1(self, resume)
+            self.subscribed = True
+        sub_id = self.extranonce1_hex
+        self.write(
+            encode_response(
+                request.id,
+                [
+                    [["mining.set_difficulty", sub_id], ["mining.notify", sub_id]],
+                    sub_id,
+                    server.settings.extranonce2_size,
+                ],
+            )
+        )
+        self._start_work()
+
+    def on_authorize(self, request: Request, now: float) -> None:
+        """``mining.authorize [address[.worker], password]``."""
+        params = request.params
+        if not params or not isinstance(params[0], str):
+            raise InvalidParams(f"mining.authorize needs a user name, got {params!r}")
+        password = params[1] if len(params) > 1 else ""
+        if password is None:
+            password = ""
+        if not isinstance(password, str):
+            raise InvalidParams(f"password must be a string, got {password!r}")
+        user = params[0]
+        address, dot, worker_name = user.strip().partition(".")
+        network = self.server.settings.network
+        if dot and not _WORKER_RE.fullmatch(worker_name):
+            raise StratumError(
+                ERR_UNAUTHORIZED,
+                f"worker name {worker_name!r} is invalid: use up to 64 letters, digits, '_', '-' or '.'",
+            )
+        try:
+            address_to_script(address, network)
+        except AddressError as exc:
+            raise StratumError(
+                ERR_UNAUTHORIZED,
+                f"user name must be a {network.name} payout address[.worker]; "
+                f"{address!r} is not: {exc}",
+            ) from None
+        start = parse_password_difficulty(password)
+        if start is not None and not self.workers:
+            self.start_difficulty = start
+        self.workers[user] = address
+        if self.address is None:
+            self.address = address
+        self.log.info("worker {worker} authorized from {host}", worker=user, host=self.host)
+        self.write(encode_result_true(request.id))
+        self._start_work()
+
+    def on_configure(self, request: Request, now: float) -> None:
+        """``mining.configure [extensions, parameters]`` (BIP310), any time."""
+        params = request.params
+        if len(params) < 1 or not isinstance(params[0], list):
+            raise InvalidParams(f"mining.configure needs a list of extensions, got {params!r}")
+        extensions = params[0]
+        options = params[1] if len(params) > 1 else {}
+        if options is None:
+            options = {}
+        if not isinstance(options, dict) or not all(isinstance(e, str) for e in extensions):
+            raise InvalidParams(f"mining.configure parameters must be an object, got {params!r}")
+        result: dict[str, Any] = {}
+        for name in extensions:
+            if name == "version-rolling":
+                result.update(self._configure_version_rolling(options))
+            elif name == "minimum-difficulty":
+                result.update(self._configure_minimum_difficulty(options))
+            elif name == "subscribe-extranonce":
+                self.extranonce_subscribed = True
+                result["subscribe-extranonce"] = True
+            else:
+                result[name] = False
+        self.write(encode_response(request.id, result))
+
+    def _configure_version_rolling(self, options: dict[str, Any]) -> dict[str, Any]:
+        server_mask = self.server.settings.version_mask
+        raw = options.get("version-rolling.mask", f"{server_mask:08x}")
+        min_bits = options.get("version-rolling.min-bit-count", 0)
+        try:
+            if not isinstance(raw, str) or len(raw) > 8:
+                raise ValueError
+            miner_mask = int(raw, 16)
+        except ValueError:
+            self.version_rolling = False
+            self.version_mask = 0
+            return {"version-rolling": False}
+        if isinstance(min_bits, bool) or not isinstance(min_bits, int):
+            min_bits = 0
+        mask = server_mask & miner_mask
+        if mask.bit_count() < min_bits or mask == 0:
+            self.version_rolling = False
+            self.version_mask = 0
+            return {"version-rolling": False}
+        self.version_rolling = True
+        self.version_mask = mask
+        return {"version-rolling": True, "version-rolling.mask": f"{mask:08x}"}
+
+    def _configure_minimum_difficulty(self, options: dict[str, Any]) -> dict[str, Any]:
+        try:
+            value = _number(options.get("minimum-difficulty.value"), "minimum-difficulty.value")
+        except StratumError:
+            return {"minimum-difficulty": False}
+        self._raise_floor(value)
+        return {"minimum-difficulty": True}
+
+    def _raise_floor(self, value: Fraction) -> None:
+        settings = self.server.settings
+        floor = clamp_difficulty(value, settings.min_difficulty, settings.max_difficulty)
+        self.difficulty_floor = floor
+        if self._last_job is None:
+            self.start_difficulty = floor
+        else:
+            self.set_difficulty(floor if floor > self.difficulty else self.difficulty)
+
+    def on_suggest_difficulty(self, request: Request, now: float) -> None:
+        """``mining.suggest_difficulty [number]``: a floor for this connection's difficulty."""
+        params = request.params
+        if len(params) < 1:
+            raise InvalidParams("mining.suggest_difficulty needs a number")
+        try:
+            value = _number(params[0], "suggested difficulty")
+        except StratumError as exc:
+            raise InvalidParams(f"{exc.message}") from None
+        settings = self.server.settings
+        value = clamp_difficulty(value, settings.min_difficulty, settings.max_difficulty)
+        self.difficulty_floor = value
+        self.write(encode_result_true(request.id))
+        if self._last_job is None:
+            self.start_difficulty = value
+        else:
+            self.set_difficulty(value)
+
+    def on_extranonce_subscribe(self, request: Request, now: float) -> None:
+        """``mining.extranonce.subscribe``: we will send ``mining.set_extranonce``."""
+        self.extranonce_subscribed = True
+        self.write(encode_result_true(request.id))
+
+    def on_submit(self, request: Request, now: float) -> None:
+        """``mining.submit [worker, job_id, extranonce2, ntime, nonce, version_bits?]``."""
+        server = self.server
+        params = request.params
+        if not self.subscribed:
+            self._reject(request, errors.NOT_SUBSCRIBED)
+            return
+        if not self.workers:
+            self._reject(request, errors.UNAUTHORIZED)
+            return
+        if not 5 <= len(params) <= 6 or not all(isinstance(p, str) for p in params):
+            raise InvalidParams(
+                f"mining.submit needs 5 or 6 strings, got {params!r}",
+            )
+        worker = params[0]
+        address = self.workers.get(worker)
+        if address is None:
+            self._reject(request, errors.WORKER_MISMATCH)
+            return
+        job, stale = server.jobs.lookup(params[1])
+        if job is None:
+            self._reject(request, errors.JOB_NOT_FOUND)
+            return
+        difficulty, target = self.difficulty_for(job)
+        current = server.jobs.current
+        checked = server.validator.check(
+            job,
+            stale,
+            self.extranonce1,
+            params[2],
+            params[3],
+            params[4],
+            params[5] if len(params) == 6 else None,
+            self.version_mask,
+            target,
+            now,
+            None if current is None else current.prev_hash,
+        )
+        reject = checked.reject
+        if reject is not None and not checked.is_block:
+            self._reject(request, reject)
+            return
+        share = Share(
+            worker=worker,
+            address=address,
+            difficulty=difficulty,
+            hash=checked.pow_hash,
+            job_id=job.job_id,
+            height=job.height,
+            time=now,
+            is_block=checked.is_block,
+            header=checked.header,
+            coinbase=server.validator.coinbase(job, self.extranonce1, checked.extranonce2),
+            merkle_branch=job.branch,
+        )
+        if checked.is_block:
+            server.block_found(job, share)
+        if reject is not None:
+            self._reject(request, reject)
+            return
+        self.write(encode_result_true(request.id))
+        server.stats.accepted += 1
+        try:
+            server.sink.share_accepted(share)
+        except Exception:
+            self.log.failure("share sink failed for a share from {worker}", worker=worker)
+        vardiff = server.vardiff
+        if vardiff is not None:
+            new = vardiff.on_share(
+                self.vardiff_window,
+                now,
+                self.difficulty,
+                self.difficulty_floor,
+                server.settings.max_difficulty,
+            )
+            if new is not None:
+                self.set_difficulty(new)
+
+    def _reject(self, request: Request, reject: Reject) -> None:
+        self.server.stats.count_reject(reject)
+        self.write(encode_result_false(request.id, reject.array))
+
+
+Handler = Callable[[StratumSession, Request, float], None]
+
+_HANDLERS: dict[str, Handler] = {
+    "mining.subscribe": StratumSession.on_subscribe,
+    "mining.authorize": StratumSession.on_authorize,
+    "mining.configure": StratumSession.on_configure,
+    "mining.suggest_difficulty": StratumSession.on_suggest_difficulty,
+    "mining.extranonce.subscribe": StratumSession.on_extranonce_subscribe,
+    "mining.submit": StratumSession.on_submit,
+}

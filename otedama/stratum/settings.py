@@ -1,0 +1,75 @@
+"""The Stratum server's settings, one frozen value built by ``tap.py`` from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from otedama.chain.params import NetworkParams
+
+__all__ = ["StratumSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class StratumSettings:
+    """Everything the Stratum server needs besides jobs, a sink and a clock.
+
+    Difficulties are exact ``Fraction``s (below 1 allowed). ``max_connections`` is
+    ``stratum.max_workers``; ``version_mask`` is the BIP310 mask the server allows miners
+    to roll; ``network`` decides which payout addresses ``mining.authorize`` accepts.
+    """
+
+    network: NetworkParams
+    start_difficulty: Fraction = Fraction(1)
+    vardiff: bool = True
+    target_share_interval: float = 10.0
+    min_difficulty: Fraction = Fraction(1, 10000)
+    max_difficulty: Fraction = Fraction(2**40)
+    retarget_interval: float = 60.0
+    extranonce2_size: int = 8
+    max_connections: int = 50000
+    max_connections_per_ip: int = 256
+    subscribe_timeout: float = 30.0
+    idle_timeout: float = 600.0
+    max_line_bytes: int = 16 * 1024
+    abuse_threshold: int = 10
+    version_mask: int = 0x1FFFE000
+    sweep_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("start_difficulty", "min_difficulty", "max_difficulty"):
+            value = getattr(self, name)
+            if not isinstance(value, Fraction | int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"stratum {name} must be a positive number, got {value!r}")
+            object.__setattr__(self, name, Fraction(value))
+        if self.min_difficulty > self.max_difficulty:
+            raise ValueError(
+                f"stratum min_difficulty {self.min_difficulty} is above "
+                f"max_difficulty {self.max_difficulty}"
+            )
+        if not self.min_difficulty <= self.start_difficulty <= self.max_difficulty:
+            raise ValueError(
+                f"stratum start_difficulty {self.start_difficulty} is outside "
+                f"[{self.min_difficulty}, {self.max_difficulty}]"
+            )
+        for name in (
+            "target_share_interval",
+            "retarget_interval",
+            "subscribe_timeout",
+            "idle_timeout",
+            "sweep_interval",
+        ):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"stratum {name} must be positive seconds, got {value!r}")
+        if not 2 <= self.extranonce2_size <= 16:
+            raise ValueError(
+                f"stratum extranonce2_size must be 2..16 bytes, got {self.extranonce2_size!r}"
+            )
+        for name in ("max_connections", "max_connections_per_ip", "abuse_threshold"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"stratum {name} must be at least 1, got {getattr(self, name)!r}")
+        if self.max_line_bytes < 256:
+            raise ValueError(f"stratum max_line_bytes must be >= 256, got {self.max_line_bytes!r}")
+        if not 0 <= self.version_mask <= 0xFFFFFFFF:
+            raise ValueError(f"stratum version_mask must be 32 bits, got {self.version_mask:#x}")
