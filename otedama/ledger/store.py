@@ -8,28 +8,47 @@ its spool. Everything that touches money runs as a function of a SQLAlchemy
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.logger import Logger
 
+from otedama.ledger import blocks, stats
 from otedama.ledger.db import Database, DatabaseError, MigrationState, migration_state
+from otedama.ledger.shares import (
+    DEFAULT_SPOOL_MAX_BYTES,
+    IngestHealth,
+    ShareBatcher,
+    ShareRecord,
+    ShareSpool,
+    ShareWriter,
+)
 
 T = TypeVar("T")
+
+DEFAULT_CONFIG_PATH = "/etc/otedama.yaml"
 
 
 class SchemaOutdated(DatabaseError):
     """The database schema is not the one this version needs."""
 
 
-class LedgerStore:
+class LedgerStore(Service):
     """The ledger: shares, blocks, credits and payouts in one database.
 
     ``run(fn)`` calls ``fn(connection)`` in one transaction on a worker thread and
     returns its result, so callers (the payout processor, the API) compose their own
-    queries against :mod:`otedama.ledger.tables` with the same guarantees.
+    queries against :mod:`otedama.ledger.tables` with the same guarantees. Accepted
+    shares go in through :meth:`add_share`, which never blocks: they are batched, and
+    spooled to ``spool_dir`` while the database is unreachable.
+
+    As a ``Service`` it starts with its parent; stop Stratum before it so that the last
+    shares are flushed (``MultiService`` does not order its children's stops).
     """
 
     log = Logger()
@@ -40,18 +59,57 @@ class LedgerStore:
         url: str,
         pool_size: int = 5,
         *,
-        config_path: str = "/etc/otedama.yaml",
+        spool_dir: Path | str,
+        spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES,
+        batch_size: int = 1000,
+        flush_interval: float = 1.0,
+        retry_interval: float = 5.0,
+        clock: IReactorTime | None = None,
+        config_path: str = DEFAULT_CONFIG_PATH,
     ) -> None:
         self.db = Database(reactor, url, pool_size)
         self.config_path = config_path
+        # Any: mypy without the zope plugin mistypes Interface methods.
+        self._clock: Any = clock if clock is not None else cast(IReactorTime, reactor)
+        self.spool = ShareSpool(Path(spool_dir), spool_max_bytes)
+        self.writer = ShareWriter(self.db.engine, self.spool)
+        self.batcher = ShareBatcher(
+            self.db, self.writer, self._clock, batch_size, flush_interval, retry_interval
+        )
+        self._stopped: Deferred[None] | None = None
+
+    @classmethod
+    def from_config(cls, reactor: IReactorFromThreads, config: Any) -> LedgerStore:
+        """A store for a loaded :class:`otedama.config.Config`."""
+        source = getattr(config, "source", None)
+        return cls(
+            reactor,
+            config.database_url,
+            config.database_pool_size,
+            spool_dir=Path(config.app.data_dir) / "share-spool",
+            config_path=str(source) if source is not None else DEFAULT_CONFIG_PATH,
+        )
 
     def start(self) -> None:
-        """Start the worker threads."""
+        """Start the worker threads and the batcher (which replays any spool at once)."""
         self.db.start()
+        self.batcher.start()
 
     async def stop(self) -> None:
-        """Refuse new work, finish what is in flight, release threads and connections."""
+        """Flush shares, then refuse new work, finish what is in flight, release threads."""
+        await self.batcher.stop()
         await self.db.stop()
+        self.spool.close()
+
+    def startService(self) -> None:
+        super().startService()
+        self.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self._stopped is None:
+            self._stopped = Deferred.fromCoroutine(self.stop())
+        return self._stopped
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(connection)`` in one transaction on a worker thread; commit on return."""
@@ -75,6 +133,82 @@ class LedgerStore:
             )
         return state
 
-    def describe(self) -> dict[str, Any]:
-        """A short description for logs: the URL without password and the pool size."""
-        return {"url": self.db.display_url, "pool_size": self.db.pool_size}
+    # -- shares -------------------------------------------------------------------------
+
+    def add_share(self, record: ShareRecord) -> None:
+        """Record one accepted share (batched; never blocks, never raises for the database)."""
+        self.batcher.add(record)
+
+    async def flush_shares(self) -> None:
+        """Write buffered shares now and wait until each batch is stored or spooled."""
+        await self.batcher.flush()
+
+    def health(self) -> IngestHealth:
+        """``ok``, or ``degraded`` with the reason (database unreachable, spool in use)."""
+        return self.batcher.health()
+
+    # -- blocks -------------------------------------------------------------------------
+
+    async def record_block(
+        self, found: blocks.FoundBlock, policy: blocks.RewardPolicy
+    ) -> blocks.RecordedBlock:
+        """Record a found block and its credits in one transaction (idempotent on the hash).
+
+        Buffered and spooled shares are written first, so the window is complete.
+        """
+        await self.batcher.flush()
+        if self.spool.has_data():
+            await self.batcher.replay_now()
+        recorded = await self.run(
+            partial(blocks.record_block, found=found, policy=policy, now=self._clock.seconds())
+        )
+        if recorded.created and recorded.split is not None:
+            self.log.info(
+                "block {height} {hash} recorded: {reward} sats, fee {fee}, "
+                "{count} addresses credited ({scheme})",
+                height=found.height,
+                hash=found.hash,
+                reward=found.reward,
+                fee=recorded.split.fee,
+                count=len(recorded.split.credits),
+                scheme=policy.scheme.value,
+            )
+        return recorded
+
+    async def get_block(self, block_hash: str) -> blocks.BlockRow | None:
+        """The recorded block with this display hash."""
+        return await self.run(partial(blocks.get_block, block_hash=block_hash))
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def balance(self, address: str) -> stats.Balance:
+        """One address's immature / spendable / paid satoshis."""
+        return await self.run(partial(stats.address_balance, address=address))
+
+    async def balances(self) -> dict[str, stats.Balance]:
+        """Every address's balance."""
+        return await self.run(stats.balances)
+
+    async def pool_stats(self, window: float = 600.0) -> stats.PoolStats:
+        """The pool at a glance over the last ``window`` seconds."""
+        return await self.run(partial(stats.pool_stats, now=self._clock.seconds(), window=window))
+
+    async def worker_hashrates(
+        self, window: float = 600.0, address: str | None = None
+    ) -> list[stats.WorkerRate]:
+        """Per-worker hashrate over the last ``window`` seconds."""
+        return await self.run(
+            partial(
+                stats.worker_hashrates, now=self._clock.seconds(), window=window, address=address
+            )
+        )
+
+    async def payout_history(
+        self, address: str | None = None, limit: int = 20
+    ) -> list[stats.PayoutRecord]:
+        """Newest payouts first (the pool's batches, or one address's items)."""
+        return await self.run(partial(stats.payout_history, address=address, limit=limit))
+
+    async def recent_blocks(self, limit: int = 10) -> list[stats.BlockSummary]:
+        """The newest blocks found."""
+        return await self.run(partial(stats.recent_blocks, limit=limit))

@@ -1,0 +1,123 @@
+"""Database fixtures for the ledger tests: real PostgreSQL and SQLite.
+
+PostgreSQL runs on this machine (``postgresql://postgres@127.0.0.1:5432``, trust auth).
+Each test session creates its own database with a unique name and drops it at the end;
+each test starts from empty tables. ``store`` is parametrized over both databases.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+import pytest_twisted
+from sqlalchemy import text
+from twisted.internet import task
+
+from otedama.ledger import db
+from otedama.ledger.store import LedgerStore
+from otedama.ledger.tables import metadata
+
+PG_SERVER = os.environ.get("OTEDAMA_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+START_HINT = (
+    "PostgreSQL is not answering at 127.0.0.1:5432, and the ledger tests need it.\n"
+    "Start it with:  pg_ctlcluster 15 main start   (or: service postgresql start)\n"
+)
+
+
+def _admin() -> psycopg2.extensions.connection:
+    try:
+        connection = psycopg2.connect(PG_DSN, connect_timeout=5)
+    except psycopg2.OperationalError as e:
+        pytest.fail(f"{START_HINT}({str(e).strip()})", pytrace=False)
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture(scope="session")
+def make_pg_database() -> Iterator[Callable[[], str]]:
+    """A factory of fresh, empty PostgreSQL databases; all are dropped after the session."""
+    admin = _admin()
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"otedama_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return f"{PG_SERVER}/{name}"
+
+    yield make
+    with admin.cursor() as cursor:
+        for name in created:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url(make_pg_database: Callable[[], str]) -> str:
+    """The session's PostgreSQL database, migrated to the newest schema."""
+    url = make_pg_database()
+    engine = db.make_engine(url, pool_size=1)
+    with engine.begin() as connection:
+        db.upgrade(connection)
+    engine.dispose()
+    return url
+
+
+def _empty_tables(url: str) -> None:
+    engine = db.make_engine(url, pool_size=1)
+    names = ", ".join(t.name for t in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+def migrated_sqlite(path: Path) -> str:
+    """A SQLite URL for a new file at ``path`` with the schema applied."""
+    url = f"sqlite:///{path}"
+    engine = db.make_engine(url)
+    with engine.begin() as connection:
+        db.upgrade(connection)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty ledger database: the session's PostgreSQL one, or a SQLite file."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+        _empty_tables(url)
+        return url
+    return migrated_sqlite(tmp_path / "ledger.sqlite")
+
+
+@pytest.fixture
+def clock() -> task.Clock:
+    """The store's clock for batching timers (the reactor still runs the threads)."""
+    return task.Clock()
+
+
+@pytest_twisted.async_yield_fixture
+async def store(db_url: str, tmp_path: Path, clock: task.Clock) -> AsyncIterator[LedgerStore]:
+    """A started LedgerStore on each database, stopped after the test."""
+    from twisted.internet import reactor
+
+    ledger = LedgerStore(
+        reactor,  # type: ignore[arg-type]
+        db_url,
+        pool_size=4,
+        spool_dir=tmp_path / "spool",
+        batch_size=100,
+        clock=clock,
+    )
+    ledger.start()
+    await ledger.batcher.replay_now()
+    yield ledger
+    await ledger.stop()
