@@ -23,6 +23,8 @@ from otedama.config import (
 #: Modules that add sub-commands through ``register(subparsers)``.
 COMMAND_MODULES: list[str] = [
     "otedama.miner.commands",
+    "otedama.bench.commands",
+    "otedama.ledger.commands",
 ]
 
 
