@@ -22,7 +22,7 @@ from otedama.miner.work import (
 )
 from otedama.miner.worker import scan
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 SUMMARY: dict[str, Any] = json.loads((VECTORS / "stratum" / "crafted-summary.json").read_text())
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``otedama bench``: they print figures, they never assert."""

@@ -1,0 +1,30 @@
+"""``otedama bench``: a command group whose sub-commands come from ``BENCH_MODULES``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+__all__ = ["BENCH_MODULES", "register"]
+
+#: Modules that add ``otedama bench`` sub-commands through ``register(subparsers)``.
+BENCH_MODULES: list[str] = [
+    "otedama.bench.stratum",
+]
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``bench`` group and every sub-command of ``BENCH_MODULES``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "bench", help="run a benchmark and print its figures"
+    )
+    benches = parser.add_subparsers(dest="bench", metavar="BENCH")
+    parser.set_defaults(func=lambda args: _usage(parser))
+    for name in BENCH_MODULES:
+        importlib.import_module(name).register(benches)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2

@@ -1,0 +1,680 @@
+"""``otedama bench stratum``: throughput, latency, memory and notify fan-out of the server.
+
+The server runs in its own process (:mod:`otedama.bench.stratum_server`, the node's real
+Stratum stack on synthetic templates); this process is the load generator: N miners that
+subscribe, authorize and submit shares they really hashed (the server difficulty is
+2**-32, so nearly every nonce is a valid share and finding one costs about one sha256d).
+It prints figures; it never passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
+from twisted.python.failure import Failure
+
+from otedama.bench.stratum_server import BENCH_ADDRESS, raise_fd_limit
+from otedama.chain.hashing import sha256d
+from otedama.chain.target import difficulty_to_target
+from otedama.miner.client import parse_difficulty
+from otedama.miner.work import MinerJob, Work, WorkError, header_prefix
+from otedama.stratum.codec import (
+    CodecError,
+    LineFramer,
+    LineTooLong,
+    Notification,
+    Response,
+    encode_request,
+    parse_message,
+)
+
+__all__ = [
+    "BenchConfig",
+    "BenchResult",
+    "LoadGenerator",
+    "LoadMiner",
+    "percentile",
+    "read_rss_kib",
+    "register",
+    "run_stratum_bench",
+]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of ``values`` (``fraction`` in 0..1); 0.0 when empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def read_rss_kib(pid: int) -> int:
+    """Resident memory of process ``pid`` in KiB (``VmRSS`` of ``/proc/<pid>/status``)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise OSError(f"no VmRSS line in /proc/{pid}/status")
+
+
+@dataclass
+class BenchConfig:
+    """What to run (see ``otedama bench stratum --help``)."""
+
+    connections: int = 1000
+    duration: float = 10.0
+    rate: float = 0.0
+    fanout_miners: int = 0
+    blocks: int = 5
+    window: int = 1
+    warmup: float = 2.0
+    url: str | None = None
+    server_reactor: str = "asyncio"
+    connect_batch: int = 500
+
+
+@dataclass
+class BenchResult:
+    """The measured figures."""
+
+    connections: int = 0
+    duration: float = 0.0
+    accepted: int = 0
+    rejected: int = 0
+    shares_per_second: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    latency_max_ms: float = 0.0
+    connect_seconds: float = 0.0
+    rss_base_kib: int = 0
+    rss_connected_kib: int = 0
+    rss_after_load_kib: int = 0
+    memory_connections: int = 0
+    fanout_miners: int = 0
+    fanout_last_ms: list[float] = field(default_factory=list)
+    fanout_p50_ms: float = 0.0
+    fanout_p99_ms: float = 0.0
+    fanout_server_write_ms: list[float] = field(default_factory=list)
+    client_cpu_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0
+
+
+class LoadMiner(Protocol):
+    """One bench miner connection: subscribe, authorize, submit hashed shares."""
+
+    def __init__(self, gen: LoadGenerator) -> None:
+        self.gen = gen
+        self.framer = LineFramer(1 << 20)
+        self.extranonce1 = b""
+        self.extranonce2_size = 0
+        self.job: MinerJob | None = None
+        self.prefix = b""
+        self.target = difficulty_to_target(1)
+        self.nonce = 0
+        self.next_id = 3
+        self.sent: dict[int, float] = {}
+        self.authorized = False
+        self.ready = False
+        self.stash: list[bytes] = []
+        self.fanout_seen = -1
+
+    def connectionMade(self) -> None:
+        self._write(
+            encode_request(1, "mining.subscribe", ["otedama-bench"])
+            + encode_request(2, "mining.authorize", [self.gen.user, "x"])
+        )
+
+    def _write(self, data: bytes) -> None:
+        transport: Any = self.transport
+        transport.write(data)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.gen.lost(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        gen = self.gen
+        if gen.fanout_block >= 0:
+            # During a fan-out round only note when the clean notify arrived; parse later,
+            # so the client's own parsing does not delay the next miner's timestamp.
+            if (
+                self.fanout_seen != gen.fanout_block
+                and b"mining.notify" in data
+                and b"true]" in data
+            ):
+                self.fanout_seen = gen.fanout_block
+                gen.notified(time.monotonic())
+            self.stash.append(data)
+            return
+        self.process(data, time.monotonic())
+
+    def flush_stash(self) -> None:
+        """Parse what arrived during a fan-out round."""
+        stash, self.stash = self.stash, []
+        now = time.monotonic()
+        for data in stash:
+            self.process(data, now)
+
+    def process(self, data: bytes, now: float) -> None:
+        for line in self.framer.feed(data):
+            if isinstance(line, LineTooLong):
+                continue
+            try:
+                message = parse_message(line)
+            except CodecError:
+                continue
+            if isinstance(message, Response):
+                self._reply(message, now)
+            elif isinstance(message, Notification):
+                self._notification(message)
+
+    def _reply(self, message: Response, now: float) -> None:
+        msg_id = message.id
+        if msg_id == 1:
+            result = message.result
+            if isinstance(result, list) and len(result) >= 3:
+                self.extranonce1 = bytes.fromhex(result[1])
+                self.extranonce2_size = int(result[2])
+        elif msg_id == 2:
+            self.authorized = message.result is True
+            if not self.authorized:
+                self.gen.failed(self, f"authorize refused: {message.error!r}")
+        elif isinstance(msg_id, int):
+            sent = self.sent.pop(msg_id, None)
+            if sent is not None:
+                self.gen.replied(self, message.result is True, message.error, now - sent)
+        self._check_ready()
+
+    def _notification(self, message: Notification) -> None:
+        if message.method == "mining.set_difficulty" and message.params:
+            try:
+                self.target = difficulty_to_target(parse_difficulty(message.params[0]))
+            except WorkError:
+                pass
+        elif message.method == "mining.notify":
+            try:
+                self.job = MinerJob.from_notify(message.params)
+            except WorkError:
+                return
+            self.prefix = b""
+            self.nonce = 0
+            self._check_ready()
+
+    def _check_ready(self) -> None:
+        if not self.ready and self.authorized and self.job is not None and self.extranonce1:
+            self.ready = True
+            self.gen.became_ready(self)
+
+    def submit(self, now: float) -> None:
+        """Find the next nonce under the target and submit it."""
+        job = self.job
+        if job is None:
+            return
+        if not self.prefix:
+            work = Work(0, job, self.extranonce1, self.extranonce2_size, 0, 1, 0, self.target)
+            self.prefix = header_prefix(work, 0, job.version)
+        prefix, target, nonce = self.prefix, self.target, self.nonce
+        while True:
+            digest = sha256d(prefix + nonce.to_bytes(4, "little"))
+            nonce += 1
+            if int.from_bytes(digest, "little") <= target:
+                break
+        self.nonce = nonce
+        msg_id = self.next_id
+        self.next_id += 1
+        self.sent[msg_id] = now
+        params = [
+            self.gen.user,
+            job.job_id,
+            "00" * self.extranonce2_size,
+            f"{job.ntime:08x}",
+            f"{nonce - 1:08x}",
+        ]
+        self._write(encode_request(msg_id, "mining.submit", params))
+
+
+class _ServerProcess(ProcessProtocol):
+    """The bench server child: JSON lines from its stdout, stderr passed through."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.waiters: list[Deferred[dict[str, Any]]] = []
+        self.ended: Deferred[None] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if line.strip() and self.waiters:
+                self.waiters.pop(0).callback(json.loads(line))
+
+    def errReceived(self, data: bytes) -> None:
+        sys.stderr.write(data.decode(errors="replace"))
+
+    def processEnded(self, reason: Failure) -> None:
+        for waiter in self.waiters:
+            waiter.errback(reason)
+        self.waiters = []
+        self.ended.callback(None)
+
+    def ask(self, command: str | None) -> Deferred[dict[str, Any]]:
+        """Send ``command`` (or nothing) and wait for the next line."""
+        waiter: Deferred[dict[str, Any]] = Deferred()
+        self.waiters.append(waiter)
+        if command is not None:
+            transport: Any = self.transport
+            transport.write(command.encode() + b"\n")
+        return waiter
+
+
+class LoadGenerator:
+    """Drives the bench: connections, share load, memory readings and fan-out rounds."""
+
+    def __init__(
+        self, reactor: Any, config: BenchConfig, out: Callable[[str], None] = print
+    ) -> None:
+        self.reactor = reactor
+        self.config = config
+        self.out = out
+        self.user = BENCH_ADDRESS + ".bench"
+        self.miners: list[LoadMiner] = []
+        self.ready: list[LoadMiner] = []
+        self.failures: list[str] = []
+        self.lost_count = 0
+        self.measuring = False
+        self.loading = False
+        self.latencies: list[float] = []
+        self.accepted = 0
+        self.rejected = 0
+        self.reject_reasons: dict[str, int] = {}
+        self.fanout_block = -1
+        self.fanout_times: list[float] = []
+        self._ready_waiter: tuple[int, Deferred[None]] | None = None
+        self._fanout_waiter: tuple[int, Deferred[None]] | None = None
+        self.server: _ServerProcess | None = None
+        self.server_pid = 0
+        self.result = BenchResult()
+
+    # -- events from miners ---------------------------------------------------------------
+
+    def became_ready(self, miner: LoadMiner) -> None:
+        self.ready.append(miner)
+        self._check_ready_waiter()
+        if self.loading and self.config.rate == 0:
+            for _ in range(self.config.window):
+                miner.submit(time.monotonic())
+
+    def failed(self, miner: LoadMiner, reason: str) -> None:
+        self.failures.append(reason)
+        self._check_ready_waiter()
+
+    def _connect_failed(self, failure: Failure) -> None:
+        self.failures.append(failure.getErrorMessage())
+        self._check_ready_waiter()
+
+    def lost(self, miner: LoadMiner) -> None:
+        self.lost_count += 1
+        self._check_ready_waiter()
+
+    def replied(self, miner: LoadMiner, accepted: bool, error: object, latency: float) -> None:
+        if self.measuring:
+            self.latencies.append(latency)
+            if accepted:
+                self.accepted += 1
+            else:
+                self.rejected += 1
+                key = repr(error)
+                self.reject_reasons[key] = self.reject_reasons.get(key, 0) + 1
+        if self.loading and self.config.rate == 0:
+            miner.submit(time.monotonic())
+
+    def notified(self, now: float) -> None:
+        self.fanout_times.append(now)
+        waiter = self._fanout_waiter
+        if waiter is not None and len(self.fanout_times) >= waiter[0]:
+            self._fanout_waiter = None
+            waiter[1].callback(None)
+
+    def _check_ready_waiter(self) -> None:
+        waiter = self._ready_waiter
+        if waiter is None:
+            return
+        settled = len(self.ready) + len(self.failures) + self.lost_count
+        if settled >= waiter[0]:
+            self._ready_waiter = None
+            waiter[1].callback(None)
+
+    # -- phases ---------------------------------------------------------------------------
+
+    async def sleep(self, seconds: float) -> None:
+        d: Deferred[None] = Deferred()
+        self.reactor.callLater(seconds, d.callback, None)
+        await d
+
+    async def start_server(self) -> tuple[str, int]:
+        """Spawn the server process; return (host, port)."""
+        server = _ServerProcess()
+        self.server = server
+        first = server.ask(None)
+        python = sys.executable
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        process = self.reactor.spawnProcess(
+            server,
+            python,
+            [python, "-m", "otedama.bench.stratum_server", "--reactor", self.config.server_reactor],
+            env=env,
+        )
+        self.server_pid = process.pid
+        hello = await first
+        return "127.0.0.1", int(hello["port"])
+
+    async def connect(self, host: str, port: int, total: int) -> None:
+        """Open miners until ``total`` are ready (in batches), or fail loudly."""
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+
+        endpoint = TCP4ClientEndpoint(self.reactor, host, port, timeout=60)
+        factory: Any = Factory.forProtocol(lambda: LoadMiner(self))
+        while len(self.miners) < total:
+            batch = min(self.config.connect_batch, total - len(self.miners))
+            done: Deferred[None] = Deferred()
+            self._ready_waiter = (len(self.miners) + batch, done)
+            for _ in range(batch):
+                d = endpoint.connect(factory)
+                d.addCallback(self.miners.append)
+                d.addErrback(self._connect_failed)
+            await done
+            if self.failures or self.lost_count:
+                raise RuntimeError(
+                    f"{len(self.failures)} connections failed, {self.lost_count} lost after"
+                    f" {len(self.ready)} ready; first failure: {self.failures[:1]}"
+                )
+
+    async def load(self, duration: float) -> None:
+        """Submit shares for ``warmup + duration`` seconds; measure the last ``duration``."""
+        config = self.config
+        self.loading = True
+        ticker = None
+        if config.rate > 0:
+            from twisted.internet.task import LoopingCall
+
+            state = {"last": time.monotonic(), "carry": 0.0, "index": 0}
+
+            def tick() -> None:
+                now = time.monotonic()
+                state["carry"] += (now - state["last"]) * config.rate
+                state["last"] = now
+                count = int(state["carry"])
+                state["carry"] -= count
+                ready = self.ready
+                index = int(state["index"])
+                for _ in range(count):
+                    ready[index % len(ready)].submit(now)
+                    index += 1
+                state["index"] = index
+
+            ticker = LoopingCall(tick)
+            ticker.clock = self.reactor
+            ticker.start(0.005)
+        else:
+            now = time.monotonic()
+            for miner in self.ready:
+                for _ in range(config.window):
+                    miner.submit(now)
+        await self.sleep(config.warmup)
+        self.measuring = True
+        cpu0 = os.times()
+        server_cpu0 = self._server_cpu()
+        start = time.monotonic()
+        await self.sleep(duration)
+        elapsed = time.monotonic() - start
+        self.measuring = False
+        cpu1 = os.times()
+        self.result.server_cpu_seconds = self._server_cpu() - server_cpu0
+        self.result.client_cpu_seconds = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+        self.loading = False
+        if ticker is not None:
+            ticker.stop()
+        await self.sleep(1.0)  # let in-flight replies land
+        result = self.result
+        result.duration = elapsed
+        result.accepted = self.accepted
+        result.rejected = self.rejected
+        result.shares_per_second = self.accepted / elapsed if elapsed > 0 else 0.0
+        result.latency_p50_ms = percentile(self.latencies, 0.50) * 1000
+        result.latency_p99_ms = percentile(self.latencies, 0.99) * 1000
+        result.latency_max_ms = max(self.latencies, default=0.0) * 1000
+
+    def _server_cpu(self) -> float:
+        if not self.server_pid:
+            return 0.0
+        with open(f"/proc/{self.server_pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    async def fanout(self, blocks: int) -> None:
+        """Time new-block notifies to every ready miner over ``blocks`` rounds."""
+        server = self.server
+        assert server is not None
+        expected = len(self.ready)
+        all_latencies: list[float] = []
+        for block in range(blocks):
+            await self.sleep(0.5)
+            self.fanout_times = []
+            self.fanout_block = block
+            done: Deferred[None] = Deferred()
+            self._fanout_waiter = (expected, done)
+            timeout = self.reactor.callLater(60, lambda d=done: d.called or d.callback(None))
+            reply = await server.ask("block")
+            await done
+            if timeout.active():
+                timeout.cancel()
+            self.fanout_block = -1
+            for miner in self.ready:
+                miner.flush_stash()
+            t0 = float(reply["t0"])
+            latencies = [t - t0 for t in self.fanout_times]
+            all_latencies.extend(latencies)
+            last = max(latencies, default=float("nan")) * 1000
+            self.result.fanout_last_ms.append(last)
+            self.result.fanout_server_write_ms.append((float(reply["t1"]) - t0) * 1000)
+            self.out(
+                f"  block {block + 1}: {len(latencies)}/{expected} miners notified,"
+                f" last after {last:.1f} ms (server wrote all in"
+                f" {(float(reply['t1']) - t0) * 1000:.1f} ms)"
+            )
+        self.result.fanout_miners = expected
+        self.result.fanout_p50_ms = percentile(all_latencies, 0.50) * 1000
+        self.result.fanout_p99_ms = percentile(all_latencies, 0.99) * 1000
+
+    def rss(self) -> int:
+        return read_rss_kib(self.server_pid) if self.server_pid else 0
+
+    async def run(self) -> BenchResult:
+        """All phases; returns the figures (also printed as they come)."""
+        config = self.config
+        out = self.out
+        result = self.result
+        limit = raise_fd_limit()
+        if config.url:
+            from otedama.miner.service import endpoint_from_url
+
+            spec = endpoint_from_url(config.url)
+            fields = dict(part.split("=", 1) for part in spec.split(":")[1:])
+            host, port = fields["host"], int(fields["port"])
+        else:
+            host, port = await self.start_server()
+            await self.sleep(0.5)
+            result.rss_base_kib = self.rss()
+            out(
+                f"server pid {self.server_pid} on port {port}, RSS {result.rss_base_kib / 1024:.1f} MiB"
+            )
+        out(f"fd limit {limit}; connecting {config.connections} miners ...")
+        start = time.monotonic()
+        await self.connect(host, port, config.connections)
+        result.connect_seconds = time.monotonic() - start
+        result.connections = len(self.ready)
+        await self.sleep(1.0)
+        result.rss_connected_kib = self.rss()
+        result.memory_connections = len(self.ready)
+        out(
+            f"{len(self.ready)} miners ready in {result.connect_seconds:.1f} s;"
+            f" server RSS {result.rss_connected_kib / 1024:.1f} MiB"
+        )
+        if config.duration > 0:
+            mode = (
+                f"open loop at {config.rate:g} shares/s"
+                if config.rate
+                else (f"closed loop, {config.window} in flight per miner")
+            )
+            out(f"submitting for {config.warmup:g} s warm-up + {config.duration:g} s ({mode}) ...")
+            await self.load(config.duration)
+            result.rss_after_load_kib = self.rss()
+            out(
+                f"accepted {result.accepted} ({result.shares_per_second:.0f} shares/s),"
+                f" rejected {result.rejected} {self.reject_reasons or ''};"
+                f" submit->reply p50 {result.latency_p50_ms:.2f} ms,"
+                f" p99 {result.latency_p99_ms:.2f} ms, max {result.latency_max_ms:.1f} ms;"
+                f" server CPU {result.server_cpu_seconds / result.duration * 100:.0f}%,"
+                f" load generator CPU {result.client_cpu_seconds / result.duration * 100:.0f}%"
+            )
+        if config.fanout_miners and not config.url:
+            if config.fanout_miners > len(self.miners):
+                out(f"connecting up to {config.fanout_miners} miners for the fan-out rounds ...")
+                await self.connect(host, port, config.fanout_miners)
+                await self.sleep(1.0)
+                result.rss_connected_kib = self.rss()
+                result.memory_connections = len(self.ready)
+                out(
+                    f"{len(self.ready)} miners ready; server RSS"
+                    f" {result.rss_connected_kib / 1024:.1f} MiB"
+                )
+            out(f"fan-out: {config.blocks} new blocks to {len(self.ready)} miners")
+            await self.fanout(config.blocks)
+            out(
+                f"fan-out over {config.blocks} blocks: notify latency p50"
+                f" {result.fanout_p50_ms:.1f} ms, p99 {result.fanout_p99_ms:.1f} ms,"
+                f" last miner max {max(result.fanout_last_ms, default=0):.1f} ms"
+            )
+        if result.rss_base_kib and result.memory_connections:
+            per = (result.rss_connected_kib - result.rss_base_kib) / result.memory_connections
+            out(
+                f"memory: {result.rss_connected_kib / 1024:.1f} MiB RSS with"
+                f" {result.memory_connections} miners ({per:.2f} KiB per connection over the"
+                f" {result.rss_base_kib / 1024:.1f} MiB idle server)"
+            )
+        return result
+
+    async def close(self) -> None:
+        for miner in self.miners:
+            transport: Any = miner.transport
+            if transport is not None:
+                transport.loseConnection()
+        server = self.server
+        if server is not None and server.transport is not None:
+            process: Any = server.transport
+            process.closeStdin()
+            await server.ended
+
+
+def register(subparsers: Any) -> None:
+    """Add ``stratum`` to the ``bench`` sub-commands."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "stratum",
+        help="Stratum server throughput, latency, memory and notify fan-out",
+        description=__doc__,
+    )
+    parser.add_argument("--connections", type=int, default=1000, help="miners submitting shares")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="measured seconds of load (0: no load)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="shares/s in total (0: as fast as the server answers)",
+    )
+    parser.add_argument(
+        "--window", type=int, default=1, help="submits in flight per miner when --rate is 0"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of load before measuring"
+    )
+    parser.add_argument(
+        "--fanout-miners",
+        type=int,
+        default=0,
+        help="miners to time new-block notifies to (0: skip)",
+    )
+    parser.add_argument("--blocks", type=int, default=5, help="new blocks in the fan-out rounds")
+    parser.add_argument(
+        "--url", default=None, help="bench an already running server (no memory or fan-out figures)"
+    )
+    parser.add_argument(
+        "--server-reactor",
+        choices=("asyncio", "epoll"),
+        default="asyncio",
+        help="reactor of the in-process server (the node uses asyncio)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="also print the figures as one JSON object"
+    )
+    parser.set_defaults(func=run_stratum_bench)
+
+
+def run_stratum_bench(args: argparse.Namespace) -> int:
+    """Run the Stratum bench with the epoll reactor for the load generator."""
+    config = BenchConfig(
+        connections=args.connections,
+        duration=args.duration,
+        rate=args.rate,
+        fanout_miners=args.fanout_miners,
+        blocks=args.blocks,
+        window=args.window,
+        warmup=args.warmup,
+        url=args.url,
+        server_reactor=args.server_reactor,
+    )
+    if config.connections < 1 or config.window < 1 or config.rate < 0 or config.blocks < 1:
+        print(
+            "otedama bench stratum: --connections, --window and --blocks must be >= 1 and"
+            f" --rate >= 0 (got {config.connections}, {config.window}, {config.blocks},"
+            f" {config.rate})"
+        )
+        return 2
+    if "twisted.internet.reactor" not in sys.modules:
+        from twisted.internet import epollreactor
+
+        epollreactor.install()
+    from twisted.internet import reactor
+    from twisted.internet.task import react
+
+    outcome: dict[str, BenchResult] = {}
+
+    async def main(rx: Any) -> None:
+        gen = LoadGenerator(rx, config)
+        try:
+            outcome["result"] = await gen.run()
+        finally:
+            await gen.close()
+
+    try:
+        react(lambda rx: Deferred.fromCoroutine(main(rx)), [])
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            return int(exit_.code) if isinstance(exit_.code, int) else 1
+    del reactor
+    if args.json and "result" in outcome:
+        print(json.dumps(outcome["result"].__dict__))
+    return 0

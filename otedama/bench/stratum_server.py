@@ -1,0 +1,193 @@
+"""The server side of ``otedama bench stratum``, run in its own process.
+
+It listens with the node's own Stratum stack (``JobManager`` + ``StratumFactory``) on
+127.0.0.1, fed with synthetic block templates, so that the load generator's cost does not
+count against it and its memory can be read from ``/proc/<pid>/status``.
+
+Control over stdin/stdout, one JSON object a line:
+
+* at start it prints ``{"port": P}``;
+* ``block`` makes a new template on a new previous block and answers
+  ``{"block": n, "t0": ..., "t1": ...}`` (``time.monotonic()`` just before handing the
+  template to the job manager and just after every session was written to);
+* ``stats`` answers ``{"accepted": n, "rejected": {...}, "sessions": n}``;
+* end of input stops the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import sys
+import time
+from fractions import Fraction
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import Protocol
+
+from otedama.chain.address import address_to_script
+from otedama.chain.params import get_network
+from otedama.chain.serialize import TxOut
+from otedama.chain.target import bits_to_target
+from otedama.chain.template import BlockTemplate
+from otedama.stratum.share import Share
+
+__all__ = ["BENCH_ADDRESS", "CountingSink", "main", "raise_fd_limit", "synthetic_template"]
+
+#: A regtest address the bench miners authorize as (and the coinbase pays).
+BENCH_ADDRESS = "bcrt1qsv2hexjrhpa8qwxr4la2nmmkmdh8hxkje996rc"
+#: Difficulty-1 nBits: bench shares (difficulty 2**-32) are practically never blocks.
+BENCH_BITS = 0x1D00FFFF
+
+
+def raise_fd_limit() -> int:
+    """Raise the open-files soft limit to the hard limit; return the new limit."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def synthetic_template(block: int, now: int) -> BlockTemplate:
+    """A template on a made-up previous block ``block`` (no transactions)."""
+    prev = hashlib.sha256(b"otedama bench block %d" % block).digest()
+    return BlockTemplate(
+        version=0x20000000,
+        prev_hash=prev,
+        height=1000 + block,
+        bits=BENCH_BITS,
+        target=bits_to_target(BENCH_BITS),
+        curtime=now,
+        mintime=now - 3600,
+        coinbase_value=50 * 100_000_000,
+        transactions=(),
+        default_witness_commitment=None,
+        longpollid=None,
+        rules=("csv", "segwit"),
+    )
+
+
+class CountingSink:
+    """A share sink that only counts (the bench measures the Stratum server, not the pool)."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.blocks = 0
+
+    def share_accepted(self, share: Share) -> None:
+        self.accepted += 1
+
+    def block_found(self, block: bytes, share: Share) -> Deferred[Any]:
+        self.blocks += 1
+        return succeed(None)
+
+
+class _Control(Protocol):
+    """Reads control lines from stdin and answers on stdout."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                self.handle(line.strip().decode())
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.handle("quit")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bench server until stdin closes."""
+    parser = argparse.ArgumentParser(prog="otedama-bench-stratum-server")
+    parser.add_argument("--reactor", choices=("asyncio", "epoll"), default="asyncio")
+    parser.add_argument("--difficulty-log2", type=int, default=-32)
+    args = parser.parse_args(argv)
+    raise_fd_limit()
+    if args.reactor == "asyncio":
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
+    else:
+        from twisted.internet import epollreactor
+
+        epollreactor.install()
+    from twisted.internet import reactor, stdio
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+
+    from otedama.stratum.jobs import JobManager
+    from otedama.stratum.protocol import StratumFactory
+    from otedama.stratum.settings import StratumSettings
+
+    rx: Any = reactor
+    network = get_network("regtest")
+    script = address_to_script(BENCH_ADDRESS, network)
+    difficulty = Fraction(2) ** args.difficulty_log2
+    settings = StratumSettings(
+        network=network,
+        start_difficulty=difficulty,
+        min_difficulty=difficulty,
+        vardiff=False,
+        max_connections=1_000_000,
+        max_connections_per_ip=1_000_000,
+        subscribe_timeout=3600.0,
+        idle_timeout=3600.0,
+        abuse_threshold=1_000_000,
+    )
+    jobs = JobManager(
+        lambda template: [TxOut(template.coinbase_value, script)],
+        clock=rx,
+        refresh_interval=3600.0,
+    )
+    sink = CountingSink()
+    factory = StratumFactory(jobs, sink, settings, rx)
+    out = sys.stdout
+    blocks = [0]
+
+    def say(obj: dict[str, Any]) -> None:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    def handle(command: str) -> None:
+        if command == "block":
+            blocks[0] += 1
+            template = synthetic_template(blocks[0], int(time.time()))
+            t0 = time.monotonic()
+            jobs.on_template(template)
+            t1 = time.monotonic()
+            say({"block": blocks[0], "t0": t0, "t1": t1})
+        elif command == "stats":
+            server = factory.server
+            say(
+                {
+                    "accepted": server.stats.accepted,
+                    "rejected": dict(server.stats.rejected),
+                    "sessions": len(server.sessions),
+                    "sink_accepted": sink.accepted,
+                }
+            )
+        elif command == "quit":
+            if rx.running:
+                rx.stop()
+
+    async def start() -> None:
+        jobs.on_template(synthetic_template(0, int(time.time())))
+        port = await TCP4ServerEndpoint(rx, 0, backlog=4096, interface="127.0.0.1").listen(factory)
+        stdio.StandardIO(_Control(handle), reactor=rx)
+        say({"port": port.getHost().port})
+
+    def boot() -> None:
+        Deferred.fromCoroutine(start()).addErrback(lambda f: (f.printTraceback(), rx.stop()))
+
+    rx.callWhenRunning(boot)
+    rx.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
