@@ -69,7 +69,7 @@ def encode_height(height: int) -> bytes:
 
 def _push_opcode(size: int) -> bytes:
     """The opcode(s) pushing ``size`` bytes (the data itself left out)."""
-    return push_data(bytes(size))[: len(push_data(bytes(size))) - size]
+    return push_data(bytes(size))[:-size] if size else b"\x00"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otedama.chain.hashing import sha256d
+from otedama.chain.merkle import WITNESS_COMMITMENT_HEADER
 from otedama.chain.target import bits_to_target
 
 __all__ = ["BlockTemplate", "TemplateError", "TemplateTx"]
@@ -99,6 +100,11 @@ class BlockTemplate:
         commitment = None
         if reply.get("default_witness_commitment") is not None:
             commitment = _hex(reply, "default_witness_commitment", None)
+            if len(commitment) < 38 or not commitment.startswith(WITNESS_COMMITMENT_HEADER):
+                raise TemplateError(
+                    "getblocktemplate field 'default_witness_commitment': "
+                    f"{commitment.hex()!r} is not an OP_RETURN aa21a9ed commitment script"
+                )
         longpollid = reply.get("longpollid")
         if longpollid is not None and not isinstance(longpollid, str):
             raise TemplateError(

@@ -222,3 +222,10 @@ def test_any_coinbase_parses_and_keeps_its_height_push(
     assert extranonce in script
     assert 2 <= len(script) <= 100
     assert [o.value for o in tx.outputs] == [*values, 0]
+
+
+def test_long_extranonce_uses_pushdata1() -> None:
+    parts = build_coinbase(1, [PAYOUT], 80)
+    assert parts.coinb1.endswith(b"\x4c\x50")
+    script = parts.transaction(b"\x07" * 80).inputs[0].script_sig
+    assert script == b"\x51\x4c\x50" + b"\x07" * 80

@@ -49,7 +49,7 @@ def test_template_transactions_keep_order_hashes_and_fees(case: dict[str, Any]) 
 
 
 def _broken(change: dict[str, Any], remove: tuple[str, ...] = ()) -> dict[str, Any]:
-    reply = copy.deepcopy(CASES[0]["getblocktemplate"])
+    reply: dict[str, Any] = copy.deepcopy(CASES[0]["getblocktemplate"])
     reply.update(change)
     for key in remove:
         del reply[key]
@@ -72,6 +72,7 @@ def _broken(change: dict[str, Any], remove: tuple[str, ...] = ()) -> dict[str, A
         (_broken({"rules": "segwit"}), "'rules': expected a list of strings"),
         (_broken({"longpollid": 5}), "'longpollid': expected a string"),
         (_broken({"default_witness_commitment": "xyz"}), "'default_witness_commitment'"),
+        (_broken({"default_witness_commitment": "6a00"}), "is not an OP_RETURN aa21a9ed"),
     ],
 )
 def test_malformed_reply_names_the_field(reply: dict[str, Any], message: str) -> None:
