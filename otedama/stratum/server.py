@@ -193,10 +193,12 @@ class StratumServer:
         jobs = self.jobs
         per_address = jobs.per_address
         for session in list(self.sessions):
-            if session.last_job_seq < 0 or session.closed:
+            if session.closed or not session.ready:
                 continue
             try:
-                if per_address and session.address is not None:
+                if session.last_job_seq < 0:
+                    session.start_work()
+                elif per_address and session.address is not None:
                     personal = jobs.job_for(session.address)
                     if personal is not None:
                         session.send_job(personal)

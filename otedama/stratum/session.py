@@ -333,7 +333,13 @@ class StratumSession:
         else:
             self.write(job.notify_line(clean))
 
-    def _start_work(self) -> None:
+    @property
+    def ready(self) -> bool:
+        """Subscribed and authorized: the connection takes jobs."""
+        return self.subscribed and bool(self.workers)
+
+    def start_work(self) -> None:
+        """Send the first difficulty and job once subscribed and authorized."""
         if not (self.subscribed and self.workers) or self._last_job is not None:
             return
         if self.start_difficulty is not None:
@@ -389,7 +395,7 @@ class StratumSession:
                 ],
             )
         )
-        self._start_work()
+        self.start_work()
 
     def on_authorize(self, request: Request, now: float) -> None:
         """``mining.authorize [address[.worker], password]``."""
@@ -425,7 +431,7 @@ class StratumSession:
             self.address = address
         self.log.info("worker {worker} authorized from {host}", worker=user, host=self.host)
         self.write(encode_result_true(request.id))
-        self._start_work()
+        self.start_work()
 
     def on_configure(self, request: Request, now: float) -> None:
         """``mining.configure [extensions, parameters]`` (BIP310), any time."""

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from decimal import Decimal
 from fractions import Fraction
 
 from otedama.chain.params import NetworkParams
 
 __all__ = ["StratumSettings"]
+
+
+def _difficulty(name: str, value: object) -> Fraction:
+    """A positive difficulty as an exact Fraction (a float means its shortest decimal)."""
+    result: Fraction | None = None
+    if isinstance(value, bool):
+        result = None
+    elif isinstance(value, Fraction | int | Decimal):
+        result = Fraction(value)
+    elif isinstance(value, float) and math.isfinite(value):
+        result = Fraction(repr(value))
+    elif isinstance(value, str):
+        try:
+            result = Fraction(value.strip())
+        except (ValueError, ZeroDivisionError):
+            result = None
+    if result is None or result <= 0:
+        raise ValueError(f"stratum {name} must be a positive number, got {value!r}")
+    return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +59,7 @@ class StratumSettings:
 
     def __post_init__(self) -> None:
         for name in ("start_difficulty", "min_difficulty", "max_difficulty"):
-            value = getattr(self, name)
-            if not isinstance(value, Fraction | int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"stratum {name} must be a positive number, got {value!r}")
-            object.__setattr__(self, name, Fraction(value))
+            object.__setattr__(self, name, _difficulty(name, getattr(self, name)))
         if self.min_difficulty > self.max_difficulty:
             raise ValueError(
                 f"stratum min_difficulty {self.min_difficulty} is above "
