@@ -590,6 +590,14 @@ def _cross_checks(config: Config) -> list[str]:
             f'chain.network: the devnet backend runs network "devnet", got "{chain.network}" '
             "(set chain.backend: bitcoind for other networks)"
         )
+    if chain.backend == "devnet" and chain.devnet.listen.port == 0:
+        problems.append(
+            "chain.devnet.listen: the embedded devnet needs a fixed port (the pool connects to it)"
+        )
+    if config.mining.enable_cpu and config.stratum.address.port == 0:
+        problems.append(
+            "mining.enable_cpu: the built-in miner needs a fixed stratum.address port, got 0"
+        )
     if chain.backend == "bitcoind" and chain.network == "devnet" and not chain.rpc:
         problems.append("chain.rpc: a bitcoind backend on devnet needs the devnet's RPC address")
     if chain.backend == "bitcoind" and not chain.rpc:

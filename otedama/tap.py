@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
 from twisted.python import usage
 
 from otedama.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from otedama.ops.lifecycle import ListenerService, NodeService
+from otedama.ops.logging import LogControl
 
 
 def install_asyncio_reactor() -> None:
@@ -66,6 +72,212 @@ def makeService(options: Options) -> Any:
     """Build the node's service tree from validated options (twistd's entry point)."""
     from twisted.internet import reactor
 
-    from otedama.node_tree import build_node
-
     return build_node(options.config, reactor)
+
+
+# -- the service tree ------------------------------------------------------------------
+
+
+class ChainService(Service):
+    """The connection to the chain backend: ready once the daemon is on our network."""
+
+    log = Logger()
+
+    def __init__(self, client: Any, network: str) -> None:
+        self.setName("chain")
+        self.client = client
+        self.network = network
+
+    def whenReady(self) -> Deferred[Any]:
+        return Deferred.fromCoroutine(self.client.wait_until_ready(self.network))
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        closed: Deferred[None] = self.client.close()
+        return closed
+
+
+class ReadyWhen(Service):
+    """Runs a child service and reports it ready when ``check()`` succeeds."""
+
+    def __init__(self, name: str, service: Any, check: Callable[[], Awaitable[Any]]) -> None:
+        self.setName(name)
+        self.service = service
+        self.check = check
+
+    def startService(self) -> None:
+        super().startService()
+        self.service.startService()
+
+    def whenReady(self) -> Deferred[Any]:
+        return Deferred.fromCoroutine(_await(self.check()))
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        stopped: Deferred[None] = maybeDeferred(self.service.stopService)
+        return stopped
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def rpc_endpoints(config: Config) -> list[Any]:
+    from otedama.node.rpc import RpcEndpoint
+
+    if config.chain.backend == "devnet":
+        listen = config.chain.devnet.listen
+        host = "127.0.0.1" if listen.host in ("", "0.0.0.0") else listen.host
+        host = f"[{host}]" if ":" in host else host
+        return [RpcEndpoint(url=f"http://{host}:{listen.port}/")]
+    return [
+        RpcEndpoint(
+            url=rpc.url,
+            user=rpc.user,
+            password=rpc.password,
+            cookie_file=str(rpc.cookie_file) if rpc.cookie_file else None,
+        )
+        for rpc in config.chain.rpc
+    ]
+
+
+def stratum_settings(config: Config) -> Any:
+    from otedama.chain.params import get_network
+    from otedama.stratum.settings import StratumSettings
+
+    stratum = config.stratum
+    return StratumSettings(
+        network=get_network(config.chain.network),
+        start_difficulty=stratum.share_difficulty,
+        vardiff=stratum.var_diff,
+        target_share_interval=stratum.target_share_interval,
+        min_difficulty=stratum.min_difficulty,
+        max_difficulty=stratum.max_difficulty,
+        extranonce2_size=stratum.extranonce2_size,
+        max_connections=stratum.max_workers,
+        max_connections_per_ip=stratum.max_connections_per_ip,
+        subscribe_timeout=stratum.subscribe_timeout,
+        idle_timeout=stratum.idle_timeout,
+    )
+
+
+def build_node(config: Config, reactor: Any, log_control: LogControl | None = None) -> NodeService:
+    """Build the whole node: one tree, children in start order (they stop in reverse)."""
+    from twisted.internet.endpoints import serverFromString
+
+    from otedama.chain.params import get_network
+    from otedama.ledger.blocks import BlockTracker, RewardPolicy
+    from otedama.ledger.payouts import PayoutProcessor
+    from otedama.ledger.rewards import RewardScheme
+    from otedama.ledger.store import LedgerStore
+    from otedama.node.bitcoind import BitcoindClient
+    from otedama.node.source import TemplateSource
+    from otedama.pool.core import LedgerLink, PoolCore
+    from otedama.stratum.jobs import JobManager
+    from otedama.stratum.protocol import StratumFactory
+
+    logging = config.monitoring.logging
+    if log_control is None:
+        log_control = LogControl(
+            config.log_level,
+            logging.format,
+            stdout=logging.stdout,
+            file=logging.file,
+            max_size_mb=logging.max_size,
+            max_backups=logging.max_backups,
+        )
+    node = NodeService(config, reactor, log_control)
+    network = get_network(config.chain.network)
+
+    if config.chain.backend == "devnet":
+        from otedama.node.devnet import DevnetService
+
+        devnet = DevnetService(
+            reactor,
+            config.chain.devnet.listen.server_endpoint(),
+            config.chain.devnet.difficulty,
+            config.chain.devnet.data_dir,
+            wallet_address=config.payout_address,
+        )
+        devnet.setName("devnet")
+        devnet.whenReady = lambda: devnet.ready  # type: ignore[attr-defined]
+        devnet.setServiceParent(node)
+
+    client = BitcoindClient(rpc_endpoints(config), clock=reactor, timeout=config.chain.rpc_timeout)
+    ChainService(client, config.chain.network).setServiceParent(node)
+
+    store = LedgerStore.from_config(reactor, config)
+    ReadyWhen("ledger", store, store.check_schema).setServiceParent(node)
+
+    fee_address = config.pool.fee_address or config.payout_address
+    policy = RewardPolicy(
+        scheme=RewardScheme.parse(config.pool.rewards.system),
+        fee_basis_points=config.fee_basis_points,
+        fee_address=fee_address,
+        pplns_window=config.pool.rewards.window,
+    )
+    tracker = BlockTracker(store, client, reactor, maturity=network.coinbase_maturity)
+    tracker.setName("block-tracker")
+    tracker.setServiceParent(node)
+    payouts = PayoutProcessor(
+        store,
+        client,
+        reactor,
+        interval=config.pool.payout_interval,
+        minimum_payout_sats=config.pool.minimum_payout,
+    )
+    payouts.setName("payouts")
+    payouts.setServiceParent(node)
+
+    core = PoolCore(
+        network,
+        config.payout_address,
+        config.pool.rewards.system,
+        config.fee_basis_points,
+        client,
+        LedgerLink(store, policy),
+        fee_address=fee_address,
+    )
+    solo = config.pool.rewards.system == "SOLO"
+    jobs = JobManager(
+        core.coinbase_outputs,
+        clock=reactor,
+        pool_tag=config.stratum.pool_tag.encode(),
+        extranonce2_size=config.stratum.extranonce2_size,
+        refresh_interval=config.stratum.job_timeout,
+        address_outputs=core.solo_outputs if solo else None,
+    )
+    jobs.setName("jobs")
+    jobs.setServiceParent(node)
+    source = TemplateSource(
+        client,
+        clock=reactor,
+        poll_interval=config.chain.poll_interval,
+        refresh_interval=config.stratum.job_timeout,
+    )
+    source.subscribe(jobs.on_template)
+    source.setName("templates")
+    source.setServiceParent(node)
+
+    if config.stratum.enable:
+        factory = StratumFactory(jobs, core, stratum_settings(config), reactor)
+        endpoint = serverFromString(reactor, config.stratum.address.server_endpoint())
+        ListenerService("stratum", endpoint, factory).setServiceParent(node)
+        node.reload_hooks.append(
+            lambda old, new: factory.server.update_settings(stratum_settings(new))
+        )
+
+    if config.mining.enable_cpu:
+        from otedama.miner.service import CpuMinerService
+
+        address = config.stratum.address
+        host = "127.0.0.1" if address.host in ("", "0.0.0.0") else address.host
+        miner = CpuMinerService(
+            f"stratum+tcp://{host}:{address.port}",
+            f"{config.payout_address}.cpu",
+            config.mining.cpu.threads,
+            reactor,
+        )
+        miner.setName("cpu-miner")
+        miner.setServiceParent(node)
+    return node

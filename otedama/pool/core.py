@@ -125,12 +125,6 @@ class PoolCore:
     async def _submit(self, block: bytes, share: Share) -> Any:
         block_hash = share.block_hash[::-1].hex()
         self.stats.blocks_submitted += 1
-        self.log.info(
-            "block candidate at height {height} from {worker}: {hash}; submitting",
-            height=share.height,
-            worker=share.worker,
-            hash=block_hash,
-        )
         try:
             result = await self.submitter.submit_block(block)
         except Exception:
@@ -180,3 +174,40 @@ class PoolCore:
     def on_block(self, callback: Callable[[Share, Any], None]) -> None:
         """Call ``callback(share, result)`` after each accepted block."""
         self._on_block.append(callback)
+
+
+class LedgerLink:
+    """Connects the core to the ledger store: shares to the batcher, blocks with credits."""
+
+    def __init__(self, store: Any, policy: Any) -> None:
+        self.store = store
+        self.policy = policy
+
+    def add_share(self, share: Share) -> None:
+        from otedama.ledger.shares import ShareRecord
+
+        self.store.add_share(
+            ShareRecord(
+                created_at=share.time,
+                address=share.address,
+                worker=share.worker_name,
+                difficulty=float(share.difficulty),
+                job_id=share.job_id,
+                height=share.height,
+                share_hash=share.hash,
+            )
+        )
+
+    def record_block(self, share: Share, reward: int) -> Awaitable[Any]:
+        from otedama.ledger.blocks import FoundBlock
+
+        found = FoundBlock(
+            height=share.height,
+            hash=share.block_hash[::-1].hex(),
+            finder_address=share.address,
+            finder_worker=share.worker_name,
+            reward=reward,
+            found_at=share.time,
+        )
+        result: Awaitable[Any] = self.store.record_block(found, self.policy)
+        return result
