@@ -25,6 +25,7 @@ COMMAND_MODULES: list[str] = [
     "otedama.miner.commands",
     "otedama.bench.commands",
     "otedama.ledger.commands",
+    "otedama.node.commands",
 ]
 
 

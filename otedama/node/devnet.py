@@ -23,6 +23,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -464,6 +465,13 @@ class DevnetResource(Resource):
         return status, None if call.notification else reply
 
 
+class _QuietSite(Site):
+    """A site without the per-request access log (long polls and submits are frequent)."""
+
+    def log(self, request: http.Request) -> None:
+        return None
+
+
 @dataclass
 class DevnetHandle:
     """A running devnet: its port, URL, chain and node; ``stop()`` shuts it down."""
@@ -505,7 +513,7 @@ class DevnetService(Service):
         super().startService()
         self.node.load()
         resource = DevnetResource(DevnetRpc(self.node), self.credentials)
-        site = Site(resource)
+        site = _QuietSite(resource)
         site.noisy = False
         d = serverFromString(self.reactor, self.listen).listen(site)
         d.addCallbacks(self._listening, self._listen_failed)
