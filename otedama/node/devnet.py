@@ -27,6 +27,7 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from otedama.chain.address import AddressError, address_to_script
 from otedama.chain.coinbase import build_coinbase
 from otedama.chain.hashing import sha256d
 from otedama.chain.merkle import merkle_root
@@ -83,6 +84,15 @@ class DevnetNode:
         self.chain = DevnetChain(get_network("devnet"), Fraction(difficulty))
         self.store = DevnetStore(Path(data_dir))
         self.wallet_address = wallet_address
+        if wallet_address is not None:
+            try:
+                address_to_script(wallet_address, self.chain.params)
+            except AddressError as e:
+                raise ValueError(
+                    f"the devnet wallet address {wallet_address!r} is not a devnet "
+                    f"(regtest-format) address: {e}"
+                ) from None
+        # Replaced by load(), which reads the wallet's seed and addresses from the data dir.
         self.wallet: DevnetWallet = DevnetWallet(self.chain, b"", (), wallet_address)
         self._waiters: list[tuple[str, Deferred[None], Any]] = []
         self._invalidated: list[str] = []
@@ -115,7 +125,11 @@ class DevnetNode:
         chain.connect_hooks.clear()
         try:
             self.wallet = DevnetWallet(
-                chain, bytes.fromhex(doc["seed"]), doc.get("addresses", []), self.wallet_address
+                chain,
+                bytes.fromhex(doc["seed"]),
+                doc.get("addresses", []),
+                self.wallet_address,
+                doc.get("imported", []),
             )
             sends = [_record_from_json(item) for item in doc.get("transactions", [])]
         except (KeyError, TypeError, ValueError) as e:
@@ -192,6 +206,7 @@ class DevnetNode:
                 "format": 1,
                 "seed": wallet.seed.hex(),
                 "addresses": wallet.issued,
+                "imported": wallet.imported,
                 "transactions": [
                     _record_to_json(r) for r in wallet.records.values() if r.fee is not None
                 ],
@@ -279,6 +294,11 @@ class DevnetNode:
             self._invalidated.append(hex_hash)
         self._save_state()
         self._changed()
+
+    def import_address(self, address: str, rescan: bool) -> None:
+        """Make the wallet own ``address`` (saved, so it stays owned after a restart)."""
+        self.wallet.import_address(address, rescan)
+        self._save_wallet()
 
     def new_address(self, address_type: str) -> str:
         """A new wallet address, saved before it is handed out."""

@@ -57,6 +57,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "getrawmempool": ("verbose",),
     "validateaddress": ("address",),
     "getnewaddress": ("label", "address_type"),
+    "importaddress": ("address", "label", "rescan", "p2sh"),
     "getbalance": ("dummy", "minconf", "include_watchonly", "avoid_reuse"),
     "sendmany": (
         "dummy",
@@ -540,6 +541,15 @@ class DevnetRpc:
             return self.node.new_address(_str(address_type, "bech32"))
         except WalletError as e:
             raise RpcFault(RPC_INVALID_ADDRESS_OR_KEY, str(e)) from None
+
+    async def rpc_importaddress(self, address: Any, label: Any, rescan: Any, p2sh: Any) -> None:
+        text = _str(address)
+        try:
+            self.node.import_address(text, _bool(rescan, True))
+        except AddressError:
+            raise RpcFault(
+                RPC_INVALID_ADDRESS_OR_KEY, "Invalid Bitcoin address or script"
+            ) from None
 
     async def rpc_getbalance(
         self, dummy: Any, minconf: Any, include_watchonly: Any, avoid_reuse: Any

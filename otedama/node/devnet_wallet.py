@@ -74,17 +74,22 @@ class DevnetWallet:
         seed: bytes,
         addresses: Iterable[str] = (),
         fixed_address: str | None = None,
+        imported: Iterable[str] = (),
     ) -> None:
         self.chain = chain
         self.params = chain.params
         self.seed = seed
         self.receive: OrderedDict[bytes, str] = OrderedDict()
         self.issued: list[str] = []
+        self.imported: list[str] = []
         if fixed_address is not None:
             self._own(fixed_address)
         for address in addresses:
             self._own(address)
             self.issued.append(address)
+        for address in imported:
+            self._own(address)
+            self.imported.append(address)
         if not self.receive:
             self.new_address()
         self.change_script = b"\x00\x14" + hash160(self._pubkey(b"change", 0))
@@ -114,6 +119,32 @@ class DevnetWallet:
         self.receive[script] = address
         self.issued.append(address)
         return address
+
+    def import_address(self, address: str, rescan: bool = True) -> None:
+        """Own ``address`` too (another node's pool address on a shared devnet).
+
+        Without keys there is no difference between watching and spending: its outputs
+        count in the balance and pay for ``send_many``. ``rescan`` records the best
+        chain's and the mempool's transactions that pay it.
+        """
+        script = address_to_script(address, self.params)
+        if script in self.receive:
+            return
+        self.receive[script] = address
+        self.imported.append(address)
+        if not rescan:
+            return
+        for entry in self.chain.active[1:]:
+            block = entry.block()
+            for tx in block.transactions:
+                if any(o.script_pubkey == script for o in tx.outputs):
+                    self.records.setdefault(tx.txid(), WalletTx(tx, tx.txid(), entry.header.time))
+        for mempool_entry in self.chain.mempool.values():
+            if any(o.script_pubkey == script for o in mempool_entry.tx.outputs):
+                self.records.setdefault(
+                    mempool_entry.txid,
+                    WalletTx(mempool_entry.tx, mempool_entry.txid, mempool_entry.time),
+                )
 
     def is_mine(self, script: bytes) -> bool:
         """Whether ``script`` is one of the wallet's (receiving or change)."""

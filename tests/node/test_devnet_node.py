@@ -1,0 +1,110 @@
+"""The devnet node without HTTP: long-poll timing on a fake clock, mining, importaddress,
+configuration errors and the ``otedama devnet`` command."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from otedama.chain.address import address_to_script
+from otedama.cli import build_parser
+from otedama.config import load_config
+from otedama.node.commands import devnet_service
+from otedama.node.devnet import LONGPOLL_TIMEOUT, DevnetNode, DevnetService
+
+EASY = Fraction(1, 10**9)
+OTHER_POOL = "bcrt1qkuycd29ejkf8n8sneevx4xmlsgly03cq8mavh9"
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> DevnetNode:
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    devnet = DevnetNode(clock, EASY, tmp_path / "devnet")
+    devnet.load()
+    return devnet
+
+
+def test_a_long_poll_on_the_current_state_waits_until_the_timeout(node: DevnetNode) -> None:
+    waiting = node.wait_for_change(node.longpollid())
+    node.clock.advance(LONGPOLL_TIMEOUT - 1)
+    assert not waiting.called
+    node.clock.advance(1)
+    assert waiting.called
+    assert not node.clock.getDelayedCalls()
+
+
+def test_a_long_poll_with_an_old_id_returns_at_once(node: DevnetNode) -> None:
+    assert node.wait_for_change("f" * 64 + "0").called
+
+
+def test_a_long_poll_wakes_on_a_wallet_payment(node: DevnetNode) -> None:
+    script = address_to_script(node.wallet.default_address, node.chain.params)
+    mined = Deferred.fromCoroutine(node.generate(101, script, 10**9))
+    assert len(mined.result) == 101  # at this difficulty no chunk ends without a block
+    waiting = node.wait_for_change(node.longpollid())
+    node.send_many([(OTHER_POOL, 10**8)], "payout 1", 1, [])
+    assert waiting.called
+    assert not node.clock.getDelayedCalls()
+
+
+def test_a_cancelled_long_poll_leaves_no_timer(node: DevnetNode) -> None:
+    waiting = node.wait_for_change(node.longpollid())
+    waiting.addErrback(lambda _: None)
+    waiting.cancel()
+    assert not node.clock.getDelayedCalls()
+
+
+def test_a_wallet_address_of_another_network_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a devnet"):
+        DevnetNode(Clock(), EASY, tmp_path, "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4")
+
+
+@pytest_twisted.ensureDeferred
+async def test_mining_pays_an_imported_address_into_the_balance(tmp_path: Path) -> None:
+    node = DevnetNode(reactor, EASY, tmp_path / "devnet")
+    node.load()
+    try:
+        script = address_to_script(OTHER_POOL, node.chain.params)
+        assert len(await node.generate(101, script, 10**9)) == 101
+        assert node.wallet.balance() == 0
+        node.import_address(OTHER_POOL, rescan=True)
+        assert node.wallet.balance() == 50 * 10**8
+        assert len(node.wallet.records) == 101
+    finally:
+        node.close()
+    again = DevnetNode(reactor, EASY, tmp_path / "devnet")
+    again.load()
+    try:
+        assert again.wallet.balance() == 50 * 10**8
+    finally:
+        again.close()
+
+
+def test_the_devnet_command_reads_the_config(tmp_path: Path) -> None:
+    config_file = tmp_path / "devnet.yaml"
+    config_file.write_text(
+        "chain:\n"
+        "  backend: devnet\n"
+        "  network: devnet\n"
+        "  devnet:\n"
+        "    listen: 127.0.0.1:19555\n"
+        "    difficulty: 0.001\n"
+        f"    data_dir: {tmp_path / 'chain'}\n"
+        "pool:\n"
+        f"  wallet_address: {OTHER_POOL}\n"
+    )
+    args = build_parser().parse_args(["devnet", "--config", str(config_file)])
+    assert args.func.__name__ == "run_devnet"
+    service = devnet_service(load_config(config_file), reactor)
+    assert isinstance(service, DevnetService)
+    assert service.listen == "tcp:19555:interface=127.0.0.1"
+    assert service.node.chain.difficulty == Fraction(1, 1000)
+    assert service.node.store.data_dir == tmp_path / "chain"
+    assert service.node.wallet_address == OTHER_POOL
