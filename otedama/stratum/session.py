@@ -152,7 +152,7 @@ class StratumSession:
         self.address: str | None = None
         self.version_rolling = False
         self.version_mask = 0
-        self.difficulty = settings.start_difficulty
+        self.difficulty = _canonical(settings.start_difficulty)
         self.target = difficulty_to_target(self.difficulty, settings.network.algorithm)
         self.difficulty_floor = settings.min_difficulty
         self.start_difficulty: Fraction | None = None

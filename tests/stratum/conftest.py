@@ -168,7 +168,7 @@ def make_stack() -> Iterator[StackMaker]:
     """Build a server stack on a task.Clock; ``make_stack(**settings_overrides)``."""
     made: list[Stack] = []
 
-    def build(*, template: bool = True, **overrides: Any) -> Stack:
+    def build(*, template: bool = True, bits: int = 0x207FFFFF, **overrides: Any) -> Stack:
         clock = task.Clock()
         clock.advance(START_TIME)
         settings = regtest_settings(**overrides)
@@ -178,7 +178,7 @@ def make_stack() -> Iterator[StackMaker]:
         factory.doStart()
         jobs.startService()
         if template:
-            jobs.on_template(make_template())
+            jobs.on_template(make_template(bits=bits))
         stack = Stack(clock, jobs, sink, factory, settings)
         made.append(stack)
         return stack

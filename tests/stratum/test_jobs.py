@@ -191,7 +191,7 @@ def test_job_from_recorded_notify_reads_height_from_the_coinbase() -> None:
     assert job.height == 0x88
     assert job.mintime == job.ntime == 0x6B05023B
     assert job.transactions is None
-    assert json.loads(job.notify_clean)["params"] == params[:8] + [True]
+    assert json.loads(job.notify_clean)["params"] == [*params[:8], True]
 
 
 @pytest.mark.parametrize("case", TEMPLATES["cases"], ids=lambda c: c["name"])
