@@ -144,7 +144,7 @@ def window_weights(connection: Connection, window: tuple[float, float]) -> Mappi
     query = select(shares.c.address, shares.c.difficulty).where(shares.c.created_at <= end)
     if start != float("-inf"):
         query = query.where(shares.c.created_at > start)
-    result = connection.execution_options(yield_per=_WINDOW_FETCH).execute(query)
+    result = connection.execute(query, execution_options={"yield_per": _WINDOW_FETCH})
     return aggregate_weights((address, difficulty) for address, difficulty in result)
 
 
@@ -361,9 +361,12 @@ class BlockTracker(TimerService):
         self.maturity = maturity
         # Any: mypy without the zope plugin mistypes Interface methods.
         self._clock: Any = clock
+        #: The check started by the latest tick (tests and shutdown wait on it).
+        self.last_tick: Deferred[None] | None = None
 
     def _tick(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._safe_check())
+        self.last_tick = Deferred.fromCoroutine(self._safe_check())
+        return self.last_tick
 
     async def _safe_check(self) -> None:
         try:

@@ -121,3 +121,15 @@ async def store(db_url: str, tmp_path: Path, clock: task.Clock) -> AsyncIterator
     await ledger.batcher.replay_now()
     yield ledger
     await ledger.stop()
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[[str], str]:
+    """Write a config file naming a database URL; returns its path."""
+
+    def make(url: str) -> str:
+        path = tmp_path / "otedama.yaml"
+        path.write_text(f"database:\n  url: {url}\n", encoding="utf-8")
+        return str(path)
+
+    return make

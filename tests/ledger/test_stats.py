@@ -1,0 +1,234 @@
+"""The read side: balances from the journal, hashrates, pool stats, ``otedama stats``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from chainfake import block_hash
+from sqlalchemy import Connection, Engine, insert
+
+from otedama import cli
+from otedama.ledger import db
+from otedama.ledger.commands import format_hashrate, format_sats, format_table
+from otedama.ledger.shares import ShareRecord, insert_batch
+from otedama.ledger.stats import (
+    Balance,
+    address_balance,
+    balance_totals,
+    balances,
+    hashrate,
+    journal_total,
+    payout_history,
+    pool_stats,
+    spendable_balances,
+    worker_hashrates,
+)
+from otedama.ledger.tables import blocks, journal, payout_batches, payout_items
+
+NOW = 1_700_000_000.0
+
+
+@pytest.fixture
+def engine(db_url: str) -> Any:
+    engine = db.make_engine(db_url, pool_size=1)
+    yield engine
+    engine.dispose()
+
+
+def add_block(connection: Connection, height: int, status: str) -> int:
+    return int(
+        connection.execute(
+            insert(blocks).returning(blocks.c.id),
+            {
+                "height": height,
+                "hash": block_hash(str(height)),
+                "finder_address": "alice",
+                "finder_worker": "w",
+                "reward": 1000,
+                "scheme": "PPLNS",
+                "status": status,
+                "confirmations": 0,
+                "found_at": NOW - 1000 + height,
+                "updated_at": NOW,
+            },
+        ).scalar_one()
+    )
+
+
+def add_batch(connection: Connection, state: str, items: dict[str, int]) -> int:
+    batch_id = int(
+        connection.execute(
+            insert(payout_batches).returning(payout_batches.c.id),
+            {
+                "created_at": NOW,
+                "updated_at": NOW,
+                "state": state,
+                "comment": f"otedama-payout-{state}-{sorted(items)}",
+                "txid": None if state == "committed" else "ab" * 32,
+                "total": sum(items.values()),
+            },
+        ).scalar_one()
+    )
+    for address, amount in items.items():
+        connection.execute(
+            insert(payout_items), {"batch_id": batch_id, "address": address, "amount": amount}
+        )
+        entry(connection, address, "payout", -amount, batch_id=batch_id)
+    return batch_id
+
+
+def entry(
+    connection: Connection,
+    address: str,
+    kind: str,
+    amount: int,
+    block_id: int | None = None,
+    batch_id: int | None = None,
+) -> None:
+    connection.execute(
+        insert(journal),
+        {
+            "created_at": NOW,
+            "address": address,
+            "kind": kind,
+            "amount": amount,
+            "block_id": block_id,
+            "batch_id": batch_id,
+            "note": "",
+        },
+    )
+
+
+def ledger_with_history(engine: Engine) -> None:
+    """alice: 300 immature, 700 confirmed of which 250 sent + 100 committed + 50 failed."""
+    with engine.begin() as c:
+        pending = add_block(c, 1, "pending")
+        confirmed = add_block(c, 2, "confirmed")
+        orphaned = add_block(c, 3, "orphaned")
+        entry(c, "alice", "credit", 300, block_id=pending)
+        entry(c, "alice", "credit", 700, block_id=confirmed)
+        entry(c, "bob", "credit", 90, block_id=confirmed)
+        entry(c, "bob", "credit", 40, block_id=orphaned)
+        entry(c, "bob", "orphan_reversal", -40, block_id=orphaned)
+        add_batch(c, "confirmed", {"alice": 200})
+        add_batch(c, "sent", {"alice": 50})
+        add_batch(c, "committed", {"alice": 100})
+        failed = add_batch(c, "failed", {"alice": 50})
+        entry(c, "alice", "payout_reversal", 50, batch_id=failed)
+
+
+def test_balances_split_the_journal_into_immature_spendable_and_paid(engine: Engine) -> None:
+    ledger_with_history(engine)
+    with engine.connect() as c:
+        result = balances(c)
+        assert result == {
+            "alice": Balance("alice", immature=300, spendable=350, paid=250, payout_pending=100),
+            "bob": Balance("bob", immature=0, spendable=90, paid=0, payout_pending=0),
+        }
+        for address, balance in result.items():
+            assert balance.immature + balance.spendable == journal_total(c, address)
+        assert spendable_balances(c) == {"alice": 350, "bob": 90}
+        assert address_balance(c, "nobody") == Balance("nobody")
+        assert balance_totals(c) == Balance("*", 300, 440, 250, 100)
+
+
+def test_payout_history_lists_batches_and_an_addresses_items_newest_first(engine: Engine) -> None:
+    ledger_with_history(engine)
+    with engine.connect() as c:
+        pool = payout_history(c)
+        mine = payout_history(c, "alice", limit=2)
+    assert [p.state for p in pool] == ["failed", "committed", "sent", "confirmed"]
+    assert [p.recipients for p in pool] == [1, 1, 1, 1]
+    assert [(p.state, p.amount, p.address) for p in mine] == [
+        ("failed", 50, "alice"),
+        ("committed", 100, "alice"),
+    ]
+
+
+def add_shares(engine: Engine) -> None:
+    records = [
+        ShareRecord(NOW - 30, "alice", "rig1", 1024.0, "j", 1),
+        ShareRecord(NOW - 20, "alice", "rig1", 1024.0, "j", 1),
+        ShareRecord(NOW - 10, "alice", "rig2", 512.0, "j", 1),
+        ShareRecord(NOW - 5, "bob", "s9", 4096.0, "j", 1),
+        ShareRecord(NOW - 700, "carol", "old", 1e9, "j", 1),  # outside 10 min
+    ]
+    with engine.begin() as c:
+        insert_batch(c, "k", records, NOW)
+
+
+def test_hashrate_is_difficulty_times_two_to_the_32_over_seconds() -> None:
+    assert hashrate(600.0, 600.0) == 2**32
+    with pytest.raises(ValueError, match="positive"):
+        hashrate(1.0, 0)
+
+
+def test_worker_hashrates_are_per_worker_over_the_window(engine: Engine) -> None:
+    add_shares(engine)
+    with engine.connect() as c:
+        rates = worker_hashrates(c, NOW, 600.0)
+        alice = worker_hashrates(c, NOW, 600.0, address="alice")
+    assert [(r.address, r.worker, r.shares) for r in rates] == [
+        ("bob", "s9", 1),
+        ("alice", "rig1", 2),
+        ("alice", "rig2", 1),
+    ]
+    assert rates[1].hashrate == 2048 * 2**32 / 600
+    assert rates[1].last_share_at == NOW - 20
+    assert [r.worker for r in alice] == ["rig1", "rig2"]
+
+
+def test_pool_stats_sum_the_window_and_count_active_workers(engine: Engine) -> None:
+    add_shares(engine)
+    ledger_with_history(engine)
+    with engine.connect() as c:
+        stats = pool_stats(c, NOW, 600.0)
+    assert stats.shares_in_window == 4
+    assert stats.hashrate == (1024 + 1024 + 512 + 4096) * 2**32 / 600
+    assert (stats.active_workers, stats.active_addresses) == (3, 2)
+    assert dict(stats.blocks) == {"pending": 1, "confirmed": 1, "orphaned": 1}
+    assert stats.totals.spendable == 440
+    assert [b.height for b in stats.last_blocks] == [3, 2, 1]
+    assert len(stats.last_payouts) == 4
+    text = format_table(stats)
+    assert "pool hashrate      47.65 GH/s (last 10 min)" in text
+    assert "blocks             pending 1, confirmed 1, orphaned 1" in text
+    assert "spendable 0.00000440" in text
+
+
+def test_amounts_and_hashrates_are_formatted_for_people() -> None:
+    assert format_sats(123_456_789) == "1.23456789"
+    assert format_sats(-5) == "-0.00000005"
+    assert format_hashrate(999.0) == "999.00 H/s"
+    assert format_hashrate(1.5e15) == "1.50 PH/s"
+
+
+def test_otedama_stats_prints_json_and_a_table(
+    engine: Engine,
+    db_url: str,
+    make_config: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ledger_with_history(engine)
+    config = make_config(db_url)
+
+    assert cli.main(["stats", "--format", "json", "--config", config]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["blocks"] == {"pending": 1, "confirmed": 1, "orphaned": 1}
+    assert data["totals"] == {
+        "address": "*",
+        "immature": 300,
+        "spendable": 440,
+        "paid": 250,
+        "payout_pending": 100,
+    }
+    assert data["window_seconds"] == 600.0
+
+    assert cli.main(["stats", "--config", config, "--window", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "(last 5 min)" in out
+    assert "paid      0.00000250" in out
+    assert "last payouts" in out
