@@ -33,6 +33,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
@@ -71,6 +72,13 @@ __all__ = [
 #: -3 wrong type, -8 invalid parameter, -18 wallet not loaded, -19 wallet not specified,
 #: -32601 no such method (wallet disabled), -32602 invalid parameters.
 DEFINITE_FAILURE_CODES = frozenset({-6, -13, -5, -3, -8, -18, -19, -32601, -32602})
+
+#: Satoshis per BTC.
+COIN = 100_000_000
+
+#: Outputs below this are refused by wallets as dust (546 sat, P2PKH's limit), so a
+#: smaller minimum payout would make batches that can never be sent.
+DUST_LIMIT = 546
 
 #: The steps at which ``crash_hook`` is called (a test seam for the crash tests).
 CRASH_POINTS = ("batch_committed", "wallet_called", "txid_recorded")
@@ -322,6 +330,32 @@ def mark_failed(connection: Connection, batch_id: int, error: str, now: float) -
 # -- the service -------------------------------------------------------------------------
 
 
+class ReconcileError(Exception):
+    """An unfinished batch's fate cannot be decided from the wallet without a person."""
+
+
+def btc_to_sats(amount: Any) -> int:
+    """An amount of BTC from a wallet reply (``Decimal``, int, str or float) in satoshis."""
+    if isinstance(amount, bool):
+        raise ValueError(f"not an amount of BTC: {amount!r}")
+    value = Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount)
+    sats = value * COIN
+    if sats != sats.to_integral_value():
+        raise ValueError(f"amount {amount!r} BTC is not a whole number of satoshis")
+    return int(sats)
+
+
+def sent_outputs(details: Any) -> dict[str, int]:
+    """Satoshis per address in the ``send`` details of a ``gettransaction`` reply."""
+    paid: dict[str, int] = {}
+    for detail in details:
+        if detail.get("category") != "send" or not isinstance(detail.get("address"), str):
+            continue
+        address = detail["address"]
+        paid[address] = paid.get(address, 0) - btc_to_sats(detail["amount"])
+    return paid
+
+
 def _error_code(error: BaseException) -> int | None:
     code = getattr(error, "code", None)
     return code if isinstance(code, int) and not isinstance(code, bool) else None
@@ -360,9 +394,10 @@ class PayoutProcessor(Service):
             raise TypeError(
                 f"minimum payout must be an int of satoshis, got {minimum_payout_sats!r}"
             )
-        if minimum_payout_sats < 1:
+        if minimum_payout_sats < DUST_LIMIT:
             raise ValueError(
-                f"minimum payout must be at least 1 satoshi, got {minimum_payout_sats}"
+                f"minimum payout {minimum_payout_sats} sat is below the dust limit "
+                f"({DUST_LIMIT} sat): wallets refuse such outputs"
             )
         if max_recipients_per_batch < 1:
             raise ValueError(
@@ -384,6 +419,8 @@ class PayoutProcessor(Service):
         self.crash_hook = crash_hook
         #: Addresses the wallet called invalid (-5); left out of new batches until restart.
         self.refused_addresses: set[str] = set()
+        #: What the latest tick did (None before the first).
+        self.last_report: TickReport | None = None
         self._loop: LoopingCall | None = None
         self._busy = False
         self._idle_waiters: list[Deferred[None]] = []
@@ -435,16 +472,18 @@ class PayoutProcessor(Service):
             self.log.warn("payout tick skipped: the previous one is still running")
             return TickReport()
         self._busy = True
+        report = TickReport()
         try:
-            return await self._tick()
+            await self._tick(report)
+            return report
         finally:
+            self.last_report = report
             self._busy = False
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:
                 waiter.callback(None)
 
-    async def _tick(self) -> TickReport:
-        report = TickReport()
+    async def _tick(self, report: TickReport) -> None:
         committed = await self.store.run(partial(load_batches, state=BATCH_COMMITTED))
         for batch in committed:
             await self._reconcile(batch, report)
@@ -454,7 +493,7 @@ class PayoutProcessor(Service):
                 "no new payouts until payout batches {batches} are reconciled",
                 batches=report.unresolved,
             )
-            return report
+            return
         now = self._now()
         refused = frozenset(self.refused_addresses)
         new_batch: PayoutBatch | None = await self.store.run(
@@ -467,7 +506,7 @@ class PayoutProcessor(Service):
             )
         )
         if new_batch is None:
-            return report
+            return
         self.log.info(
             "payout batch {batch_id} committed: {total} sat to {count} addresses",
             batch_id=new_batch.id,
@@ -477,12 +516,19 @@ class PayoutProcessor(Service):
         self._crash_point("batch_committed")
         if await self._send(new_batch, report):
             report.sent.append(new_batch.id)
-        return report
 
     async def _reconcile(self, batch: PayoutBatch, report: TickReport) -> None:
         """Find out whether an unfinished batch reached the wallet; finish it either way."""
         try:
             txid = await self._find_in_wallet(batch)
+        except ReconcileError as e:
+            self.log.error(
+                "payout batch {batch_id} cannot be reconciled: {error}",
+                batch_id=batch.id,
+                error=str(e),
+            )
+            report.unresolved.append(batch.id)
+            return
         except Exception as e:
             self.log.warn(
                 "payout batch {batch_id} not reconciled, wallet unreachable: {error}",
@@ -520,10 +566,15 @@ class PayoutProcessor(Service):
         count = self.search_depth
         while True:
             entries = await self.wallet.list_transactions(count)
-            for entry in entries:
-                txid = entry.get("txid")
-                if entry.get("comment") == batch.comment and isinstance(txid, str):
-                    return txid
+            candidates = sorted(
+                {
+                    entry["txid"]
+                    for entry in entries
+                    if entry.get("comment") == batch.comment and isinstance(entry.get("txid"), str)
+                }
+            )
+            if candidates:
+                return await self._matching_transaction(batch, candidates)
             if len(entries) < count:
                 return None
             times = [e["time"] for e in entries if isinstance(e.get("time"), int | float)]
@@ -536,6 +587,26 @@ class PayoutProcessor(Service):
                     "wallet by hand"
                 )
             count = min(count * 4, MAX_SEARCH)
+
+    async def _matching_transaction(self, batch: PayoutBatch, txids: list[str]) -> str:
+        """The one of ``txids`` (all carrying the batch's comment) that pays its items.
+
+        A comment alone could come from another ledger that used this wallet (a database
+        rebuilt from scratch numbers its batches from 1 again), so the outputs must match
+        the batch exactly; otherwise the batch is neither marked sent nor paid again.
+        """
+        seen: dict[str, dict[str, int]] = {}
+        for txid in txids:
+            tx = await self.wallet.get_transaction(txid)
+            paid = sent_outputs(tx.get("details", ()))
+            if paid == dict(batch.items):
+                return txid
+            seen[txid] = paid
+        raise ReconcileError(
+            f"the wallet has {batch.comment!r} on {', '.join(txids)}, but paying {seen} "
+            f"instead of the batch's {dict(batch.items)}; was the ledger database replaced "
+            "while the wallet was kept? Check by hand before paying this batch"
+        )
 
     async def _send(self, batch: PayoutBatch, report: TickReport) -> bool:
         """Send a committed batch once; True when the wallet accepted it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from otedama.ledger.payouts import (
     PayoutBatch,
     PayoutProcessor,
     TickReport,
+    btc_to_sats,
     create_batch,
     is_definite_failure,
     load_batches,
@@ -466,6 +468,41 @@ async def test_reconcile_stops_searching_at_entries_older_than_the_batch(store, 
     assert wallet.paid() == {ALICE: 300_000}
 
 
+@pytest_twisted.ensureDeferred
+async def test_same_comment_paying_other_outputs_is_not_taken_for_the_batch(store, clock, wallet):
+    """A wallet kept across a rebuilt ledger: its old "otedama-payout-1" is not this batch 1."""
+    await wallet.send_many({CAROL: 999_000}, "otedama-payout-1")  # from the old ledger
+    await store.run(partial(credit, amounts={ALICE: 300_000}))
+    processor, events = make_processor(store, wallet, clock)
+    wallet.time_out_next_send(after_sending=False)
+    await processor.tick()
+
+    report = await processor.tick()
+
+    assert (report.unresolved, report.recovered, report.resent) == ([1], [], [])
+    assert wallet.paid() == {CAROL: 999_000}
+    assert await store.run(batch_states) == [(1, BATCH_COMMITTED, None)]
+    assert "was the ledger database replaced while the wallet was kept?" in logged(events)
+
+
+@pytest.mark.parametrize(
+    ("amount", "sats"),
+    [
+        (Decimal("0.001"), 100_000),
+        (Decimal("-1.5"), -150_000_000),
+        (0.00000546, 546),
+        (2, 200_000_000),
+    ],
+)
+def test_wallet_amounts_in_btc_convert_to_exact_satoshis(amount, sats):
+    assert btc_to_sats(amount) == sats
+
+
+def test_wallet_amount_finer_than_a_satoshi_is_refused():
+    with pytest.raises(ValueError, match="not a whole number of satoshis"):
+        btc_to_sats(Decimal("0.000000001"))
+
+
 # -- start-up ----------------------------------------------------------------------------
 
 
@@ -617,7 +654,7 @@ def test_wallet_errors_with_refusal_codes_are_definite_and_others_are_not():
     ("kwargs", "message"),
     [
         ({"interval": 0}, "pool.payout_interval must be positive, got 0"),
-        ({"minimum_payout_sats": 0}, "at least 1 satoshi, got 0"),
+        ({"minimum_payout_sats": 545}, r"minimum payout 545 sat is below the dust limit \(546"),
         ({"max_recipients_per_batch": 0}, "at least 1, got 0"),
         ({"confirmations": 0}, "confirmations must be at least 1, got 0"),
     ],
