@@ -107,6 +107,8 @@ class BenchResult:
     fanout_server_write_ms: list[float] = field(default_factory=list)
     client_cpu_seconds: float = 0.0
     server_cpu_seconds: float = 0.0
+    shares_per_server_cpu_second: float = 0.0
+    load_average: list[float] = field(default_factory=list)
 
 
 class LoadMiner(Protocol):
@@ -129,6 +131,8 @@ class LoadMiner(Protocol):
         self.fanout_seen = -1
 
     def connectionMade(self) -> None:
+        transport: Any = self.transport
+        transport.setTcpNoDelay(True)
         self._write(
             encode_request(1, "mining.subscribe", ["otedama-bench"])
             + encode_request(2, "mining.authorize", [self.gen.user, "x"])
@@ -454,6 +458,9 @@ class LoadGenerator:
         result.latency_p50_ms = percentile(self.latencies, 0.50) * 1000
         result.latency_p99_ms = percentile(self.latencies, 0.99) * 1000
         result.latency_max_ms = max(self.latencies, default=0.0) * 1000
+        if result.server_cpu_seconds > 0:
+            result.shares_per_server_cpu_second = self.accepted / result.server_cpu_seconds
+        result.load_average = list(os.getloadavg())
 
     def _server_cpu(self) -> float:
         if not self.server_pid:
@@ -546,8 +553,10 @@ class LoadGenerator:
                 f" rejected {result.rejected} {self.reject_reasons or ''};"
                 f" submit->reply p50 {result.latency_p50_ms:.2f} ms,"
                 f" p99 {result.latency_p99_ms:.2f} ms, max {result.latency_max_ms:.1f} ms;"
-                f" server CPU {result.server_cpu_seconds / result.duration * 100:.0f}%,"
-                f" load generator CPU {result.client_cpu_seconds / result.duration * 100:.0f}%"
+                f" server CPU {result.server_cpu_seconds / result.duration * 100:.0f}%"
+                f" ({result.shares_per_server_cpu_second:.0f} shares per server CPU-second),"
+                f" load generator CPU {result.client_cpu_seconds / result.duration * 100:.0f}%;"
+                " load average {:.2f} {:.2f} {:.2f}".format(*result.load_average)
             )
         if config.fanout_miners and not config.url:
             if config.fanout_miners > len(self.miners):
