@@ -47,11 +47,13 @@ from otedama.configschema import (
     percentage,
     port,
     section,
+    size,
     string,
     string_list,
 )
 
 DEFAULT_CONFIG_PATH = "/etc/otedama.yaml"
+MB = 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 #: The devnet pool's coinbase address when pool.wallet_address is unset (regtest format;
 #: the devnet does not check signatures, so its wallet spends these outputs).
@@ -99,7 +101,7 @@ class ServerConfig:
     read_timeout: float = option(30.0, duration, dump=dump_duration, used=False)
     write_timeout: float = option(30.0, duration, dump=dump_duration, used=False)
     idle_timeout: float = option(120.0, duration, dump=dump_duration, used=False)
-    max_header_bytes: int = option(1048576, integer(0), used=False)
+    max_header_bytes: int = option(1048576, size(), used=False)
 
 
 @dataclass(frozen=True)
@@ -359,7 +361,12 @@ class LoggingConfig:
     format: str = option("text", choice("text", "json"), doc="`json`: one object per line.")
     file: Path | None = option(None, optional_path, dump=dump_path, doc="Also log to this file.")
     stdout: bool = option(True, boolean, doc="Log to standard output.")
-    max_size: int = option(100, integer(1), doc="Rotate the log file at this many MB.")
+    max_size: int = option(
+        100 * MB,
+        size(MB),
+        dump=lambda value: f"{value // MB}MiB" if value % MB == 0 else value,
+        doc="Rotate the log file at this size (a bare number counts in MB, as in the guide).",
+    )
     max_backups: int = option(10, integer(0), doc="Rotated files kept.")
     max_age: int = option(30, integer(0), used=False)
 

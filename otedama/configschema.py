@@ -198,6 +198,31 @@ def dump_duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_SIZE_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+
+
+def size(bare_unit: int = 1) -> Callable[[Any], int]:
+    """A size: ``100MB``, ``1GiB``, ``512kb``; a bare number counts in ``bare_unit`` bytes.
+
+    Returns bytes.
+    """
+
+    def parse(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value * bare_unit
+        if isinstance(value, str):
+            match = _SIZE.match(value)
+            if match:
+                amount, unit = match.groups()
+                scale = _SIZE_UNITS[unit.lower()] if unit else bare_unit
+                return int(Decimal(amount) * scale)
+        raise Invalid(f"expected a size like 100MB, 1GiB or a whole number, got {_describe(value)}")
+
+    return parse
+
+
 def host_port(default_host: str = "0.0.0.0") -> Callable[[Any], HostPort]:
     def parse(value: Any) -> HostPort:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -343,6 +368,9 @@ def load_section(
             )
             continue
         spec: Spec = target.metadata["spec"]
+        if raw is None and target.default is None:
+            values[target.name] = None
+            continue
         try:
             values[target.name] = spec.parse(raw)
         except Invalid as error:

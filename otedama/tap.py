@@ -183,7 +183,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
             logging.format,
             stdout=logging.stdout,
             file=logging.file,
-            max_size_mb=logging.max_size,
+            max_size=logging.max_size,
             max_backups=logging.max_backups,
         )
     node = NodeService(config, reactor, log_control)

@@ -87,6 +87,7 @@ class NodeService(MultiService):
         self.ready: Deferred[None] = Deferred()
         self._starting: Deferred[None] | None = None
         self._started: list[Any] = []
+        self._previous_sighup: Any = None
 
     # twistd asks the Application for an ILogObserver before it starts logging: give it
     # ours so the node's level, format and file apply from the first line.
@@ -151,16 +152,16 @@ class NodeService(MultiService):
     # -- reload ------------------------------------------------------------------------
 
     def _install_sighup(self) -> None:
-        loop = getattr(self.reactor, "_asyncioEventloop", None)
-        if loop is not None:
-            loop.add_signal_handler(signal.SIGHUP, self.reload)
-        elif hasattr(self.reactor, "callFromThread"):
-            signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
+        # A plain handler that hands over to the reactor thread: the asyncio loop's own
+        # add_signal_handler loses its wakeup fd to Twisted's child-process waker.
+        self._previous_sighup = signal.signal(
+            signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload)
+        )
 
     def _remove_sighup(self) -> None:
-        loop = getattr(self.reactor, "_asyncioEventloop", None)
-        if loop is not None:
-            loop.remove_signal_handler(signal.SIGHUP)
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
 
     def reload(self) -> bool:
         """Re-read the config file and apply what can change live; refuse a bad one."""

@@ -92,7 +92,7 @@ class LogControl:
         *,
         stdout: bool = True,
         file: Path | None = None,
-        max_size_mb: int = 100,
+        max_size: int = 100 * 1024 * 1024,
         max_backups: int = 10,
         stream: IO[str] | None = None,
     ) -> None:
@@ -107,7 +107,7 @@ class LogControl:
             logfile = LogFile(
                 file.name,
                 str(file.parent),
-                rotateLength=max_size_mb * 1024 * 1024,
+                rotateLength=max_size,
                 maxRotatedFiles=max_backups or None,
             )
             self._files.append(logfile)

@@ -56,45 +56,127 @@ def test_embedded_default_needs_no_outside_service() -> None:
 
 
 BAD_CONFIGS = [
-    ({"stratum": {"var_diff": "yes please"}}, 'stratum.var_diff: expected true/false, got "yes please"'),
+    (
+        {"stratum": {"var_diff": "yes please"}},
+        'stratum.var_diff: expected true/false, got "yes please"',
+    ),
     ({"stratum": {"address": "nohost"}}, 'stratum.address: expected host:port, got "nohost"'),
-    ({"stratum": {"address": "1.2.3.4:99999"}}, 'stratum.address: expected a port 0-65535, got "1.2.3.4:99999"'),
-    ({"stratum": {"job_timeout": "soon"}}, 'stratum.job_timeout: expected a duration like 30s, 2h, 500ms or seconds, got "soon"'),
-    ({"stratum": {"share_difficulty": 0}}, "stratum.share_difficulty: expected a difficulty > 0, got 0"),
+    (
+        {"stratum": {"address": "1.2.3.4:99999"}},
+        'stratum.address: expected a port 0-65535, got "1.2.3.4:99999"',
+    ),
+    (
+        {"stratum": {"job_timeout": "soon"}},
+        'stratum.job_timeout: expected a duration like 30s, 2h, 500ms or seconds, got "soon"',
+    ),
+    (
+        {"stratum": {"share_difficulty": 0}},
+        "stratum.share_difficulty: expected a difficulty > 0, got 0",
+    ),
     ({"stratum": {"max_workers": 1.5}}, "stratum.max_workers: expected a whole number, got 1.5"),
     ({"stratum": {"max_workers": 0}}, "stratum.max_workers: expected a whole number >= 1, got 0"),
     ({"stratum": {"varidff": True}}, "stratum.varidff: unknown key (known keys here:"),
-    ({"pool": {"fee_percentage": 120}}, "pool.fee_percentage: expected a percentage between 0 and 100, got 120"),
-    ({"pool": {"minimum_payout": "0.000000001"}}, 'pool.minimum_payout: expected at most 8 decimal places, got "0.000000001"'),
-    ({"pool": {"minimum_payout": "lots"}}, 'pool.minimum_payout: expected an amount in coins (e.g. 0.001), got "lots"'),
-    ({"pool": {"rewards": {"system": "PPS"}}}, 'pool.rewards.system: expected one of PPLNS, PROP, SOLO, got "PPS"'),
-    ({"pool": {"wallet_address": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"}}, 'pool.wallet_address: "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4" is not a devnet address'),
-    ({"chain": {"network": "mainnet"}}, 'chain.network: the devnet backend runs network "devnet", got "mainnet"'),
-    ({"chain": {"backend": "bitcoind", "network": "regtest", "rpc": []}, "pool": {"wallet_address": "bcrt1qqxlgwddcf0uhsmr9uqesvn3efp00p99t0mcyjs"}}, "chain.rpc: the bitcoind backend needs at least one daemon"),
-    ({"chain": {"rpc": [{"url": "ftp://x"}]}}, "chain.rpc[0].url: expected an http:// or https:// URL, got 'ftp://x'"),
-    ({"chain": {"rpc": [{"url": "http://x", "pasword": "p"}]}}, "chain.rpc[0].pasword: unknown key"),
-    ({"chain": {"network": "moonnet"}}, 'chain.network: expected one of mainnet, testnet, testnet4, signet, regtest, devnet, got "moonnet"'),
-    ({"chain": {"devnet": {"difficulty": "hard"}}}, 'chain.devnet.difficulty: expected a difficulty (a number > 0, e.g. 1, 0.001), got "hard"'),
-    ({"chain": {"backend": "bitcoind", "network": "mainnet", "rpc": [{"url": "http://127.0.0.1:8332"}]}}, "pool.wallet_address: required"),
-    ({"database": {"url": "mysql://x"}}, 'database.url: expected a postgresql:// or sqlite:/// URL, got "mysql://x"'),
-    ({"database": {"ssl_mode": "maybe"}}, 'database.ssl_mode: expected one of disable, allow, prefer, require, verify-ca, verify-full, got "maybe"'),
-    ({"monitoring": {"logging": {"format": "xml"}}}, 'monitoring.logging.format: expected one of text, json, got "xml"'),
-    ({"monitoring": {"logging": {"level": "loud"}}}, 'monitoring.logging.level: expected one of debug, info, warn, error, critical, warning, got "loud"'),
+    (
+        {"pool": {"fee_percentage": 120}},
+        "pool.fee_percentage: expected a percentage between 0 and 100, got 120",
+    ),
+    (
+        {"pool": {"minimum_payout": "0.000000001"}},
+        'pool.minimum_payout: expected at most 8 decimal places, got "0.000000001"',
+    ),
+    (
+        {"pool": {"minimum_payout": "lots"}},
+        'pool.minimum_payout: expected an amount in coins (e.g. 0.001), got "lots"',
+    ),
+    (
+        {"pool": {"rewards": {"system": "PPS"}}},
+        'pool.rewards.system: expected one of PPLNS, PROP, SOLO, got "PPS"',
+    ),
+    (
+        {"pool": {"wallet_address": "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"}},
+        'pool.wallet_address: "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4" is not a devnet address',
+    ),
+    (
+        {"chain": {"network": "mainnet"}},
+        'chain.network: the devnet backend runs network "devnet", got "mainnet"',
+    ),
+    (
+        {
+            "chain": {"backend": "bitcoind", "network": "regtest", "rpc": []},
+            "pool": {"wallet_address": "bcrt1qqxlgwddcf0uhsmr9uqesvn3efp00p99t0mcyjs"},
+        },
+        "chain.rpc: the bitcoind backend needs at least one daemon",
+    ),
+    (
+        {"chain": {"rpc": [{"url": "ftp://x"}]}},
+        "chain.rpc[0].url: expected an http:// or https:// URL, got 'ftp://x'",
+    ),
+    (
+        {"chain": {"rpc": [{"url": "http://x", "pasword": "p"}]}},
+        "chain.rpc[0].pasword: unknown key",
+    ),
+    (
+        {"chain": {"network": "moonnet"}},
+        'chain.network: expected one of mainnet, testnet, testnet4, signet, regtest, devnet, got "moonnet"',
+    ),
+    (
+        {"chain": {"devnet": {"difficulty": "hard"}}},
+        'chain.devnet.difficulty: expected a difficulty (a number > 0, e.g. 1, 0.001), got "hard"',
+    ),
+    (
+        {
+            "chain": {
+                "backend": "bitcoind",
+                "network": "mainnet",
+                "rpc": [{"url": "http://127.0.0.1:8332"}],
+            }
+        },
+        "pool.wallet_address: required",
+    ),
+    (
+        {"database": {"url": "mysql://x"}},
+        'database.url: expected a postgresql:// or sqlite:/// URL, got "mysql://x"',
+    ),
+    (
+        {"database": {"ssl_mode": "maybe"}},
+        'database.ssl_mode: expected one of disable, allow, prefer, require, verify-ca, verify-full, got "maybe"',
+    ),
+    (
+        {"monitoring": {"logging": {"format": "xml"}}},
+        'monitoring.logging.format: expected one of text, json, got "xml"',
+    ),
+    (
+        {"monitoring": {"logging": {"level": "loud"}}},
+        'monitoring.logging.level: expected one of debug, info, warn, error, critical, warning, got "loud"',
+    ),
     ({"stratum": "on"}, 'stratum: expected a mapping of keys, got "on"'),
-    ({"stratum": {"min_difficulty": 10, "max_difficulty": 1}}, "stratum.min_difficulty: 10 is above stratum.max_difficulty 1"),
-    ({"optimization": {"memory_timing_level": "high"}}, 'optimization.memory_timing_level: expected a whole number, got "high"'),
-    ({"federation": {"reputation_threshold": 2}}, "federation.reputation_threshold: expected a number <= 1, got 2"),
+    (
+        {"stratum": {"min_difficulty": 10, "max_difficulty": 1}},
+        "stratum.min_difficulty: 10 is above stratum.max_difficulty 1",
+    ),
+    (
+        {"optimization": {"memory_timing_level": "high"}},
+        'optimization.memory_timing_level: expected a whole number, got "high"',
+    ),
+    (
+        {"federation": {"reputation_threshold": 2}},
+        "federation.reputation_threshold: expected a number <= 1, got 2",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("data", "message"), BAD_CONFIGS, ids=[m.split(":")[0] for _, m in BAD_CONFIGS])
+@pytest.mark.parametrize(
+    ("data", "message"), BAD_CONFIGS, ids=[m.split(":")[0] for _, m in BAD_CONFIGS]
+)
 def test_bad_config_gets_a_precise_message(data: dict, message: str) -> None:
     problems = problems_of(data)
     assert any(p.startswith(message) for p in problems), problems
 
 
 def test_every_problem_is_listed_not_just_the_first() -> None:
-    problems = problems_of({"stratum": {"var_diff": 1, "job_timeout": "x"}, "pool": {"fee_percentage": -1}})
+    problems = problems_of(
+        {"stratum": {"var_diff": 1, "job_timeout": "x"}, "pool": {"fee_percentage": -1}}
+    )
     assert len(problems) == 3
 
 
@@ -109,7 +191,15 @@ def test_unreadable_and_malformed_files_are_errors_naming_the_file(tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30.0), ("2h", 7200.0), ("3600s", 3600.0), (45, 45.0), ("500ms", 0.5), ("1.5m", 90.0), ("1d", 86400.0)],
+    [
+        ("30s", 30.0),
+        ("2h", 7200.0),
+        ("3600s", 3600.0),
+        (45, 45.0),
+        ("500ms", 0.5),
+        ("1.5m", 90.0),
+        ("1d", 86400.0),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert duration(text) == seconds
@@ -134,7 +224,9 @@ def test_environment_overrides() -> None:
         "LOG_LEVEL": "debug",
         "OTEDAMA_MODE": "test",
     }
-    config = load({"database": {"host": "ignored"}, "monitoring": {"logging": {"level": "error"}}}, env)
+    config = load(
+        {"database": {"host": "ignored"}, "monitoring": {"logging": {"level": "error"}}}, env
+    )
     assert config.database_url == "postgresql+psycopg2://u:pw@db:5432/pool"
     assert config.redis.url == "redis://r:6379/0"
     assert config.log_level == "debug"
@@ -143,7 +235,9 @@ def test_environment_overrides() -> None:
 
 def test_bad_environment_override_is_named() -> None:
     problems = problems_of({}, {"LOG_LEVEL": "shouty"})
-    assert problems == ['monitoring.logging.level: expected one of debug, info, warn, error, critical, warning, got "shouty"']
+    assert problems == [
+        'monitoring.logging.level: expected one of debug, info, warn, error, critical, warning, got "shouty"'
+    ]
 
 
 SECRETS = {
@@ -161,7 +255,13 @@ SECRETS = {
 def test_sanitized_export_hides_every_secret() -> None:
     config = load(SECRETS, {"DATABASE_URL": "postgresql://u:url-secret-5@db/pool"})
     text = export_config(config, sanitize=True)
-    for secret in ("db-secret-1", "redis-secret-2", "redis-secret-3", "rpc-secret-4", "url-secret-5"):
+    for secret in (
+        "db-secret-1",
+        "redis-secret-2",
+        "redis-secret-3",
+        "rpc-secret-4",
+        "url-secret-5",
+    ):
         assert secret not in text
     assert MASK in text
     exported = yaml.safe_load(text)

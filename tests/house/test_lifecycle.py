@@ -39,7 +39,11 @@ def node_config(data_dir: Path, devnet_port: int = 0, **overrides: object) -> di
         "chain": {
             "backend": "devnet",
             "network": "devnet",
-            "devnet": {"listen": f"127.0.0.1:{devnet_port}", "difficulty": 0.001, "data_dir": str(data_dir / "devnet")},
+            "devnet": {
+                "listen": f"127.0.0.1:{devnet_port}",
+                "difficulty": 0.001,
+                "data_dir": str(data_dir / "devnet"),
+            },
         },
         "stratum": {"address": "127.0.0.1:0", "share_difficulty": 0.001, "min_difficulty": 0.0001},
         "database": {"url": f"sqlite:///{data_dir / 'otedama.sqlite'}"},
@@ -114,7 +118,9 @@ def test_config_validate_command_lists_every_problem(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({"stratum": {"var_diff": "yes please", "address": "x"}}))
     result = subprocess.run(
         [str(OTEDAMA), "config", "validate", "--config", str(bad)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert 'stratum.var_diff: expected true/false, got "yes please"' in result.stderr
@@ -123,7 +129,9 @@ def test_config_validate_command_lists_every_problem(tmp_path: Path) -> None:
     good.write_text(yaml.safe_dump(node_config(tmp_path)))
     result = subprocess.run(
         [str(OTEDAMA), "config", "validate", "--config", str(good)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout
@@ -134,10 +142,15 @@ def test_twistd_refuses_an_invalid_config_with_its_problems(tmp_path: Path) -> N
     bad.write_text("stratum:\n  max_workers: lots\n")
     result = subprocess.run(
         [str(TWISTD), "--pidfile=", "-n", "otedama", "--config", str(bad)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
-    assert 'stratum.max_workers: expected a whole number, got "lots"' in result.stdout + result.stderr
+    assert (
+        'stratum.max_workers: expected a whole number, got "lots"' in result.stdout + result.stderr
+    )
 
 
 def test_ready_reload_and_stop_under_systemd_protocol(
@@ -152,12 +165,20 @@ def test_ready_reload_and_stop_under_systemd_protocol(
         env.pop(variable, None)
     migrate = subprocess.run(
         [str(OTEDAMA), "migrate", "up", "--config", str(config_file)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     process = subprocess.Popen(
         [str(TWISTD), "--pidfile=", "-n", "otedama", "--config", str(config_file)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output = Output(process)
     try:
@@ -168,13 +189,16 @@ def test_ready_reload_and_stop_under_systemd_protocol(
         # A good new file: RELOADING=1, then READY=1, and the new level is live.
         config_file.write_text(
             yaml.safe_dump(
-                node_config(tmp_path, port, stratum__target_share_interval="3s", app__log_level="debug")
+                node_config(
+                    tmp_path, port, stratum__target_share_interval="3s", app__log_level="debug"
+                )
             )
         )
         process.send_signal(signal.SIGHUP)
         seen = receive(sock, "READY=1")
         assert any("RELOADING=1" in message for message in seen)
         output.wait_for("configuration reloaded")
+        assert not any("reload hook failed" in line for line in output.lines)
 
         # A bad new file is refused; the node keeps running on the old one.
         config_file.write_text("stratum:\n  var_diff: maybe\n")
@@ -197,3 +221,25 @@ def test_ready_reload_and_stop_under_systemd_protocol(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_twistd_with_another_reactor_is_refused(tmp_path: Path) -> None:
+    config_file = tmp_path / "otedama.yaml"
+    config_file.write_text(yaml.safe_dump(node_config(tmp_path)))
+    result = subprocess.run(
+        [
+            str(TWISTD),
+            "--reactor=poll",
+            "--pidfile=",
+            "-n",
+            "otedama",
+            "--config",
+            str(config_file),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Otedama needs the asyncio reactor" in result.stdout + result.stderr
