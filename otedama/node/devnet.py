@@ -321,25 +321,36 @@ class DevnetNode:
         )
         return record.txid
 
-    async def generate(self, count: int, script: bytes, max_tries: int) -> list[bytes]:
-        """Mine ``count`` blocks paying ``script`` on top of the tip (CPU, cooperatively)."""
+    async def generate(
+        self, count: int, script: bytes, max_tries: int | None = None
+    ) -> list[bytes]:
+        """Mine ``count`` blocks paying ``script`` on top of the tip, on the CPU.
+
+        The grind yields to the reactor every ``GRIND_CHUNK`` nonces and starts over on a
+        new tip. ``max_tries`` (None: no limit) caps the nonces tried, like Core's
+        ``maxtries``; the blocks found until then are returned.
+        """
         mined: list[bytes] = []
-        tries = max_tries
-        while len(mined) < count and tries > 0:
-            raw_block = self._block_for(script)
-            header, rest = raw_block[:80], raw_block[80:]
-            prefix = header[:76]
+        tries = max_tries if max_tries is not None else -1
+        extranonce = 0
+        while len(mined) < count and tries != 0:
+            extranonce = (extranonce + 1) & 0xFFFFFFFF
+            raw_block = self._block_for(script, extranonce)
+            prefix, rest = raw_block[:76], raw_block[80:]
             target = self.chain.target
             tip = self.chain.tip
             nonce = 0
             found: int | None = None
-            while found is None and tries > 0 and nonce <= 0xFFFFFFFF and self.chain.tip is tip:
-                end = min(nonce + GRIND_CHUNK, 0x100000000, nonce + tries)
+            while found is None and tries != 0 and nonce <= 0xFFFFFFFF and self.chain.tip is tip:
+                end = min(nonce + GRIND_CHUNK, 0x100000000)
+                if tries > 0:
+                    end = min(end, nonce + tries)
                 for n in range(nonce, end):
                     if hash_to_int(sha256d(prefix + n.to_bytes(4, "little"))) <= target:
                         found = n
                         break
-                tries -= (found - nonce + 1) if found is not None else end - nonce
+                if tries > 0:
+                    tries -= (found - nonce + 1) if found is not None else end - nonce
                 nonce = end
                 if found is None:
                     await deferLater(self.clock, 0, lambda: None)
@@ -350,20 +361,22 @@ class DevnetNode:
                 mined.append(sha256d(raw[:80]))
         return mined
 
-    def _block_for(self, script: bytes) -> bytes:
+    def _block_for(self, script: bytes, extranonce: int) -> bytes:
+        """A block over the current template paying ``script``, nonce 0, Core-shaped coinbase
+        (version 2, nSequence fffffffe, nLockTime height - 1) with a 4-byte extranonce."""
         t = self.chain.template(self.now())
         parts = build_coinbase(
             t.height,
             [TxOut(t.coinbase_value, script)],
-            0,
+            4,
             witness_commitment=t.witness_commitment,
             lock_time=t.height - 1,
             sequence=0xFFFFFFFE,
         )
-        coinbase_txid = parts.txid(b"")
-        root = merkle_root([coinbase_txid, *(e.txid for e in t.entries)])
+        nonce_bytes = extranonce.to_bytes(4, "little")
+        root = merkle_root([parts.txid(nonce_bytes), *(e.txid for e in t.entries)])
         header = BlockHeader(t.version, t.prev_hash, root, t.curtime, t.bits, 0)
-        return parts.build_block(header, b"", [e.tx.serialize() for e in t.entries])
+        return parts.build_block(header, nonce_bytes, [e.tx.serialize() for e in t.entries])
 
 
 async def _nothing() -> None:
@@ -418,12 +431,17 @@ class DevnetResource(Resource):
         assert request.content is not None
         body = request.content.read()
         d = ensureDeferred(self._handle(body))
-        finished = request.notifyFinish()
-        finished.addErrback(lambda _: d.cancel())
+        gone: list[bool] = []
+
+        def disconnected(_: Any) -> None:
+            gone.append(True)
+            d.cancel()
+
+        request.notifyFinish().addErrback(disconnected)
 
         def write(reply: tuple[int, bytes]) -> None:
             status, payload = reply
-            if request.finished or request._disconnected:
+            if gone or request.finished:
                 return
             request.setResponseCode(status)
             if payload:

@@ -506,7 +506,8 @@ class DevnetRpc:
             script = address_to_script(_str(address), self.chain.params)
         except AddressError:
             raise RpcFault(RPC_INVALID_ADDRESS_OR_KEY, "Error: Invalid address") from None
-        hashes = await self.node.generate(count, script, _int(maxtries, 1_000_000))
+        tries = None if maxtries is None else _int(maxtries, 0)
+        hashes = await self.node.generate(count, script, tries)
         return [h[::-1].hex() for h in hashes]
 
     # -- addresses and wallet -----------------------------------------------------------

@@ -108,3 +108,18 @@ def test_the_devnet_command_reads_the_config(tmp_path: Path) -> None:
     assert service.node.chain.difficulty == Fraction(1, 1000)
     assert service.node.store.data_dir == tmp_path / "chain"
     assert service.node.wallet_address == OTHER_POOL
+
+
+def test_generate_stops_after_maxtries_nonces(tmp_path: Path) -> None:
+    """At difficulty 1 a block takes about 2**32 nonces; 1000 tries find none (p < 3e-7)."""
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    hard = DevnetNode(clock, 1, tmp_path / "devnet")
+    hard.load()
+    try:
+        script = address_to_script(OTHER_POOL, hard.chain.params)
+        mined = Deferred.fromCoroutine(hard.generate(1, script, 1000))
+        assert mined.result == []
+        assert hard.chain.tip.height == 0
+    finally:
+        hard.close()
