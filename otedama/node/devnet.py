@@ -352,7 +352,7 @@ class DevnetNode:
                 if tries > 0:
                     tries -= (found - nonce + 1) if found is not None else end - nonce
                 nonce = end
-                if found is None:
+                if found is None and tries != 0:
                     await deferLater(self.clock, 0, lambda: None)
             if found is None:
                 continue
