@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
@@ -20,7 +21,7 @@ from otedama.stratum.session import StratumSession
 from otedama.stratum.settings import StratumSettings
 from otedama.stratum.share import Share, ShareSink
 from otedama.stratum.validator import ShareValidator
-from otedama.stratum.vardiff import Vardiff
+from otedama.stratum.vardiff import Vardiff, clamp_difficulty
 
 __all__ = ["StratumServer", "StratumStats"]
 
@@ -87,6 +88,34 @@ class StratumServer:
         job_manager.add_listener(self.broadcast)
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    def update_settings(self, settings: StratumSettings) -> None:
+        """Apply reloaded settings to the running server and its sessions.
+
+        The network and the extranonce2 size are fixed for the life of the job manager:
+        a change to them is logged and waits for a restart. Difficulty bounds apply from
+        each connection's next difficulty change.
+        """
+        old = self.settings
+        if settings.network != old.network or settings.extranonce2_size != old.extranonce2_size:
+            self.log.warn(
+                "stratum network and extranonce2_size take effect after a restart; "
+                "keeping {network} and {size}",
+                network=old.network.name,
+                size=old.extranonce2_size,
+            )
+            settings = replace(settings, network=old.network, extranonce2_size=old.extranonce2_size)
+        self.settings = settings
+        self.vardiff = (
+            Vardiff(settings.target_share_interval, settings.retarget_interval)
+            if settings.vardiff
+            else None
+        )
+        for session in self.sessions:
+            session.framer.max_line = settings.max_line_bytes
+            session.difficulty_floor = clamp_difficulty(
+                session.difficulty_floor, settings.min_difficulty, settings.max_difficulty
+            )
 
     def start(self) -> None:
         """Start the periodic sweep (and listening to the job manager, after a stop)."""

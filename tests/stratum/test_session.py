@@ -741,3 +741,27 @@ def test_a_failing_sink_is_logged_and_the_miner_still_gets_its_verdict(
     assert submit(miner, job, nonce)["result"] is True
     assert stack.server.stats.accepted == 1
     assert miner.call("mining.suggest_difficulty", [1])["result"] is True
+
+
+def test_reloaded_settings_apply_to_running_sessions(stack: Stack) -> None:
+    miner = stack.miner()
+    miner.start()
+    from dataclasses import replace
+
+    from otedama.chain.params import get_network
+
+    stack.server.update_settings(
+        replace(
+            stack.settings,
+            max_line_bytes=1024,
+            min_difficulty=Fraction(1, 10),
+            start_difficulty=Fraction(1, 10),
+            vardiff=True,
+            network=get_network("testnet"),
+        )
+    )
+    assert stack.server.vardiff is not None
+    assert stack.server.settings.network.name == "regtest"
+    assert miner.session.difficulty_floor == Fraction(1, 10)
+    miner.send_raw(b"[" * 2000 + b"\n")
+    assert "exceeds 1024 bytes" in miner.read()[0]["error"][1]
