@@ -6,7 +6,6 @@ payouts use and passes the same contract tests (``test_payout_wallet_contract.py
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from functools import partial
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from payout_fake_wallet import COIN, FileWallet, WalletError
+from payout_support import batch_states, credit, journal_rows, spendable
 from sqlalchemy import Connection, func, insert, select
 from twisted.internet import task
 from twisted.logger import Logger
@@ -39,13 +39,10 @@ from otedama.ledger.tables import (
     BATCH_CONFIRMED,
     BATCH_FAILED,
     BATCH_SENT,
-    CONFIRMED,
     CREDIT,
     PAYOUT,
     PAYOUT_REVERSAL,
     PENDING,
-    blocks,
-    journal,
     payout_batches,
     shares,
 )
@@ -55,63 +52,6 @@ BOB = "bcrt1q" + "c" * 38
 CAROL = "bcrt1q" + "d" * 38
 DAVE = "bcrt1q" + "e" * 38
 MINIMUM = 100_000
-
-
-def credit(connection: Connection, amounts: Mapping[str, int], status: str = CONFIRMED) -> int:
-    """A block in ``status`` whose credits are ``amounts``; returns its id."""
-    block_id: int = connection.execute(
-        insert(blocks).returning(blocks.c.id),
-        {
-            "height": 1,
-            "hash": uuid.uuid4().hex * 2,
-            "finder_address": next(iter(amounts)),
-            "finder_worker": "rig",
-            "reward": sum(amounts.values()),
-            "scheme": "PPLNS",
-            "status": status,
-            "confirmations": 100 if status == CONFIRMED else 1,
-            "found_at": 1.0,
-            "updated_at": 1.0,
-        },
-    ).scalar_one()
-    connection.execute(
-        insert(journal),
-        [
-            {
-                "created_at": 1.0,
-                "address": address,
-                "kind": CREDIT,
-                "amount": amount,
-                "block_id": block_id,
-                "batch_id": None,
-                "note": "test credit",
-            }
-            for address, amount in amounts.items()
-        ],
-    )
-    return block_id
-
-
-def spendable(connection: Connection) -> dict[str, int]:
-    return {a: b.spendable for a, b in balances(connection).items()}
-
-
-def journal_rows(connection: Connection, kind: str) -> list[tuple[str, int, int | None]]:
-    rows = connection.execute(
-        select(journal.c.address, journal.c.amount, journal.c.batch_id)
-        .where(journal.c.kind == kind)
-        .order_by(journal.c.id)
-    )
-    return [(r.address, int(r.amount), r.batch_id) for r in rows]
-
-
-def batch_states(connection: Connection) -> list[tuple[int, str, str | None]]:
-    rows = connection.execute(
-        select(payout_batches.c.id, payout_batches.c.state, payout_batches.c.txid).order_by(
-            payout_batches.c.id
-        )
-    )
-    return [(r.id, r.state, r.txid) for r in rows]
 
 
 @pytest.fixture
