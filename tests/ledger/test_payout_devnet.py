@@ -49,7 +49,9 @@ async def test_payout_outputs_appear_in_the_next_devnet_block(store, tmp_path: P
                         "height": 102,
                         "share_hash": None,
                     }
-                    for n, (address, difficulty) in enumerate(zip(miners, [4.0, 2.0, 2.0]))
+                    for n, (address, difficulty) in enumerate(
+                        zip(miners, [4.0, 2.0, 2.0], strict=True)
+                    )
                 ],
             )
             policy = RewardPolicy("PPLNS", 200, fee_address, pplns_window=7200)
