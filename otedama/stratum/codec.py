@@ -156,6 +156,8 @@ def parse_message(line: bytes | str) -> Message:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CodecError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise CodecError("invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise CodecError(f"a Stratum message must be a JSON object, got {type(obj).__name__}")
     msg_id = _check_id(obj.get("id"))

@@ -44,6 +44,7 @@ __all__ = ["StratumSession", "json_difficulty", "parse_password_difficulty"]
 _WORKER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _PASSWORD_SPLIT = re.compile(r"[,;\s]+")
 _MAX_DIFF_HISTORY = 8
+MAX_WORKERS_PER_CONNECTION = 64
 
 
 def json_difficulty(value: Fraction) -> int | float:
@@ -423,6 +424,12 @@ class StratumSession:
                 f"user name must be a {network.name} payout address[.worker]; "
                 f"{address!r} is not: {exc}",
             ) from None
+        if user not in self.workers and len(self.workers) >= MAX_WORKERS_PER_CONNECTION:
+            raise StratumError(
+                ERR_UNAUTHORIZED,
+                f"at most {MAX_WORKERS_PER_CONNECTION} workers per connection; "
+                f"open another connection for {user!r}",
+            )
         start = parse_password_difficulty(password)
         if start is not None and not self.workers:
             self.start_difficulty = start

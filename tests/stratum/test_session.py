@@ -765,3 +765,24 @@ def test_reloaded_settings_apply_to_running_sessions(stack: Stack) -> None:
     assert miner.session.difficulty_floor == Fraction(1, 10)
     miner.send_raw(b"[" * 2000 + b"\n")
     assert "exceeds 1024 bytes" in miner.read()[0]["error"][1]
+
+
+def test_deeply_nested_json_is_a_bad_line_not_a_crash(stack: Stack) -> None:
+    miner = stack.miner()
+    miner.send_raw(b"[" * 8000 + b"]" * 8000 + b"\n")
+    (error,) = miner.read()
+    assert error["error"][0] == 20 and "nested too deeply" in error["error"][1]
+    assert miner.call("mining.subscribe", [])["error"] is None
+
+
+def test_workers_per_connection_are_bounded(stack: Stack) -> None:
+    from otedama.stratum.session import MAX_WORKERS_PER_CONNECTION
+
+    miner = stack.miner()
+    miner.call("mining.subscribe", [])
+    for i in range(MAX_WORKERS_PER_CONNECTION):
+        assert miner.call("mining.authorize", [f"{ADDRESS}.w{i}", "x"])["result"] is True
+    reply = miner.call("mining.authorize", [f"{ADDRESS}.one-more", "x"])
+    assert reply["error"][0] == 24 and "'" + ADDRESS + ".one-more'" in reply["error"][1]
+    # Re-authorizing a known worker is still fine.
+    assert miner.call("mining.authorize", [f"{ADDRESS}.w0", "x"])["result"] is True
