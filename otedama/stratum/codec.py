@@ -36,6 +36,8 @@ DEFAULT_MAX_LINE = 16 * 1024
 
 JsonId = int | str | None
 
+_decode = json.JSONDecoder().decode
+
 
 @dataclass(frozen=True, slots=True)
 class LineTooLong:
@@ -153,7 +155,7 @@ def parse_message(line: bytes | str) -> Message:
     Raises ``CodecError`` for invalid JSON or a shape that is neither a call nor a reply.
     """
     try:
-        obj = json.loads(line)
+        obj = _decode(line.decode() if isinstance(line, bytes) else line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CodecError(f"invalid JSON: {exc}") from None
     except RecursionError:

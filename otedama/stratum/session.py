@@ -537,7 +537,7 @@ class StratumSession:
         if not self.workers:
             self._reject(request, errors.UNAUTHORIZED)
             return
-        if not 5 <= len(params) <= 6 or not all(isinstance(p, str) for p in params):
+        if not 5 <= len(params) <= 6 or any(type(p) is not str for p in params):
             raise InvalidParams(
                 f"mining.submit needs 5 or 6 strings, got {params!r}",
             )
