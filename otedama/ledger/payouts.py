@@ -396,8 +396,8 @@ class PayoutProcessor(Service):
             )
         if minimum_payout_sats < DUST_LIMIT:
             raise ValueError(
-                f"minimum payout {minimum_payout_sats} sat is below the dust limit "
-                f"({DUST_LIMIT} sat): wallets refuse such outputs"
+                f"pool.minimum_payout: {minimum_payout_sats} sat is below the dust limit "
+                f"({DUST_LIMIT} sat = 0.00000546); wallets refuse such outputs"
             )
         if max_recipients_per_batch < 1:
             raise ValueError(

@@ -16,11 +16,17 @@ import pytest
 import pytest_twisted
 from payout_fake_wallet import COIN, FileWallet, WalletError
 from payout_support import batch_states, credit, journal_rows, spendable
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 from twisted.internet import task
 from twisted.logger import Logger
 
-from otedama.ledger.blocks import FoundBlock, RewardPolicy, confirm_block, record_block
+from otedama.ledger.blocks import (
+    FoundBlock,
+    RewardPolicy,
+    confirm_block,
+    orphan_block,
+    record_block,
+)
 from otedama.ledger.payouts import (
     CRASH_POINTS,
     PayoutBatch,
@@ -594,7 +600,10 @@ def test_wallet_errors_with_refusal_codes_are_definite_and_others_are_not():
     ("kwargs", "message"),
     [
         ({"interval": 0}, "pool.payout_interval must be positive, got 0"),
-        ({"minimum_payout_sats": 545}, r"minimum payout 545 sat is below the dust limit \(546"),
+        (
+            {"minimum_payout_sats": 545},
+            r"pool.minimum_payout: 545 sat is below the dust limit \(546 sat",
+        ),
         ({"max_recipients_per_batch": 0}, "at least 1, got 0"),
         ({"confirmations": 0}, "confirmations must be at least 1, got 0"),
     ],
@@ -612,3 +621,64 @@ def test_processor_refuses_a_minimum_that_is_not_satoshis(tmp_path):
             task.Clock(),
             minimum_payout_sats=0.001,  # type: ignore[arg-type]
         )
+
+
+# -- the audit queries of docs/ledger.md -------------------------------------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "ledger.md"
+
+
+def docs_sql_after(heading: str) -> str:
+    """The first ```sql block after the line containing ``heading`` in docs/ledger.md."""
+    text = DOCS.read_text(encoding="utf-8")
+    rest = text[text.index(heading) :]
+    start = rest.index("```sql\n") + len("```sql\n")
+    return rest[start : rest.index("```", start)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_audit_queries_in_the_docs_agree_with_the_ledger(store, clock, wallet):
+    """Credits, an orphaned block, a failed, a sent and a SOLO payout: the docs' checks
+    find nothing wrong and the docs' balance query matches ``balances``."""
+    await store.run(partial(credit, amounts={ALICE: 300_000, BOB: 200_000}))
+    orphan = await store.run(partial(credit, amounts={ALICE: 70_000}, status=PENDING))
+    await store.run(partial(orphan_block, block_id=orphan, reason="reorg", now=2.0))
+    await store.run(partial(credit, amounts={CAROL: 40_000}, status=PENDING))
+
+    def solo(connection: Connection) -> None:
+        policy = RewardPolicy("SOLO", 100, DAVE)
+        found = FoundBlock(7, "ef" * 32, BOB, "rig", 1_000_000, 3.0)
+        recorded = record_block(connection, found, policy, 3.0)
+        confirm_block(connection, recorded.block_id, 100, 4.0)
+
+    await store.run(solo)
+    processor, _ = make_processor(store, wallet, clock)
+    wallet.set_balance(0)
+    assert (await processor.tick()).failed == [1]
+    wallet.set_balance(10 * COIN)
+    assert (await processor.tick()).sent == [2]
+
+    sql = docs_sql_after("Checks that must all return no rows")
+    checks = [query for query in sql.split(";") if query.strip()]
+    assert len(checks) == 3
+
+    def run_checks(connection: Connection) -> list[list[Any]]:
+        return [list(connection.execute(text(query)).all()) for query in checks]
+
+    assert await store.run(run_checks) == [[], [], []]
+
+    balance_sql = docs_sql_after("Its balance, by the same rules")
+
+    def docs_balance(connection: Connection, address: str) -> tuple[int, int, int]:
+        row = connection.execute(
+            text(balance_sql.replace("'bc1q…'", ":address")), {"address": address}
+        ).one()
+        return int(row.immature or 0), int(row.spendable or 0), int(row.total or 0)
+
+    expected = await store.run(balances)
+    for address, balance in expected.items():
+        got = await store.run(partial(docs_balance, address=address))
+        assert got == (balance.immature, balance.spendable, balance.immature + balance.spendable)
+    assert expected[CAROL].immature == 40_000
+    # BOB's SOLO reward was paid in its coinbase, DAVE's 10_000 sat fee is below the minimum.
+    assert wallet.paid() == {ALICE: 300_000, BOB: 200_000}
