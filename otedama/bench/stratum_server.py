@@ -8,8 +8,9 @@ Control over stdin/stdout, one JSON object a line:
 
 * at start it prints ``{"port": P}``;
 * ``block`` makes a new template on a new previous block and answers
-  ``{"block": n, "t0": ..., "t1": ...}`` (``time.monotonic()`` just before handing the
-  template to the job manager and just after every session was written to);
+  ``{"block": n, "t0": ..., "t1": ..., "t2": ...}`` (``time.monotonic()`` just before
+  handing the template to the job manager, just after every session was written to, and
+  when every session's bytes had been sent to the kernel);
 * ``stats`` answers ``{"accepted": n, "rejected": {...}, "sessions": n}``;
 * end of input stops the process.
 """
@@ -84,6 +85,14 @@ class CountingSink:
         return succeed(None)
 
 
+def _unsent(transport: Any) -> int:
+    """Bytes a Twisted TCP transport still holds (its private buffers; bench use only)."""
+    if getattr(transport, "disconnected", False):
+        return 0
+    buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+    return buffered + getattr(transport, "_tempDataLen", 0)
+
+
 class _Control(Protocol):
     """Reads control lines from stdin and answers on stdout."""
 
@@ -153,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         out.write(json.dumps(obj) + "\n")
         out.flush()
 
+    def wait_flushed(pending: list[Any], block: int, t0: float, t1: float) -> None:
+        # Poll until every session's transport has handed its bytes to the kernel.
+        pending = [t for t in pending if _unsent(t)]
+        if pending:
+            rx.callLater(0.002, wait_flushed, pending, block, t0, t1)
+        else:
+            say({"block": block, "t0": t0, "t1": t1, "t2": time.monotonic()})
+
     def handle(command: str) -> None:
         if command == "block":
             blocks[0] += 1
@@ -160,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             jobs.on_template(template)
             t1 = time.monotonic()
-            say({"block": blocks[0], "t0": t0, "t1": t1})
+            transports = [getattr(s.write, "__self__", None) for s in factory.server.sessions]
+            wait_flushed([t for t in transports if t is not None], blocks[0], t0, t1)
         elif command == "stats":
             server = factory.server
             say(
