@@ -16,11 +16,12 @@ The order of work makes a crash at any point harmless:
 4. **Confirm** on a later tick, once the wallet transaction has confirmations.
 
 Every tick first reconciles each ``committed`` batch against the wallet: a transaction
-with the batch's comment in ``listtransactions`` means the send happened (a crash or a
-lost reply came between 2 and 3), so its txid is recorded; no such transaction means the
-wallet was never reached, so the same batch is sent again with the same comment. A
-second batch is never made for credit already in one, and no new batch is made while
-any batch is still unreconciled.
+with the batch's comment in ``listtransactions`` that pays exactly the batch's items
+means the send happened (a crash or a lost reply came between 2 and 3), so its txid is
+recorded; no such transaction means the wallet was never reached, so the same batch is
+sent again with the same comment; the comment on other outputs (a wallet kept across a
+rebuilt ledger) leaves the batch for a person. A second batch is never made for credit
+already in one, and no new batch is made while any batch is still unreconciled.
 
 Wallet errors: a definite refusal (see :data:`DEFINITE_FAILURE_CODES`) fails the batch
 and books ``payout_reversal`` entries that restore the balances; anything else (timeout,
@@ -60,11 +61,22 @@ from otedama.ledger.tables import (
 __all__ = [
     "CRASH_POINTS",
     "DEFINITE_FAILURE_CODES",
+    "DUST_LIMIT",
+    "LedgerRunner",
     "PayoutBatch",
     "PayoutProcessor",
+    "ReconcileError",
     "TickReport",
     "Wallet",
     "batch_comment",
+    "btc_to_sats",
+    "create_batch",
+    "is_definite_failure",
+    "load_batches",
+    "mark_confirmed",
+    "mark_failed",
+    "mark_sent",
+    "sent_outputs",
 ]
 
 #: Wallet RPC error codes that mean "refused, nothing was sent": the batch fails and the
@@ -327,7 +339,7 @@ def mark_failed(connection: Connection, batch_id: int, error: str, now: float) -
     return True
 
 
-# -- the service -------------------------------------------------------------------------
+# -- reading wallet replies ----------------------------------------------------------------
 
 
 class ReconcileError(Exception):
@@ -364,6 +376,9 @@ def _error_code(error: BaseException) -> int | None:
 def is_definite_failure(error: BaseException) -> bool:
     """True when the wallet refused the payment, so nothing can have been sent."""
     return _error_code(error) in DEFINITE_FAILURE_CODES
+
+
+# -- the service -------------------------------------------------------------------------
 
 
 class PayoutProcessor(Service):
