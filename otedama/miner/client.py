@@ -432,6 +432,8 @@ class StratumClientProtocol(Protocol):
 class StratumClientFactory(Factory):
     """Builds a protocol with a fresh :class:`ClientSession` for each (re)connection."""
 
+    noisy = False
+
     def __init__(
         self, user: str, password: str, listener: MinerListener, clock: IReactorTime
     ) -> None:

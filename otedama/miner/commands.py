@@ -45,6 +45,9 @@ def register(subparsers: Any) -> None:
         default=30.0,
         help="seconds between hashrate log lines (default 30)",
     )
+    parser.add_argument(
+        "--verbose", action="store_true", help="also log every accepted share (debug level)"
+    )
     parser.set_defaults(func=run_mine)
 
 
@@ -54,7 +57,13 @@ def run_mine(args: argparse.Namespace) -> int:
         print(f"otedama mine: --report-interval must be positive, got {args.report_interval}")
         return 2
     reactor = install_asyncio_reactor()
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import (
+        FilteringLogObserver,
+        LogLevel,
+        LogLevelFilterPredicate,
+        globalLogBeginner,
+        textFileLogObserver,
+    )
 
     from otedama.miner.service import CpuMinerService
 
@@ -70,7 +79,11 @@ def run_mine(args: argparse.Namespace) -> int:
     except WorkError as exc:
         print(f"otedama mine: {exc}")
         return 2
-    observer: Any = textFileLogObserver(sys.stderr)
+    level = LogLevel.debug if args.verbose else LogLevel.info
+    # zope interfaces have no mypy plugin here: pass the providers as Any.
+    text: Any = textFileLogObserver(sys.stderr)
+    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=level)
+    observer: Any = FilteringLogObserver(text, [predicate])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     reactor.callWhenRunning(miner.startService)
     reactor.addSystemEventTrigger("before", "shutdown", miner.stopService)

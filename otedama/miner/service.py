@@ -391,7 +391,7 @@ class CpuMinerService(Service):
     def share_result(self, result: ShareResult) -> None:
         if result.accepted:
             self.stats.accepted += 1
-            self.log.info(
+            self.log.debug(
                 "share accepted (job {job}, {ms:.1f} ms); {accepted} accepted, {rejected} rejected",
                 job=result.job_id,
                 ms=result.latency * 1000,

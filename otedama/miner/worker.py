@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import struct
 import sys
 import threading
@@ -227,6 +229,9 @@ def main() -> int:
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
 
+    # The parent ends a worker by closing its stdin; Ctrl-C in a terminal reaches the whole
+    # process group, so leave it to the parent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     state = WorkerState()
     reader = threading.Thread(
         target=read_commands, args=(sys.stdin.buffer, state, warn), daemon=True
@@ -234,10 +239,12 @@ def main() -> int:
     reader.start()
     try:
         HashLoop(state, emit, time.monotonic).run()
-    except (BrokenPipeError, KeyboardInterrupt):
-        return 0
+    except BrokenPipeError:
+        pass
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Skip interpreter finalization: the stdin reader thread may still sit in a read.
+    os._exit(code)
