@@ -156,7 +156,7 @@ class HashingPool:
         self.running = False
         self._next_work_id = 1
         self._dispatched: dict[int, _Dispatched] = {}
-        self._rounds: dict[str, int] = {}
+        self._rounds: dict[tuple[str, bytes], int] = {}
         self._current: NewWork | None = None
         self._current_ids: list[int] = []
 
@@ -199,14 +199,18 @@ class HashingPool:
         self._current = work
         if work.clean:
             self._dispatched.clear()
-            self._rounds.clear()
         if len(self._dispatched) > 4096:
             for work_id in sorted(self._dispatched)[:2048]:
                 del self._dispatched[work_id]
         # A job handed out again (new difficulty mask or extranonce) starts on fresh
         # extranonce2 values, so it never repeats a share already sent.
-        round_ = self._rounds.get(work.job.job_id, 0)
-        self._rounds[work.job.job_id] = round_ + 1
+        # The count survives reconnects: a pool that resumes the same extranonce1 and job
+        # must not see the same shares twice.
+        key = (work.job.job_id, work.extranonce1)
+        round_ = self._rounds.pop(key, 0)
+        self._rounds[key] = round_ + 1
+        while len(self._rounds) > 1024:
+            del self._rounds[next(iter(self._rounds))]
         ranges = split_extranonce2(work.extranonce2_size, self.threads)
         self._current_ids = []
         for proto, (start, count) in zip(self.workers, ranges, strict=False):

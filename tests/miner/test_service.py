@@ -135,3 +135,45 @@ def test_zero_threads_means_one_less_than_the_cores() -> None:
     assert default_threads(3, cpus=8) == 3
     with pytest.raises(WorkError, match="threads"):
         default_threads(-1)
+
+
+class _DroppingPool(_Pool):
+    """Accepts one share per connection, then hangs up."""
+
+    def _check(self, params: list[str]) -> bool:
+        ok = super()._check(params)
+        self.state["connections"].add(id(self))
+        if len(self.state["connections"]) >= 2 and not self.state["done"].called:
+            self.state["done"].callback(None)
+        self.transport.loseConnection()  # type: ignore[union-attr]
+        return ok
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_the_miner_reconnects_and_mines_again_after_the_pool_hangs_up() -> None:
+    from twisted.internet import reactor
+
+    done: Deferred[None] = Deferred()
+    state: dict[str, Any] = {
+        "seen": set(),
+        "valid": 0,
+        "invalid": 0,
+        "rolled": 0,
+        "done": Deferred(),
+        "connections": set(),
+    }
+    state["done"] = done
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(lambda: _DroppingPool(state))
+    )
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+    miner = CpuMinerService(endpoint, "bcrt1qtest.rig2", 1, reactor)
+    miner.startService()
+    try:
+        await done
+    finally:
+        await miner.stopService()
+        await port.stopListening()
+    assert len(state["connections"]) >= 2
+    assert state["invalid"] == 0
