@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 
 from otedama.stratum.codec import encode_request
 from otedama.stratum.jobs import JobManager
-from otedama.stratum.protocol import StratumFactory
+from otedama.stratum.protocol import StratumFactory, direct_write
 
 from .conftest import ADDRESS, RecordingSink, make_template, payout_outputs, regtest_settings
 
@@ -88,4 +88,48 @@ async def test_a_garbage_client_is_dropped_while_another_keeps_getting_replies()
         if good.transport is not None:
             good.transport.loseConnection()
         await good.closed
+        await port.stopListening()
+
+
+class _Sender(Protocol):
+    """Writes a large payload then small pieces through ``direct_write`` on connect."""
+
+    payload: list[bytes] = []
+
+    def connectionMade(self) -> None:
+        write = direct_write(self.transport)
+        assert write != self.transport.write  # the fast path is in use on plain TCP
+        for piece in self.payload:
+            write(piece)
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+
+class _Collector(Protocol):
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.done: Deferred[bytes] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received.append(data)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.done.callback(b"".join(self.received))
+
+
+@pytest_twisted.ensureDeferred
+async def test_direct_writes_keep_byte_order_when_the_kernel_buffer_fills() -> None:
+    from twisted.internet import reactor
+
+    # Larger than any socket buffer, so later writes must queue behind the remainder.
+    _Sender.payload = [bytes([i % 251]) * 65536 for i in range(64)] + [
+        b"tail-%d" % i for i in range(100)
+    ]
+    port = reactor.listenTCP(0, Factory.forProtocol(_Sender), interface="127.0.0.1")  # type: ignore[attr-defined]
+    try:
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        collector: _Collector = await endpoint.connect(Factory.forProtocol(_Collector))
+        received = await collector.done
+        assert received == b"".join(_Sender.payload)
+    finally:
         await port.stopListening()
