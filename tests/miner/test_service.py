@@ -87,25 +87,44 @@ class _Pool(LineOnlyReceiver):
         return ok
 
 
-@pytest.mark.timeout(60)
-@pytest_twisted.ensureDeferred
-async def test_the_miner_submits_valid_version_rolled_shares_to_a_pool() -> None:
+def _state() -> dict[str, Any]:
+    done: Deferred[None] = Deferred()
+    return {
+        "seen": set(),
+        "valid": 0,
+        "invalid": 0,
+        "rolled": 0,
+        "done": done,
+        "connections": set(),
+    }
+
+
+async def _mine_until_done(
+    state: dict[str, Any], pool: type[_Pool], user: str, **miner_options: Any
+) -> CpuMinerService:
+    """Run a miner against ``pool`` on 127.0.0.1 until the pool fires ``state["done"]``."""
     from twisted.internet import reactor
 
-    done: Deferred[None] = Deferred()
-    state: dict[str, Any] = {"seen": set(), "valid": 0, "invalid": 0, "rolled": 0, "done": done}
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        Factory.forProtocol(lambda: _Pool(state))
+        Factory.forProtocol(lambda: pool(state))
     )
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-    # A small nonce range makes the worker roll version bits within seconds.
-    miner = CpuMinerService(endpoint, "bcrt1qtest.rig1", 1, reactor, nonce_limit=4096)
+    miner = CpuMinerService(endpoint, user, 1, reactor, **miner_options)
     miner.startService()
     try:
-        await done
+        await state["done"]
     finally:
         await miner.stopService()
         await port.stopListening()
+    return miner
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_the_miner_submits_valid_version_rolled_shares_to_a_pool() -> None:
+    state = _state()
+    # A small nonce range makes the worker roll version bits within seconds.
+    miner = await _mine_until_done(state, _Pool, "bcrt1qtest.rig1", nonce_limit=4096)
     assert state["user"] == "bcrt1qtest.rig1"
     assert state["invalid"] == 0
     # Replies still in flight when the pool had seen enough are not counted yet.
@@ -152,28 +171,7 @@ class _DroppingPool(_Pool):
 @pytest.mark.timeout(60)
 @pytest_twisted.ensureDeferred
 async def test_the_miner_reconnects_and_mines_again_after_the_pool_hangs_up() -> None:
-    from twisted.internet import reactor
-
-    done: Deferred[None] = Deferred()
-    state: dict[str, Any] = {
-        "seen": set(),
-        "valid": 0,
-        "invalid": 0,
-        "rolled": 0,
-        "done": Deferred(),
-        "connections": set(),
-    }
-    state["done"] = done
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        Factory.forProtocol(lambda: _DroppingPool(state))
-    )
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-    miner = CpuMinerService(endpoint, "bcrt1qtest.rig2", 1, reactor)
-    miner.startService()
-    try:
-        await done
-    finally:
-        await miner.stopService()
-        await port.stopListening()
+    state = _state()
+    await _mine_until_done(state, _DroppingPool, "bcrt1qtest.rig2")
     assert len(state["connections"]) >= 2
     assert state["invalid"] == 0
