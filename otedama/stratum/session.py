@@ -550,6 +550,9 @@ class StratumSession:
         if job is None:
             self._reject(request, errors.JOB_NOT_FOUND)
             return
+        if job.address is not None:
+            # SOLO: the work pays the address its coinbase names, whoever submits it.
+            address = job.address
         difficulty, target = self.difficulty_for(job)
         current = server.jobs.current
         checked = server.validator.check(

@@ -4,16 +4,34 @@ error code, difficulty bookkeeping, and the hard edges."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
 import pytest
+from twisted.internet.address import IPv4Address
 
+from otedama.chain.address import address_to_script
+from otedama.chain.params import get_network
+from otedama.chain.serialize import TxOut
 from otedama.chain.target import difficulty_to_target
-from otedama.stratum.jobs import Job
+from otedama.chain.template import BlockTemplate
+from otedama.stratum.jobs import Job, JobManager
+from otedama.stratum.protocol import StratumFactory
+from otedama.stratum.session import MAX_WORKERS_PER_CONNECTION
 from otedama.stratum.validator import build_header
 
-from .conftest import ADDRESS, START_TIME, Miner, Stack, StackMaker, make_template
+from .conftest import (
+    ADDRESS,
+    START_TIME,
+    Miner,
+    RecordingSink,
+    Stack,
+    StackMaker,
+    make_template,
+    payout_outputs,
+    regtest_settings,
+)
 
 HARD_BITS = 0x1F00FFFF  # network target 0xffff << 224: blocks are rare among test shares
 NETWORK_TARGET = 0xFFFF << 224
@@ -691,8 +709,6 @@ def test_connections_per_ip_are_limited(make_stack: StackMaker) -> None:
     stack = make_stack(max_connections_per_ip=2)
     first = stack.miner("10.0.0.1", 1)
     stack.miner("10.0.0.1", 2)
-    from twisted.internet.address import IPv4Address
-
     assert stack.factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 3)) is None
     assert stack.miner("10.0.0.2", 1).session is not None
     first.disconnect()
@@ -704,8 +720,6 @@ def test_total_connections_are_limited(make_stack: StackMaker) -> None:
     stack = make_stack(max_connections=3)
     for port in range(3):
         stack.miner(f"10.0.1.{port}", port)
-    from twisted.internet.address import IPv4Address
-
     assert stack.factory.buildProtocol(IPv4Address("TCP", "10.0.2.1", 9)) is None
 
 
@@ -746,10 +760,6 @@ def test_a_failing_sink_is_logged_and_the_miner_still_gets_its_verdict(
 def test_reloaded_settings_apply_to_running_sessions(stack: Stack) -> None:
     miner = stack.miner()
     miner.start()
-    from dataclasses import replace
-
-    from otedama.chain.params import get_network
-
     stack.server.update_settings(
         replace(
             stack.settings,
@@ -776,8 +786,6 @@ def test_deeply_nested_json_is_a_bad_line_not_a_crash(stack: Stack) -> None:
 
 
 def test_workers_per_connection_are_bounded(stack: Stack) -> None:
-    from otedama.stratum.session import MAX_WORKERS_PER_CONNECTION
-
     miner = stack.miner()
     miner.call("mining.subscribe", [])
     for i in range(MAX_WORKERS_PER_CONNECTION):
@@ -786,3 +794,35 @@ def test_workers_per_connection_are_bounded(stack: Stack) -> None:
     assert reply["error"][0] == 24 and "'" + ADDRESS + ".one-more'" in reply["error"][1]
     # Re-authorizing a known worker is still fine.
     assert miner.call("mining.authorize", [f"{ADDRESS}.w0", "x"])["result"] is True
+
+
+def test_solo_miners_get_work_paying_their_own_address(make_stack: StackMaker) -> None:
+
+    stack = make_stack(template=False)
+
+    def solo(template: BlockTemplate, address: str) -> list[TxOut]:
+        return [TxOut(template.coinbase_value, address_to_script(address, "regtest"))]
+
+    jobs = JobManager(payout_outputs, clock=stack.clock, address_outputs=solo)
+    sink = RecordingSink()
+    factory = StratumFactory(jobs, sink, regtest_settings(), stack.clock)
+    jobs.on_template(make_template())
+    mine_a, mine_b = Miner(factory, port=1), Miner(factory, port=2)
+    notify_a = mine_a.start(user=ADDRESS + ".a")[1]
+    notify_b = mine_b.start(user=OTHER + ".b")[1]
+    assert address_to_script(ADDRESS, "regtest").hex() in notify_a["params"][3]
+    assert address_to_script(OTHER, "regtest").hex() in notify_b["params"][3]
+    # A second address authorized on connection A still mines A's coinbase: credited to A.
+    assert mine_a.call("mining.authorize", [OTHER + ".x", "x"])["result"] is True
+    job_a, _ = jobs.lookup(notify_a["params"][0])
+    assert job_a is not None
+    nonce = mine(job_a, mine_a.session.extranonce1, at_most=job_a.network_target)
+    assert submit(mine_a, job_a, nonce, worker=OTHER + ".x")["result"] is True
+    assert sink.shares[-1].address == ADDRESS
+    assert sink.shares[-1].worker == OTHER + ".x"
+    # A new template reaches each miner as its own job.
+    jobs.on_template(make_template(prev=b"\x77" * 32, height=201))
+    line_a, line_b = mine_a.read()[-1], mine_b.read()[-1]
+    assert line_a["params"][0] != line_b["params"][0]
+    assert line_a["params"][8] is True and line_b["params"][8] is True
+    factory.doStop()
