@@ -220,6 +220,11 @@ class FileWallet:
         """The next ``send_many`` is answered with ``error`` (nothing sent)."""
         self._next_error = error
 
+    def clear_faults(self) -> None:
+        """Forget any fault set for the next ``send_many``."""
+        self._next_error = None
+        self._next_fault = None
+
     def time_out_next_send(self, *, after_sending: bool) -> None:
         """The next ``send_many`` gets no reply; with ``after_sending`` the wallet did pay."""
         self._next_fault = "timeout_sent" if after_sending else "timeout_unsent"

@@ -682,3 +682,84 @@ async def test_audit_queries_in_the_docs_agree_with_the_ledger(store, clock, wal
     assert expected[CAROL].immature == 40_000
     # BOB's SOLO reward was paid in its coinbase, DAVE's 10_000 sat fee is below the minimum.
     assert wallet.paid() == {ALICE: 300_000, BOB: 200_000}
+
+
+# -- random faults -----------------------------------------------------------------------
+
+
+class Crash(Exception):
+    """Stands in for the process dying at a crash point (the next processor is a restart)."""
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest_twisted.ensureDeferred
+async def test_random_faults_and_restarts_never_pay_twice_nor_lose_credit(
+    store, clock, wallet, seed
+):
+    """Credits, ticks, wallet timeouts and refusals, crashes at every step and restarts in a
+    random order; then a calm settle. Every address is paid exactly what it was credited
+    (less what is still below the minimum), and no batch is paid by two transactions."""
+    import random
+
+    rng = random.Random(seed)
+    addresses = [ALICE, BOB, CAROL, DAVE]
+    credited = dict.fromkeys(addresses, 0)
+
+    def restart() -> PayoutProcessor:
+        def crash_hook(step: str) -> None:
+            if rng.random() < 0.15:
+                raise Crash(step)
+
+        return make_processor(store, wallet, clock, crash_hook=crash_hook)[0]
+
+    processor = restart()
+    outcomes: list[str] = []
+    for _ in range(60):
+        action = rng.choice(["credit", "tick", "tick", "fault", "mine", "restart"])
+        if action == "credit":
+            address = rng.choice(addresses)
+            amount = rng.randrange(10_000, 400_000)
+            credited[address] += amount
+            await store.run(partial(credit, amounts={address: amount}))
+        elif action == "mine":
+            wallet.mine(1)
+        elif action == "restart":
+            processor = restart()
+        else:
+            if action == "fault":
+                fault = rng.choice(["unsent", "sent", "refused", "ambiguous"])
+                if fault in ("unsent", "sent"):
+                    wallet.time_out_next_send(after_sending=fault == "sent")
+                else:
+                    code = -6 if fault == "refused" else -4
+                    wallet.fail_next_send(WalletError(code, "injected"))
+            try:
+                report = await processor.tick()
+            except Crash as crash:
+                outcomes.append(f"crash:{crash}")
+                processor = restart()
+            else:
+                outcomes.extend(k for k, v in vars(report).items() if v)
+        # Never more paid than debited, never one batch paid twice.
+        paid = wallet.paid()
+        owed = await store.run(spendable)
+        for address in addresses:
+            assert paid.get(address, 0) <= credited[address] - owed.get(address, 0)
+        comments = [tx["comment"] for tx in wallet.transactions]
+        assert len(comments) == len(set(comments))
+
+    # Calm: no faults; two ticks reconcile and pay whatever is owed.
+    processor = make_processor(store, wallet, clock)[0]
+    wallet.clear_faults()
+    await processor.tick()
+    await processor.tick()
+    paid = wallet.paid()
+    owed = await store.run(spendable)
+    for address in addresses:
+        assert owed.get(address, 0) < MINIMUM
+        assert paid.get(address, 0) + owed.get(address, 0) == credited[address]
+    states = {state for _, state, _ in await store.run(batch_states)}
+    assert BATCH_COMMITTED not in states
+    # The run went through the interesting paths, not only the happy one.
+    assert {"recovered", "resent", "failed", "unresolved"} & set(outcomes), sorted(set(outcomes))
+    assert any(o.startswith("crash:") for o in outcomes), sorted(set(outcomes))
