@@ -68,8 +68,6 @@ def _host_of(addr: IAddress) -> str:
 class StratumProtocol(Protocol):
     """Hands bytes to its ``StratumSession``; nothing else."""
 
-    __slots__ = ("host", "server", "session")
-
     def __init__(self, server: StratumServer, host: str) -> None:
         self.server = server
         self.host = host

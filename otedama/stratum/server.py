@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -261,6 +262,7 @@ class StratumServer:
         except Exception:
             self.log.failure("share sink failed on block {hash}", hash=block_hash)
             return
-        d.addErrback(
-            lambda f: self.log.failure("submitting block {hash} failed", f, hash=block_hash)
-        )
+        if isinstance(d, Deferred):
+            d.addErrback(
+                lambda f: self.log.failure("submitting block {hash} failed", f, hash=block_hash)
+            )

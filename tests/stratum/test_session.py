@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import fail
 
 from otedama.chain.address import address_to_script
 from otedama.chain.params import get_network
@@ -826,3 +827,22 @@ def test_solo_miners_get_work_paying_their_own_address(make_stack: StackMaker) -
     assert line_a["params"][0] != line_b["params"][0]
     assert line_a["params"][8] is True and line_b["params"][8] is True
     factory.doStop()
+
+
+def test_a_failed_block_submission_is_logged_and_the_share_still_counts(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures: list[str] = []
+
+    def rejecting(block: bytes, share: Any) -> Any:
+        failures.append(share.job_id)
+        return fail(RuntimeError("daemon said no"))
+
+    monkeypatch.setattr(stack.sink, "block_found", rejecting)
+    miner = stack.miner()
+    miner.start()
+    job = stack.jobs.current
+    nonce = mine(job, miner.session.extranonce1, at_most=job.network_target)
+    assert submit(miner, job, nonce)["result"] is True
+    assert failures == [job.job_id]
+    assert stack.sink.shares[-1].is_block
