@@ -10,6 +10,7 @@ It prints figures; it never passes or fails.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -410,6 +411,10 @@ class LoadGenerator:
         """Submit shares for ``warmup + duration`` seconds; measure the last ``duration``."""
         config = self.config
         self.loading = True
+        # The load generator's own garbage collection pauses would show up as server
+        # latency: keep them out of the measured window.
+        gc.collect()
+        gc.disable()
         ticker = None
         if config.rate > 0:
             from twisted.internet.task import LoopingCall
@@ -449,6 +454,7 @@ class LoadGenerator:
         self.result.server_cpu_seconds = self._server_cpu() - server_cpu0
         self.result.client_cpu_seconds = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
         self.loading = False
+        gc.enable()
         if ticker is not None:
             ticker.stop()
         await self.sleep(1.0)  # let in-flight replies land
