@@ -65,6 +65,26 @@ NETWORKS = ("mainnet", "testnet", "testnet4", "signet", "regtest", "devnet")
 __all__ = ["DEFAULT_CONFIG_PATH", "Config", "ConfigError", "HostPort", "load_config"]
 
 
+def _fee_percentage(value: Any) -> Decimal:
+    result = percentage(value)
+    if result * 100 != (result * 100).to_integral_value():
+        raise Invalid(f"expected whole basis points (steps of 0.01 %), got {value!r}")
+    return result
+
+
+#: Wallets refuse outputs below P2PKH's dust limit; a smaller minimum payout never pays.
+DUST_LIMIT_SATS = 546
+
+
+def _minimum_payout(value: Any) -> int:
+    sats = coin_amount(value)
+    if sats < DUST_LIMIT_SATS:
+        raise Invalid(
+            f"expected at least 0.00000546 (the dust limit wallets enforce), got {value!r}"
+        )
+    return sats
+
+
 def _log_level(value: Any) -> str:
     level = choice(*LOG_LEVELS, "warning")(value)
     return "warn" if level == "warning" else level
@@ -161,10 +181,13 @@ class PoolConfig:
     )
     max_connections: int = option(50000, integer(1), used=False)
     fee_percentage: Decimal = option(
-        Decimal("1.0"), percentage, dump=str, doc="Operator fee in percent of each block reward."
+        Decimal("1.0"),
+        _fee_percentage,
+        dump=str,
+        doc="Operator fee in percent of each block reward (steps of 0.01).",
     )
     minimum_payout: int = option(
-        100_000, coin_amount, dump=dump_coins, doc="Smallest payout, in coins (0.001)."
+        100_000, _minimum_payout, dump=dump_coins, doc="Smallest payout, in coins (0.001)."
     )
     payout_interval: float = option(
         600.0, duration, dump=dump_duration, doc="How often payouts run."
