@@ -249,7 +249,8 @@ class JobManager(Service):
     template and address. Jobs of the current previous block stay valid (the newest
     ``max_generations`` templates/refreshes); a new block moves them to a bounded stale set
     so late shares are answered "Stale" and block candidates among them still reach the
-    daemon.
+    daemon. Both bounds keep memory flat: a valid job holds its template's transactions and
+    the duplicate keys of every share on it.
     """
 
     log = Logger()
@@ -263,8 +264,8 @@ class JobManager(Service):
         extranonce1_size: int = 4,
         extranonce2_size: int = 8,
         refresh_interval: float = 30.0,
-        max_generations: int = 32,
-        max_stale: int = 4096,
+        max_generations: int = 8,
+        max_stale: int = 64,
         address_outputs: AddressOutputsFor | None = None,
     ) -> None:
         if refresh_interval <= 0:
@@ -393,6 +394,15 @@ class JobManager(Service):
         self._generations[-1].append(job.job_id)
         self._jobs[job.job_id] = job
 
+    def _retire_all(self) -> None:
+        """A new block: every valid job turns stale. Their duplicate keys are dropped
+        (a repeat of a stale share is refused as stale either way)."""
+        for job in self._jobs.values():
+            job.seen.clear()
+            self._retire(job)
+        self._jobs.clear()
+        self._generations.clear()
+
     def _retire(self, job: Job) -> None:
         self._stale[job.job_id] = job
         while len(self._stale) > self.max_stale:
@@ -403,10 +413,7 @@ class JobManager(Service):
         previous = self.template
         new_block = previous is None or previous.prev_hash != template.prev_hash
         if new_block:
-            for job in self._jobs.values():
-                self._retire(job)
-            self._jobs.clear()
-            self._generations.clear()
+            self._retire_all()
         work = self._build_work(template, self._coinbase_outputs(template))
         branch = merkle_branch(template.txids)
         job = self._make_job(
@@ -495,10 +502,7 @@ class JobManager(Service):
         """
         current = self.current
         if current is not None and current.prev_hash != job.prev_hash:
-            for old in self._jobs.values():
-                self._retire(old)
-            self._jobs.clear()
-            self._generations.clear()
+            self._retire_all()
         self.current = job
         self._remember(job, new_generation=True)
         self._announce(job)

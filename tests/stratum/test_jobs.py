@@ -84,7 +84,10 @@ def test_jobs_of_the_current_tip_stay_valid_and_older_blocks_are_stale() -> None
     second = manager.on_template(make_template(prev=b"\x01" * 32, curtime=START_TIME + 30))
     assert manager.lookup(first.job_id) == (first, False)
     assert manager.lookup(second.job_id) == (second, False)
+    first.seen.add(12345)
     third = manager.on_template(make_template(prev=b"\x02" * 32, height=201))
+    # Stale jobs keep no duplicate keys: memory stays flat across blocks.
+    assert not first.seen
     assert manager.lookup(first.job_id) == (first, True)
     assert manager.lookup(second.job_id) == (second, True)
     assert manager.lookup(third.job_id) == (third, False)
