@@ -130,7 +130,10 @@ def _serve(args: argparse.Namespace) -> int:
     """Run the node through twistd's own runner, so it is the same tree as twistd."""
     if load_or_report(args) is None:
         return 1
-    from twisted.scripts.twistd import ServerOptions, runApp
+    from twisted.scripts.twistd import (
+        ServerOptions,  # type: ignore[attr-defined]
+        runApp,
+    )
 
     options = ServerOptions()
     try:
