@@ -130,12 +130,9 @@ def _serve(args: argparse.Namespace) -> int:
     """Run the node through twistd's own runner, so it is the same tree as twistd."""
     if load_or_report(args) is None:
         return 1
-    from twisted.scripts.twistd import (
-        ServerOptions,  # type: ignore[attr-defined]
-        runApp,
-    )
+    from twisted.scripts import twistd
 
-    options = ServerOptions()
+    options = twistd.ServerOptions()  # type: ignore[attr-defined]
     try:
         options.parseOptions(
             ["--nodaemon", "--pidfile=", "otedama", "--config", config_path(args)]
@@ -143,7 +140,7 @@ def _serve(args: argparse.Namespace) -> int:
     except usage.UsageError as error:
         print(f"otedama serve: {error}", file=sys.stderr)
         return 1
-    runApp(options)
+    twistd.runApp(options)
     return 0
 
 
