@@ -174,7 +174,8 @@ class ClientSession:
         return Send(encode_request(request_id, method, params))
 
     def start(self, now: float) -> list[Event]:
-        """The opening requests, sent at once: configure (if wanted), subscribe, authorize."""
+        """The opening requests, sent at once: configure (if wanted), subscribe, authorize,
+        extranonce.subscribe."""
         out: list[Event] = []
         if self.request_version_rolling:
             out.append(
@@ -193,6 +194,8 @@ class ClientSession:
             )
         out.append(self._request("subscribe", "mining.subscribe", [self.agent], now))
         out.append(self._request("authorize", "mining.authorize", [self.user, self.password], now))
+        # Lets the pool move us to another extranonce1 with mining.set_extranonce.
+        out.append(self._request("extranonce", "mining.extranonce.subscribe", [], now))
         return out
 
     def target_for(self, job_id: str) -> int:
@@ -247,6 +250,8 @@ class ClientSession:
             return self._redo_current(clean=False)
         if kind == "subscribe":
             return self._subscribed(result, error)
+        if kind == "extranonce":
+            return []  # either answer is fine: pools that refuse it just never send one
         if kind == "authorize":
             if result is True and error is None:
                 self.authorized = True

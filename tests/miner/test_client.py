@@ -63,18 +63,23 @@ def test_start_asks_for_version_rolling_with_the_full_mask_then_subscribes_and_a
         "mining.configure",
         "mining.subscribe",
         "mining.authorize",
+        "mining.extranonce.subscribe",
     ]
     assert sent[0]["params"] == [
         ["version-rolling"],
         {"version-rolling.mask": "ffffffff", "version-rolling.min-bit-count": 2},
     ]
     assert sent[2]["params"] == [USER, "pw"]
-    assert len({m["id"] for m in sent}) == 3
+    assert len({m["id"] for m in sent}) == 4
 
 
 def test_without_version_rolling_the_session_does_not_configure() -> None:
     sent = _sent(ClientSession(USER, request_version_rolling=False).start(0.0))
-    assert [m["method"] for m in sent] == ["mining.subscribe", "mining.authorize"]
+    assert [m["method"] for m in sent] == [
+        "mining.subscribe",
+        "mining.authorize",
+        "mining.extranonce.subscribe",
+    ]
 
 
 def test_granted_mask_subscribe_and_authorize_lead_to_work_on_the_notified_job() -> None:
@@ -268,6 +273,7 @@ def test_protocol_replays_the_crafted_ckpool_session_and_hands_work_to_the_liste
         "mining.configure",
         "mining.subscribe",
         "mining.authorize",
+        "mining.extranonce.subscribe",
     ]
     replies = [
         SUMMARY["configure_before_subscribe"]["reply"],
@@ -275,12 +281,15 @@ def test_protocol_replays_the_crafted_ckpool_session_and_hands_work_to_the_liste
         {"id": None, "method": "mining.set_difficulty", "params": [0.01]},
         _notify(JOB0),
         SUMMARY["authorize_reply"],
+        # ckpool refuses extranonce.subscribe ([20, "Not supported."]): mining goes on.
+        {**SUMMARY["extranonce_subscribe_reply"], "id": lines[3]["id"]},
     ]
     data = b"".join(json.dumps(r).encode() + b"\n" for r in replies)
     proto.dataReceived(data[:50])  # split across reads
     proto.dataReceived(data[50:])
     works = [e for e in listener.events if isinstance(e, NewWork)]
     assert listener.events[0] == "connected" and len(works) == 1
+    assert not transport.disconnecting
     transport.clear()
     proto.submit(JOB0["job_id"], "0000000000000001", "6b050214", "2c5516b7", 0x20000000, 0)
     submit = json.loads(transport.value())
