@@ -516,6 +516,9 @@ class LoadGenerator:
         self.result.fanout_p50_ms = percentile(all_latencies, 0.50) * 1000
         self.result.fanout_p99_ms = percentile(all_latencies, 0.99) * 1000
 
+    def _rss_text(self, kib: int) -> str:
+        return f"{kib / 1024:.1f} MiB" if self.server_pid else "n/a (--url)"
+
     def rss(self) -> int:
         return read_rss_kib(self.server_pid) if self.server_pid else 0
 
@@ -548,7 +551,7 @@ class LoadGenerator:
         result.memory_connections = len(self.ready)
         out(
             f"{len(self.ready)} miners ready in {result.connect_seconds:.1f} s;"
-            f" server RSS {result.rss_connected_kib / 1024:.1f} MiB"
+            f" server RSS {self._rss_text(result.rss_connected_kib)}"
         )
         if config.duration > 0:
             mode = (
@@ -559,16 +562,23 @@ class LoadGenerator:
             out(f"submitting for {config.warmup:g} s warm-up + {config.duration:g} s ({mode}) ...")
             await self.load(config.duration)
             result.rss_after_load_kib = self.rss()
+            server_cpu = (
+                f" server CPU {result.server_cpu_seconds / result.duration * 100:.0f}%"
+                f" ({result.shares_per_server_cpu_second:.0f} shares per server CPU-second),"
+                if self.server_pid
+                else ""
+            )
             out(
                 f"accepted {result.accepted} ({result.shares_per_second:.0f} shares/s),"
                 f" rejected {result.rejected} {self.reject_reasons or ''};"
                 f" submit->reply p50 {result.latency_p50_ms:.2f} ms,"
                 f" p99 {result.latency_p99_ms:.2f} ms, max {result.latency_max_ms:.1f} ms;"
-                f" server CPU {result.server_cpu_seconds / result.duration * 100:.0f}%"
-                f" ({result.shares_per_server_cpu_second:.0f} shares per server CPU-second),"
+                f"{server_cpu}"
                 f" load generator CPU {result.client_cpu_seconds / result.duration * 100:.0f}%;"
                 " load average {:.2f} {:.2f} {:.2f}".format(*result.load_average)
             )
+        if config.fanout_miners and config.url:
+            out("fan-out skipped: it needs the bench's own server (no --url) to make blocks")
         if config.fanout_miners and not config.url:
             if config.fanout_miners > len(self.miners):
                 out(f"connecting up to {config.fanout_miners} miners for the fan-out rounds ...")
