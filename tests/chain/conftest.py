@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
-"""The team's real-node test vectors (``/work/shared/vectors`` next to the repository)."""
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+"""The real-node test vectors, copied into ``tests/vectors`` (see its README)."""
 
 if not VECTORS.is_dir():
     raise RuntimeError(
-        f"test vectors folder {VECTORS} is missing; the chain tests need the shared vectors"
+        f"test vectors folder {VECTORS} is missing; the chain tests need tests/vectors"
     )
 
 
