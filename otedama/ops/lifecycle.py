@@ -10,7 +10,9 @@ closes before the ledger flushes and the database goes last.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,9 @@ from otedama.ops.sdnotify import SystemdNotifier
 
 #: Each child gets this long to stop; the whole stop stays under systemd's 10 s budget.
 STOP_TIMEOUT = 8.0
+
+#: Exit status when a part of the node cannot start (bad credentials, port in use, …).
+EXIT_START_FAILED = 1
 
 ReloadHook = Callable[[Config, Config], None]
 
@@ -124,8 +129,19 @@ class NodeService(MultiService):
         if not self.ready.called:
             self.ready.errback(failure)
             self.ready.addErrback(lambda _: None)
-        if self.reactor.running:
-            self.reactor.stop()
+        # The failure may come while the reactor is still starting up.
+        self.reactor.callWhenRunning(self._stop_after_failure)
+
+    def _stop_after_failure(self) -> None:
+        # twistd would exit 0; systemd's Restart=on-failure needs a failure status.
+        self.reactor.addSystemEventTrigger("after", "shutdown", self._exit_failed)
+        self.reactor.stop()
+
+    def _exit_failed(self) -> None:
+        self.log_control.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_START_FAILED)
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)

@@ -246,3 +246,30 @@ def test_twistd_with_another_reactor_is_refused(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "Otedama needs the asyncio reactor" in result.stdout + result.stderr
+
+
+def test_a_part_that_cannot_start_stops_the_node_with_status_1(tmp_path: Path) -> None:
+    """The devnet's port is taken: the node says why and exits 1 (systemd restarts it)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config_file = tmp_path / "otedama.yaml"
+        config_file.write_text(yaml.safe_dump(node_config(tmp_path, port)))
+        subprocess.run(
+            [str(OTEDAMA), "migrate", "up", "--config", str(config_file)],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        result = subprocess.run(
+            [str(TWISTD), "--pidfile=", "-n", "otedama", "--config", str(config_file)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert "the node could not start" in result.stdout
+    assert "Address already in use" in result.stdout
