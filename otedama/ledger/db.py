@@ -95,7 +95,16 @@ def make_engine(url: str, pool_size: int = 5, connect_timeout: int = 5) -> Engin
         max_overflow=0,
         pool_pre_ping=True,
         pool_timeout=30,
-        connect_args={"connect_timeout": connect_timeout, "application_name": "otedama"},
+        connect_args={
+            "connect_timeout": connect_timeout,
+            "application_name": "otedama",
+            # A silent peer (network partition) is noticed in about 25 s instead of
+            # holding a worker thread for the kernel's two hours.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        },
     )
 
 
@@ -222,6 +231,8 @@ def describe_error(error: BaseException, url: str | URL) -> str:
         return f"SQLite {parsed.database!r}: {first}"
     if "connection refused" in lower:
         return f"connection refused at {where} (is PostgreSQL running and listening there?)"
+    if "server closed the connection" in lower or "connection already closed" in lower:
+        return f"lost the connection to {where} (the server closed it)"
     if "could not translate host name" in lower or "name or service not known" in lower:
         return f"cannot resolve the database host {parsed.host!r}"
     if "timeout expired" in lower or "timed out" in lower:

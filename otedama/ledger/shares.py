@@ -306,6 +306,7 @@ class ReplayResult:
     replayed_batches: int = 0
     replayed_shares: int = 0
     skipped_batches: int = 0
+    skipped_shares: int = 0
     rejected_shares: int = 0
     bad_lines: list[BadLine] = field(default_factory=list)
 
@@ -350,9 +351,13 @@ class ShareWriter:
             reason = f"cannot write the share spool in {self.spool.directory}: {e}"
         return WriteResult(DROPPED, len(records), reason)
 
-    def replay(self, now: float) -> ReplayResult:
-        """Move every spooled batch into the database; raises if it is still unreachable."""
-        result = ReplayResult()
+    def replay(self, now: float, result: ReplayResult | None = None) -> ReplayResult:
+        """Move every spooled batch into the database; raises if it is still unreachable.
+
+        Progress is counted in ``result`` as it goes, so it is known even when the
+        database goes away again half-way.
+        """
+        result = ReplayResult() if result is None else result
         try:
             with self.engine.connect() as connection:
                 connection.execute(select(1))
@@ -387,6 +392,7 @@ class ShareWriter:
             result.replayed_shares += len(batch.records)
         else:
             result.skipped_batches += 1
+            result.skipped_shares += len(batch.records)
 
 
 @dataclass(frozen=True)
@@ -437,6 +443,8 @@ class ShareBatcher:
         self.spooled = 0
         self.dropped = 0
         self.replayed = 0
+        #: Spooled shares found already stored on replay (their commit's reply was lost).
+        self.already_stored = 0
         self._buffer: list[ShareRecord] = []
         self._pending: set[Deferred[Any]] = set()
         self._replaying: Deferred[Any] | None = None
@@ -445,6 +453,8 @@ class ShareBatcher:
         self._maintainer = LoopingCall(self._maintain)
         self._maintainer.clock = clock
         self._running = False
+        self._stopping = False
+        self._closed = False
         self._was_degraded = False
 
     def start(self) -> None:
@@ -456,9 +466,15 @@ class ShareBatcher:
         self._maintainer.start(self.retry_interval, now=True)
 
     def add(self, record: ShareRecord) -> None:
-        """Queue one accepted share."""
+        """Queue one accepted share (after :meth:`stop`, it goes straight to the spool)."""
+        if self._closed:
+            now = self._clock.seconds()
+            self._written(
+                self.writer.spool_batch(uuid.uuid4().hex, [record], now, "the ledger has stopped")
+            )
+            return
         self._buffer.append(record)
-        if len(self._buffer) >= self.batch_size:
+        if self._stopping or len(self._buffer) >= self.batch_size:
             self._flush_now()
 
     @property
@@ -521,20 +537,23 @@ class ShareBatcher:
             return None
         if self.writer.degraded_reason is None and not self.writer.spool.has_data():
             return None
+        progress = ReplayResult()
         try:
-            d = self.database.call(self.writer.replay, self._clock.seconds())
+            d = self.database.call(self.writer.replay, self._clock.seconds(), progress)
         except DatabaseStopped:
             return None
         self._replaying = d
-        d.addCallbacks(self._replayed, self._replay_failed)
-        d.addBoth(self._replay_done)
+        d.addErrback(self._replay_failed)
+        d.addBoth(self._replay_done, progress)
         return None
 
-    def _replay_done(self, result: object) -> None:
+    def _replay_done(self, _: object, progress: ReplayResult) -> None:
         self._replaying = None
+        self._replayed(progress)
 
     def _replayed(self, result: ReplayResult) -> None:
         self.replayed += result.replayed_shares
+        self.already_stored += result.skipped_shares
         for bad in result.bad_lines:
             self.log.error(
                 "share spool {segment} line {number} skipped: {reason}",
@@ -556,7 +575,7 @@ class ShareBatcher:
                 batches=result.replayed_batches,
                 skipped=result.skipped_batches,
             )
-        self._was_degraded = False
+        self._was_degraded = self.writer.degraded_reason is not None
 
     def _replay_failed(self, failure: Failure) -> None:
         if failure.value is not None and is_connection_error(failure.value):
@@ -579,6 +598,8 @@ class ShareBatcher:
         reason = self.writer.degraded_reason
         if reason is None and self.writer.spool.has_data():
             reason = "spooled shares waiting to be replayed"
+        if reason is None and self._replaying is not None:
+            reason = "replaying spooled shares"
         full = self.writer.spool.size >= self.writer.spool.max_bytes * 0.99
         if full:
             reason = f"share spool full; shares are being dropped ({reason})"
@@ -594,10 +615,12 @@ class ShareBatcher:
 
     async def stop(self) -> None:
         """Stop the timers, write what is buffered and wait for writes and replays."""
+        self._stopping = True
         if self._running:
             self._running = False
             self._flusher.stop()
             self._maintainer.stop()
-        await self.flush()
         if self._replaying is not None:
             await DeferredList([self._replaying], consumeErrors=True)
+        await self.flush()
+        self._closed = True

@@ -59,15 +59,25 @@ def make_pg_database() -> Iterator[Callable[[], str]]:
     admin.close()
 
 
-@pytest.fixture(scope="session")
-def pg_url(make_pg_database: Callable[[], str]) -> str:
-    """The session's PostgreSQL database, migrated to the newest schema."""
-    url = make_pg_database()
+def migrate(url: str) -> str:
+    """Apply the shipped migrations to the database at ``url``; returns the URL."""
     engine = db.make_engine(url, pool_size=1)
     with engine.begin() as connection:
         db.upgrade(connection)
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def make_migrated_pg_database(make_pg_database: Callable[[], str]) -> Callable[[], str]:
+    """A factory of fresh PostgreSQL databases with the newest schema."""
+    return lambda: migrate(make_pg_database())
+
+
+@pytest.fixture(scope="session")
+def pg_url(make_migrated_pg_database: Callable[[], str]) -> str:
+    """The session's PostgreSQL database, migrated to the newest schema."""
+    return make_migrated_pg_database()
 
 
 def _empty_tables(url: str) -> None:
@@ -78,16 +88,6 @@ def _empty_tables(url: str) -> None:
     engine.dispose()
 
 
-def migrated_sqlite(path: Path) -> str:
-    """A SQLite URL for a new file at ``path`` with the schema applied."""
-    url = f"sqlite:///{path}"
-    engine = db.make_engine(url)
-    with engine.begin() as connection:
-        db.upgrade(connection)
-    engine.dispose()
-    return url
-
-
 @pytest.fixture(params=["postgresql", "sqlite"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty ledger database: the session's PostgreSQL one, or a SQLite file."""
@@ -95,7 +95,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url: str = request.getfixturevalue("pg_url")
         _empty_tables(url)
         return url
-    return migrated_sqlite(tmp_path / "ledger.sqlite")
+    return migrate(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
 
 
 @pytest.fixture
