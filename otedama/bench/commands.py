@@ -11,6 +11,7 @@ __all__ = ["BENCH_MODULES", "register"]
 #: Modules that add ``otedama bench`` sub-commands through ``register(subparsers)``.
 BENCH_MODULES: list[str] = [
     "otedama.bench.stratum",
+    "otedama.ledger.bench",
 ]
 
 

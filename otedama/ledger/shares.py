@@ -17,6 +17,7 @@ is moved to ``rejected.jsonl`` beside the spool, never silently lost.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -130,9 +131,39 @@ def insert_batch(
     connection.execute(
         insert(share_batches), {"key": key, "created_at": now, "count": len(records)}
     )
-    if records:
+    if not records:
+        return True
+    if connection.dialect.name == "postgresql":
+        _copy_shares(connection, records)
+    else:
         connection.execute(insert(shares), [record.as_row() for record in records])
     return True
+
+
+_COPY_SHARES = (
+    "COPY shares (created_at, address, worker, difficulty, job_id, height, share_hash) FROM STDIN"
+)
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_line(record: ShareRecord) -> str:
+    """One row of PostgreSQL's COPY text format (tab-separated, backslash escapes)."""
+    share_hash = "\\N" if record.share_hash is None else "\\\\x" + record.share_hash.hex()
+    return (
+        f"{record.created_at!r}\t{record.address.translate(_COPY_ESCAPES)}\t"
+        f"{record.worker.translate(_COPY_ESCAPES)}\t{record.difficulty!r}\t"
+        f"{record.job_id.translate(_COPY_ESCAPES)}\t{record.height}\t{share_hash}\n"
+    )
+
+
+def _copy_shares(connection: Connection, records: Sequence[ShareRecord]) -> None:
+    """Insert shares with ``COPY … FROM STDIN``: several times faster than a multi-row insert."""
+    data = io.StringIO("".join(map(copy_line, records)))
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.copy_expert(_COPY_SHARES, data)
+    finally:
+        cursor.close()
 
 
 def is_connection_error(error: BaseException) -> bool:

@@ -265,3 +265,33 @@ async def test_a_share_arriving_after_the_ledger_stopped_goes_to_the_spool(
     await second.batcher.replay_now()
     await second.stop()
     assert count_shares(db_url) == 2
+
+
+def test_worker_names_with_tabs_backslashes_and_newlines_are_stored_unchanged(
+    db_url: str,
+) -> None:
+    """PostgreSQL takes shares by COPY; its escaping must not alter what miners sent."""
+    odd = [
+        ShareRecord(1.0, "a\\b\tc\nd\re", "w\\N", 1e-300, "\\x00", 5, b"\x00\\\t\n"),
+        ShareRecord(2.0, "日本", "", 0.1, "j", 0, None),
+        ShareRecord(3.0, "bc1q", "rig.1", 1234.5678, "ff", 2**31 - 1, bytes(range(32))),
+    ]
+    engine = db.make_engine(db_url, pool_size=1)
+    with engine.begin() as connection:
+        insert_batch(connection, "odd", odd, 1.0)
+    with engine.connect() as connection:
+        rows = connection.execute(select(shares).order_by(shares.c.created_at)).all()
+    engine.dispose()
+    stored = [
+        ShareRecord(
+            r.created_at,
+            r.address,
+            r.worker,
+            r.difficulty,
+            r.job_id,
+            r.height,
+            None if r.share_hash is None else bytes(r.share_hash),
+        )
+        for r in rows
+    ]
+    assert stored == odd
