@@ -127,21 +127,25 @@ class TemplateSource(Service):
     async def refresh(self) -> BlockTemplate:
         """Fetch a template now and deliver it whatever changed (e.g. after our own block)."""
         epoch = self._tip_epoch
-        template: BlockTemplate = await self._spawn(self._client.get_block_template())
+        template: BlockTemplate = await self._spawn(self._get_template())
         self._offer(template, epoch, force=True)
         return template
 
     # -- loops ---------------------------------------------------------------------------
 
+    async def _get_template(self) -> BlockTemplate:
+        return await self._client.get_block_template()
+
     async def _poll_loop(self, first_delay: float) -> None:
-        await deferLater(self._clock, first_delay)
+        if first_delay:
+            await self._sleep(first_delay)
         attempts = _Attempts()
         while self.running:
             epoch = self._tip_epoch
             template = await self._fetch(None, attempts)
             if template is not None:
                 self._offer(template, epoch)
-                await deferLater(self._clock, self._next_poll_delay())
+                await self._sleep(self._next_poll_delay())
 
     async def _longpoll_loop(self) -> None:
         attempts = _Attempts()
@@ -160,7 +164,7 @@ class TemplateSource(Service):
                 return
             if template.longpollid == longpollid:
                 # Answered at once without a change: do not spin.
-                await deferLater(self._clock, self._poll_interval)
+                await self._sleep(self._poll_interval)
 
     async def _fetch(self, longpollid: str | None, attempts: _Attempts) -> BlockTemplate | None:
         """One request (a long poll when ``longpollid`` is given). A failure is logged
@@ -180,11 +184,18 @@ class TemplateSource(Service):
                 return None
             attempts.count += 1
             self._failed(e)
-            await deferLater(self._clock, backoff_delay(attempts.count, *self._retry))
+            await self._sleep(backoff_delay(attempts.count, *self._retry))
             return None
         attempts.count = 0
         self._recovered()
         return template
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait on the clock; a stopped source ends its loop here instead (a subscriber
+        may stop the service from inside a delivery, before the loop reaches a wait)."""
+        if not self.running:
+            raise CancelledError()
+        await deferLater(self._clock, seconds)
 
     def _next_poll_delay(self) -> float:
         if self._last_delivery is None:

@@ -72,6 +72,10 @@ class Reply:
         return cls(200, f'{{"jsonrpc":"2.0","error":{error},"id":1}}\n'.encode())
 
 
+DROP = Reply(0, b"")
+"""Close the connection without answering (what a restarting daemon does)."""
+
+
 @dataclass(frozen=True)
 class Received:
     """One request as the stub saw it."""
@@ -81,6 +85,7 @@ class Received:
     params: Any
     body: bytes
     authorization: str | None
+    client_port: int = 0
 
 
 Handler = Callable[[Received], "Reply | Deferred[Reply]"]
@@ -104,6 +109,7 @@ class StubBitcoind(Resource):
         self.template: dict[str, Any] | None = None
         self._held: list[tuple[Received, Deferred[Reply]]] = []
         self._hold_waiters: list[Deferred[Received]] = []
+        self._lost_waiters: list[Deferred[Received]] = []
 
     def on(self, method: str, answer: Reply | Handler | list[Reply]) -> None:
         """Answer ``method`` with a reply, a handler, or a list of replies in turn."""
@@ -118,6 +124,18 @@ class StubBitcoind(Resource):
         d: Deferred[Received] = Deferred()
         self._arrivals.append(d)
         return d
+
+    def next_lost(self) -> Deferred[Received]:
+        """Fires when the client drops a request the stub is still holding."""
+        d: Deferred[Received] = Deferred()
+        self._lost_waiters.append(d)
+        return d
+
+    def _request_lost(self, received: Received) -> None:
+        self.lost.append(received)
+        waiters, self._lost_waiters = self._lost_waiters, []
+        for d in waiters:
+            d.callback(received)
 
     def methods(self) -> list[str]:
         """Methods received so far, in order."""
@@ -175,7 +193,10 @@ class StubBitcoind(Resource):
         user_password = None
         if auth is not None and auth.startswith("Basic "):
             user_password = base64.b64decode(auth[6:]).decode()
-        received = Received(request.path.decode(), method, params, body, user_password)
+        peer = request.getClientAddress()
+        received = Received(
+            request.path.decode(), method, params, body, user_password, getattr(peer, "port", 0)
+        )
         self.received.append(received)
         arrivals, self._arrivals = self._arrivals, []
         for d in arrivals:
@@ -191,10 +212,13 @@ class StubBitcoind(Resource):
             reply = answer
         else:
             reply = answer(received)
+        if reply is DROP:
+            request.loseConnection()
+            return NOT_DONE_YET
         if isinstance(reply, Reply):
             return self._write(request, reply)
         self._open.append(request)
-        request.notifyFinish().addErrback(lambda _: self.lost.append(received))
+        request.notifyFinish().addErrback(lambda _: self._request_lost(received))
         reply.addCallback(lambda r: self._finish_later(request, r))
         return NOT_DONE_YET
 
@@ -220,6 +244,48 @@ class StubBitcoind(Resource):
         for request in self._open:
             request.loseConnection()
         self._open = []
+
+
+class Harness:
+    """Stub daemons on 127.0.0.1 and clients for them: real sockets, a ``task.Clock`` for
+    the client's timeouts and back-offs, and the client's log lines in ``logs``."""
+
+    def __init__(self, clock: Any) -> None:
+        from treq.client import HTTPClient
+        from twisted.internet import reactor
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        self.clock = clock
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.http = HTTPClient(Agent(reactor, pool=self.pool))
+        self.logs = LogCatcher()
+        self._served: list[Served] = []
+
+    def daemon(self, credentials: str | None = None) -> Served:
+        """A new stub daemon, listening."""
+        served = serve(StubBitcoind(credentials))
+        self._served.append(served)
+        return served
+
+    def client(self, *endpoints: Any, timeout: float = 5.0, **options: Any) -> Any:
+        """A ``BitcoindClient`` over real sockets whose log goes to ``logs``."""
+        from twisted.logger import Logger
+
+        from otedama.node.bitcoind import BitcoindClient
+        from otedama.node.rpc import RpcEndpoint
+
+        resolved = [RpcEndpoint(e) if isinstance(e, str) else e for e in endpoints]
+        client = BitcoindClient(
+            resolved, clock=self.clock, timeout=timeout, http_client=self.http, **options
+        )
+        client.log = Logger(observer=self.logs)
+        return client
+
+    async def close(self) -> None:
+        """Stop every stub and drop pooled connections."""
+        for served in self._served:
+            await served.stop()
+        await self.pool.closeCachedConnections()
 
 
 @dataclass
@@ -270,10 +336,14 @@ class LogCatcher:
         line = formatEvent(event)
         self.events.append(event)
         self.lines.append(line)
+        from twisted.internet import reactor
+
         for waiter in list(self._waiters):
             if waiter[0] in line:
                 self._waiters.remove(waiter)
-                waiter[1].callback(line)
+                # Fire on a later turn: the code that logged has not finished its step yet
+                # (e.g. it logs "waiting" before it starts waiting).
+                reactor.callLater(0, waiter[1].callback, line)
 
     def wait_for(self, text: str) -> Deferred[str]:
         """Fires with the first line (already logged or to come) that contains ``text``."""
