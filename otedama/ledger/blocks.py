@@ -15,9 +15,12 @@ reward, and the balance never offers it for payout again.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Row, func, insert, select, update
@@ -100,6 +103,8 @@ class RecordedBlock:
     split: RewardSplit | None
     #: The time window whose shares were weighed: (start, end]; None for SOLO.
     window: tuple[float, float] | None
+    #: True when the database was unavailable and the block waits in the block queue.
+    queued: bool = False
 
 
 @dataclass(frozen=True)
@@ -423,11 +428,70 @@ class BlockTracker(TimerService):
         return TrackerReport(tuple(confirmed), tuple(orphaned), still)
 
 
-def policy_from_config(config: Any) -> RewardPolicy:
-    """The reward policy from a loaded :class:`otedama.config.Config`."""
-    return RewardPolicy(
-        scheme=RewardScheme.parse(config.pool.rewards.system),
-        fee_basis_points=int(config.fee_basis_points),
-        fee_address=config.pool.fee_address or config.payout_address,
-        pplns_window=float(config.pool.rewards.window),
-    )
+class BlockQueue:
+    """Found blocks waiting for the database, kept on disk until their credits are recorded.
+
+    A block found while the database is unreachable (or while spooled shares are not yet
+    back in it, which would leave its window short) is appended here, fsynced, and
+    recorded later by ``LedgerStore`` in the order found. Recording is idempotent on the
+    block hash, so a crash between the commit and the removal from this file is harmless.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(self, found: FoundBlock, policy: RewardPolicy) -> None:
+        """Append one found block with the policy in force, durably."""
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(_queue_line(found, policy))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def load(self) -> list[tuple[FoundBlock, RewardPolicy]]:
+        """The waiting blocks, oldest first (a torn last line is ignored)."""
+        if not self.path.exists():
+            return []
+        waiting = []
+        for raw in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                item = json.loads(raw)
+                policy = item["policy"]
+                waiting.append(
+                    (
+                        FoundBlock(**item["block"]),
+                        RewardPolicy(
+                            RewardScheme.parse(policy["scheme"]),
+                            int(policy["fee_basis_points"]),
+                            str(policy["fee_address"]),
+                            float(policy["pplns_window"]),
+                        ),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):
+                continue
+        return waiting
+
+    def has_data(self) -> bool:
+        """True when blocks are waiting."""
+        return self.path.exists() and self.path.stat().st_size > 0
+
+    def remove(self, hashes: set[str]) -> None:
+        """Drop the blocks now recorded (atomic rewrite of the file)."""
+        keep = [(f, p) for f, p in self.load() if f.hash not in hashes]
+        temporary = self.path.with_suffix(".tmp")
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.writelines(_queue_line(found, policy) for found, policy in keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.path)
+
+
+def _queue_line(found: FoundBlock, policy: RewardPolicy) -> str:
+    policy_json = {
+        "scheme": policy.scheme.value,
+        "fee_basis_points": policy.fee_basis_points,
+        "fee_address": policy.fee_address,
+        "pplns_window": policy.pplns_window,
+    }
+    return json.dumps({"block": asdict(found), "policy": policy_json}) + "\n"

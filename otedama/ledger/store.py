@@ -8,6 +8,7 @@ its spool. Everything that touches money runs as a function of a SQLAlchemy
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -16,10 +17,17 @@ from sqlalchemy import Connection
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from otedama.ledger import blocks, stats
-from otedama.ledger.db import Database, DatabaseError, MigrationState, migration_state
+from otedama.ledger.db import (
+    Database,
+    DatabaseError,
+    MigrationState,
+    describe_error,
+    migration_state,
+)
 from otedama.ledger.shares import (
     DEFAULT_SPOOL_MAX_BYTES,
     IngestHealth,
@@ -27,6 +35,7 @@ from otedama.ledger.shares import (
     ShareRecord,
     ShareSpool,
     ShareWriter,
+    is_connection_error,
 )
 
 T = TypeVar("T")
@@ -76,6 +85,12 @@ class LedgerStore(Service):
         self.batcher = ShareBatcher(
             self.db, self.writer, self._clock, batch_size, flush_interval, retry_interval
         )
+        self.block_queue = blocks.BlockQueue(Path(spool_dir) / "blocks-waiting.jsonl")
+        self._recording_waiting = False
+        #: The latest timer-driven retry of queued blocks (tests wait on it).
+        self.last_block_retry: Deferred[None] | None = None
+        self._block_retry = LoopingCall(self._retry_tick)
+        self._block_retry.clock = self._clock
         self._stopped: Deferred[None] | None = None
 
     @classmethod
@@ -94,9 +109,13 @@ class LedgerStore(Service):
         """Start the worker threads and the batcher (which replays any spool at once)."""
         self.db.start()
         self.batcher.start()
+        if not self._block_retry.running:
+            self._block_retry.start(self.batcher.retry_interval, now=False)
 
     async def stop(self) -> None:
         """Flush shares, then refuse new work, finish what is in flight, release threads."""
+        if self._block_retry.running:
+            self._block_retry.stop()
         await self.batcher.stop()
         await self.db.stop()
         self.spool.close()
@@ -145,7 +164,16 @@ class LedgerStore(Service):
 
     def health(self) -> IngestHealth:
         """``ok``, or ``degraded`` with the reason (database unreachable, spool in use)."""
-        return self.batcher.health()
+        health = self.batcher.health()
+        if self.block_queue.has_data():
+            waiting = len(self.block_queue.load())
+            reason = f"{waiting} found blocks waiting for the ledger database"
+            health = replace(
+                health,
+                status="degraded",
+                reason=f"{health.reason}; {reason}" if health.reason else reason,
+            )
+        return health
 
     # -- blocks -------------------------------------------------------------------------
 
@@ -154,14 +182,52 @@ class LedgerStore(Service):
     ) -> blocks.RecordedBlock:
         """Record a found block and its credits in one transaction (idempotent on the hash).
 
-        Buffered and spooled shares are written first, so the window is complete.
+        Buffered and spooled shares are written first, so the window is complete. When
+        the database is unavailable (or spooled shares are not back in it yet) the block
+        goes to the on-disk block queue instead and is recorded, in the order found, as
+        soon as it is back: the result then says ``queued``.
         """
         await self.batcher.flush()
         if self.spool.has_data():
             await self.batcher.replay_now()
-        recorded = await self.run(
-            partial(blocks.record_block, found=found, policy=policy, now=self._clock.seconds())
+        reason = self._cannot_record_now()
+        if reason is None:
+            try:
+                recorded = await self.run(
+                    partial(
+                        blocks.record_block, found=found, policy=policy, now=self._clock.seconds()
+                    )
+                )
+            except Exception as e:
+                if not is_connection_error(e):
+                    raise
+                reason = describe_error(e, self.db.url)
+            else:
+                self._log_recorded(found, policy, recorded)
+                return recorded
+        self.block_queue.add(found, policy)
+        self.log.error(
+            "block {height} {hash} kept in {file} until the ledger database is back ({reason}); "
+            "its credits will be recorded then",
+            height=found.height,
+            hash=found.hash,
+            file=str(self.block_queue.path),
+            reason=reason,
         )
+        return blocks.RecordedBlock(0, False, None, None, queued=True)
+
+    def _cannot_record_now(self) -> str | None:
+        if self.writer.degraded_reason is not None:
+            return self.writer.degraded_reason
+        if self.spool.has_data():
+            return "spooled shares are not back in the database yet"
+        if self.block_queue.has_data():
+            return "earlier found blocks are still waiting"
+        return None
+
+    def _log_recorded(
+        self, found: blocks.FoundBlock, policy: blocks.RewardPolicy, recorded: blocks.RecordedBlock
+    ) -> None:
         if recorded.created and recorded.split is not None:
             self.log.info(
                 "block {height} {hash} recorded: {reward} sats, fee {fee}, "
@@ -173,7 +239,51 @@ class LedgerStore(Service):
                 count=len(recorded.split.credits),
                 scheme=policy.scheme.value,
             )
-        return recorded
+
+    async def record_waiting_blocks(self) -> int:
+        """Record the queued blocks, oldest first, once shares are all back; returns how many."""
+        if self._recording_waiting or not self.block_queue.has_data():
+            return 0
+        if self.writer.degraded_reason is not None or self.spool.has_data():
+            return 0
+        self._recording_waiting = True
+        done: set[str] = set()
+        try:
+            for found, policy in self.block_queue.load():
+                try:
+                    recorded = await self.run(
+                        partial(
+                            blocks.record_block,
+                            found=found,
+                            policy=policy,
+                            now=self._clock.seconds(),
+                        )
+                    )
+                except Exception as e:
+                    if not is_connection_error(e):
+                        self.log.failure(
+                            "cannot record queued block {height} {hash}; it stays queued",
+                            height=found.height,
+                            hash=found.hash,
+                        )
+                    break
+                done.add(found.hash)
+                self._log_recorded(found, policy, recorded)
+        finally:
+            if done:
+                self.block_queue.remove(done)
+            self._recording_waiting = False
+        return len(done)
+
+    def _retry_tick(self) -> Deferred[None]:
+        self.last_block_retry = Deferred.fromCoroutine(self._retry_waiting_blocks())
+        return self.last_block_retry
+
+    async def _retry_waiting_blocks(self) -> None:
+        try:
+            await self.record_waiting_blocks()
+        except Exception:
+            self.log.failure("retrying queued blocks failed")
 
     async def get_block(self, block_hash: str) -> blocks.BlockRow | None:
         """The recorded block with this display hash."""

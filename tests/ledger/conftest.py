@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -102,6 +103,30 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def clock() -> task.Clock:
     """The store's clock for batching timers (the reactor still runs the threads)."""
     return task.Clock()
+
+
+@pytest_twisted.async_yield_fixture
+async def make_store(tmp_path: Path) -> AsyncIterator[Callable[..., LedgerStore]]:
+    """A factory of started stores (manual clock for their timers), all stopped after."""
+    from twisted.internet import reactor
+
+    made: list[LedgerStore] = []
+
+    def make(url: str, spool_dir: Path | None = None, **options: Any) -> LedgerStore:
+        ledger = LedgerStore(
+            reactor,  # type: ignore[arg-type]
+            url,
+            spool_dir=spool_dir or tmp_path / "spool",
+            clock=options.pop("clock", None) or task.Clock(),
+            **options,
+        )
+        ledger.start()
+        made.append(ledger)
+        return ledger
+
+    yield make
+    for ledger in made:
+        await ledger.stop()
 
 
 @pytest_twisted.async_yield_fixture

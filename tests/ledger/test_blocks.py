@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -282,3 +284,49 @@ async def test_credits_of_several_blocks_add_up_per_address(store: LedgerStore) 
     assert set(await store.run(balances)) == {"alice"}
     count = await store.run(lambda c: c.execute(select(func.count()).select_from(blocks)).scalar())
     assert count == 2
+
+
+DEAD_URL = "postgresql://postgres@127.0.0.1:1/otedama"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_block_found_while_the_database_is_down_is_queued_and_credited_when_it_returns(
+    db_url: str, tmp_path: Path, make_store: Callable[..., LedgerStore]
+) -> None:
+    spool_dir = tmp_path / "spool"
+    down = make_store(DEAD_URL, spool_dir)
+    add(down, T0 - 2.0, "alice", 1.0)
+    add(down, T0 - 1.0, "bob", 3.0)
+
+    queued = await down.record_block(found(101, T0), policy(fee_bp=0))
+
+    assert queued.queued and queued.split is None
+    health = down.health()
+    assert health.status == "degraded"
+    assert health.reason is not None and "1 found blocks waiting" in health.reason
+    assert await down.record_waiting_blocks() == 0  # still down
+    await down.stop()
+
+    back = make_store(db_url, spool_dir)  # restart: spooled shares first, then the block
+    await back.batcher.replay_now()
+    assert await back.record_waiting_blocks() == 1
+    assert not back.block_queue.has_data()
+    assert (await back.balance("alice")).immature == REWARD // 4
+    assert (await back.balance("bob")).immature == REWARD * 3 // 4
+    again = await back.record_block(found(101, T0), policy(fee_bp=0))
+    assert (again.created, again.queued) == (False, False)
+    assert await back.run(journal_total) == REWARD
+    assert back.health().status == "ok"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_store_retries_queued_blocks_on_its_timer(
+    store: LedgerStore, clock: task.Clock
+) -> None:
+    store.block_queue.add(found(101, T0), policy())
+    assert store.health().status == "degraded"
+    clock.advance(store.batcher.retry_interval)
+    assert store.last_block_retry is not None
+    await store.last_block_retry
+    assert not store.block_queue.has_data()
+    assert (await store.get_block(found(101, T0).hash)) is not None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_twisted
@@ -37,15 +37,6 @@ def share(n: int, address: str = "bc1qminer", difficulty: float = 2.0) -> ShareR
         height=100,
         share_hash=n.to_bytes(32, "little"),
     )
-
-
-def started_store(url: str, spool_dir: Path, **options: Any) -> LedgerStore:
-    """A started store on the real reactor with a manual clock for its timers."""
-    from twisted.internet import reactor
-
-    store = LedgerStore(reactor, url, spool_dir=spool_dir, clock=task.Clock(), **options)  # type: ignore[arg-type]
-    store.start()
-    return store
 
 
 def count_shares(url: str) -> int:
@@ -113,10 +104,10 @@ async def test_the_flush_timer_writes_a_partial_batch(
 
 @pytest_twisted.ensureDeferred
 async def test_shares_are_spooled_while_the_database_is_down_and_counted_when_it_returns(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, make_store: Callable[..., LedgerStore]
 ) -> None:
     spool_dir = tmp_path / "spool"
-    down = started_store(DEAD_URL, spool_dir, batch_size=50)
+    down = make_store(DEAD_URL, spool_dir, batch_size=50)
     for n in range(320):
         down.add_share(share(n))
     await down.flush_shares()
@@ -128,7 +119,7 @@ async def test_shares_are_spooled_while_the_database_is_down_and_counted_when_it
     await down.stop()
 
     # "The database returns": the node restarts on the working URL with the spool left over.
-    back = started_store(db_url, spool_dir, batch_size=50)
+    back = make_store(db_url, spool_dir, batch_size=50)
     await back.batcher.replay_now()
     assert count_shares(db_url) == 320
     assert back.batcher.replayed == 320
@@ -252,16 +243,16 @@ def test_a_working_database_stores_directly(db_url: str, tmp_path: Path) -> None
 
 @pytest_twisted.ensureDeferred
 async def test_a_share_arriving_after_the_ledger_stopped_goes_to_the_spool(
-    db_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path, make_store: Callable[..., LedgerStore]
 ) -> None:
     spool_dir = tmp_path / "spool"
-    first = started_store(db_url, spool_dir)
+    first = make_store(db_url, spool_dir)
     first.add_share(share(1))
     await first.stop()
     first.add_share(share(2))  # a late share: Stratum was not stopped first
     assert (first.batcher.stored, first.batcher.spooled) == (1, 1)
 
-    second = started_store(db_url, spool_dir)
+    second = make_store(db_url, spool_dir)
     await second.batcher.replay_now()
     await second.stop()
     assert count_shares(db_url) == 2
