@@ -160,7 +160,13 @@ def show_stats(args: argparse.Namespace) -> int:
         return _fail(f"--window must be positive minutes, got {args.window}")
     now = time.time()
 
-    def run(connection: Connection, url: str) -> PoolStats:
+    def run(connection: Connection, url: str) -> PoolStats | int:
+        state = db.migration_state(connection)
+        if not state.is_current:
+            return _fail(
+                f"{db.redact(url)}: {state.describe()}; "
+                f"run: otedama migrate up --config {config_path(args)}"
+            )
         return pool_stats(connection, now, args.window * 60)
 
     result = _with_database(args, run)

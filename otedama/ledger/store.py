@@ -143,8 +143,20 @@ class LedgerStore(Service):
         return await self.run(migration_state)
 
     async def check_schema(self) -> MigrationState:
-        """Refuse to start on an outdated or empty schema, naming the command that fixes it."""
-        state = await self.migration_state()
+        """Refuse to start on an outdated or empty schema, naming the command that fixes it.
+
+        Raises :class:`SchemaOutdated`, or :class:`DatabaseError` saying precisely why the
+        database cannot be reached.
+        """
+        try:
+            state = await self.migration_state()
+        except Exception as e:
+            if isinstance(e, DatabaseError):
+                raise
+            raise DatabaseError(
+                f"cannot use the ledger database {self.db.display_url}: "
+                f"{describe_error(e, self.db.url)}"
+            ) from e
         if not state.is_current:
             raise SchemaOutdated(
                 f"ledger database {self.db.display_url}: {state.describe()}; "

@@ -184,3 +184,25 @@ async def test_stopping_waits_for_work_in_flight_and_refuses_new_work(db_url: st
     assert await in_flight == 42
     await stopping
     assert database.in_flight == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_check_schema_says_why_an_unreachable_database_cannot_be_used(
+    tmp_path: Path,
+) -> None:
+    from twisted.internet import reactor
+
+    store = LedgerStore(
+        reactor,  # type: ignore[arg-type]
+        "postgresql://otedama:secret@127.0.0.1:1/otedama",
+        spool_dir=tmp_path / "spool",
+    )
+    store.start()
+    try:
+        with pytest.raises(db.DatabaseError) as raised:
+            await store.check_schema()
+    finally:
+        await store.stop()
+    message = str(raised.value)
+    assert "connection refused at 127.0.0.1:1" in message
+    assert "secret" not in message

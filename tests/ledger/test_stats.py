@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -232,3 +233,13 @@ def test_otedama_stats_prints_json_and_a_table(
     assert "(last 5 min)" in out
     assert "paid      0.00000250" in out
     assert "last payouts" in out
+
+
+def test_otedama_stats_on_an_empty_database_names_the_migrate_command(
+    tmp_path: Path, make_config: Callable[[str], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(f"sqlite:///{tmp_path / 'fresh.sqlite'}")
+    assert cli.main(["stats", "--config", config]) == 1
+    err = capsys.readouterr().err
+    assert "schema is empty" in err
+    assert f"run: otedama migrate up --config {config}" in err
