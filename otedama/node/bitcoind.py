@@ -243,8 +243,14 @@ class BitcoindClient:
 
     def _default_http_client(self, reactor: Any) -> Any:
         from treq.client import HTTPClient
+        from twisted.internet.interfaces import IReactorTCP
         from twisted.web.client import Agent, HTTPConnectionPool
 
+        if not IReactorTCP.providedBy(reactor):
+            raise TypeError(
+                f"BitcoindClient: clock {reactor!r} cannot make connections; pass the reactor "
+                "as clock, or an http_client"
+            )
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = 4
         # bitcoind closes idle connections after -rpcservertimeout (30 s by default);

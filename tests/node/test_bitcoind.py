@@ -662,3 +662,8 @@ async def test_default_client_uses_the_reactor_and_a_persistent_pool(harness: Ha
         await client.close()
     ports = {r.client_port for r in daemon.stub.received}
     assert len(ports) == 1  # both calls went over one kept-alive connection
+
+
+def test_a_clock_that_cannot_connect_needs_an_http_client() -> None:
+    with pytest.raises(TypeError, match="pass the reactor"):
+        BitcoindClient([RpcEndpoint("http://127.0.0.1:8332")], clock=Clock())
