@@ -21,8 +21,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "vectors"
-"""The team's real-node test vectors (``/work/shared/vectors`` next to the repository)."""
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+"""The real-node test vectors: ``tests/vectors``, the repository's copy of the team's
+``shared/vectors`` (so that a clone needs nothing from outside)."""
 
 if not (VECTORS / "bitcoind").is_dir():
     raise RuntimeError(
