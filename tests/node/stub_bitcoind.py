@@ -49,6 +49,8 @@ class Reply:
     body: bytes
     headers: Mapping[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
     reason: str | None = None
+    complete: bool = True
+    """False: send the headers and this body, announce more, then stall."""
 
     @classmethod
     def recorded(cls, case: Mapping[str, Any]) -> Reply:
@@ -215,6 +217,12 @@ class StubBitcoind(Resource):
             reply = answer(received)
         if reply is DROP:
             request.loseConnection()
+            return NOT_DONE_YET
+        if isinstance(reply, Reply) and not reply.complete:
+            request.setHeader("Content-Length", str(len(reply.body) + 100))
+            request.write(self._write(request, reply))
+            self._open.append(request)
+            request.notifyFinish().addErrback(lambda _: self._request_lost(received))
             return NOT_DONE_YET
         if isinstance(reply, Reply):
             return self._write(request, reply)

@@ -174,6 +174,18 @@ async def test_a_daemon_that_never_answers_times_out(harness: Harness, clock: Cl
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_reply_that_stalls_halfway_times_out(harness: Harness, clock: Clock) -> None:
+    daemon = harness.daemon()
+    daemon.stub.on("getblockcount", Reply(200, b'{"jsonrpc":"2.0","res', complete=False))
+    client = harness.client(daemon.url, timeout=2.0)
+    call = ensureDeferred(client.get_block_count())
+    await daemon.stub.next_request()
+    clock.advance(2.0)
+    with pytest.raises(RpcTimeout):
+        await call
+
+
+@pytest_twisted.ensureDeferred
 async def test_refused_connection_is_a_connection_error(harness: Harness) -> None:
     url = closed_port_url()
     client = harness.client(url)

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from otedama.node.devnet_jsonrpc import Amount
 from otedama.node.rpc import (
+    NodeError,
     RpcAuthError,
     RpcConnectionError,
     RpcEndpoint,
@@ -121,6 +124,29 @@ def test_replies_that_are_not_json_rpc_are_protocol_errors(status: int, body: by
     with pytest.raises(RpcProtocolError) as info:
         decode_reply(status, body, URL, "getblockcount")
     assert URL in str(info.value) or "error object" in str(info.value)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@given(st.integers(100, 599), st.binary(max_size=200))
+def test_any_bytes_give_a_result_or_a_node_error(status: int, body: bytes) -> None:
+    try:
+        decode_reply(status, body, URL, "m")
+    except NodeError as e:
+        assert str(e)  # every failure is a NodeError that says what went wrong
+
+
+@given(st.integers(100, 599), st.dictionaries(st.sampled_from(["result", "error", "id"]), JSON))
+def test_any_json_object_gives_a_result_or_a_node_error(status: int, reply: dict[str, Any]) -> None:
+    try:
+        decode_reply(status, json.dumps(reply).encode(), URL, "m")
+    except NodeError as e:
+        assert str(e)  # every failure is a NodeError that says what went wrong
 
 
 def test_request_is_json_rpc_2_with_exact_amounts() -> None:
