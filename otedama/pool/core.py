@@ -135,7 +135,17 @@ class PoolCore:
             )
             self.stats.blocks_rejected += 1
             return None
-        if not getattr(result, "accepted", False):
+        outcome = getattr(getattr(result, "outcome", None), "value", None)
+        if outcome in ("duplicate", "inconclusive"):
+            # The daemon has the block (duplicate) or holds it valid off the best chain
+            # (inconclusive): record it; the block tracker settles confirmed or orphaned.
+            self.log.warn(
+                "block {hash} at height {height}: the chain says {reason}; recording it",
+                hash=block_hash,
+                height=share.height,
+                reason=getattr(result, "reason", outcome),
+            )
+        elif not getattr(result, "accepted", False):
             self.stats.blocks_rejected += 1
             self.log.warn(
                 "block {hash} at height {height} rejected by the chain: {reason}",
