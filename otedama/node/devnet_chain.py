@@ -312,7 +312,9 @@ class DevnetChain:
         reason: str | None = None
         if entry.height > old_tip.height:
             reason = self._activate_best_chain().get(entry.hash)
-        if reason is None and not self.on_best_chain(entry):
+        if reason is None and entry.failed:
+            reason = "bad-prevblk"  # an ancestor on its branch failed to connect
+        elif reason is None and not self.on_best_chain(entry):
             reason = "inconclusive"
         return SubmitResult(reason, True, self.tip is not old_tip, block_hash)
 

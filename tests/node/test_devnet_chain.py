@@ -252,3 +252,21 @@ def test_outputs_are_tracked_per_script(chain: DevnetChain) -> None:
     assert [c.height for _, c in chain.coins_for_script(other)] == [3]
     assert all(c.coinbase for _, c in chain.coins_for_script(SCRIPT))
     assert TxOut(0, other).script_pubkey in chain.by_script
+
+
+def test_a_branch_whose_block_overpays_fails_when_it_would_become_best(chain: DevnetChain) -> None:
+    """Side-branch blocks are fully checked only when their branch overtakes the tip."""
+    mine(chain, 2)
+    t = template(chain)
+    assert chain.submit_block(block_from_template(t).serialize(), NOW).reason is None
+    commitment = bytes.fromhex(t["default_witness_commitment"])
+    greedy = block_from_template(
+        t, coinbase=coinbase_for(t["height"], t["coinbasevalue"] + 1, commitment, tag=b"x")
+    )
+    assert chain.submit_block(greedy.serialize(), NOW).reason == "inconclusive"
+    on_greedy = template(chain) | {"previousblockhash": greedy.hash()[::-1].hex()}
+    child = block_from_template(on_greedy)
+    result = chain.submit_block(child.serialize(), NOW)
+    assert (result.reason, result.tip_changed) == ("bad-prevblk", False)
+    assert chain.tip.height == 3
+    assert chain.submit_block(greedy.serialize(), NOW).reason == "duplicate-invalid"
