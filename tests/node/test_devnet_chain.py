@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from otedama.chain.params import block_subsidy, get_network
 from otedama.chain.serialize import Block, TxOut
-from otedama.node.devnet_chain import ChainError, DevnetChain, devnet_bits
+from otedama.node.devnet_chain import BlockDecodeError, ChainError, DevnetChain, devnet_bits
 from tests.node.devnet_blocks import SCRIPT, block_from_template, coinbase_for, spend
 
 EASY = Fraction(1, 10**9)
@@ -270,3 +272,22 @@ def test_a_branch_whose_block_overpays_fails_when_it_would_become_best(chain: De
     assert (result.reason, result.tip_changed) == ("bad-prevblk", False)
     assert chain.tip.height == 3
     assert chain.submit_block(greedy.serialize(), NOW).reason == "duplicate-invalid"
+
+
+def test_cores_recorded_blocks_fail_here_in_cores_check_order(chain: DevnetChain) -> None:
+    """The regtest blocks of submitblock-rejections.json build on a block the devnet lacks:
+    proof of work is judged first (against the header's own nBits), then the parent."""
+    vectors = Path(__file__).parents[1] / "vectors" / "bitcoind" / "submitblock-rejections.json"
+    for case in json.loads(vectors.read_text())["cases"]:
+        try:
+            raw = bytes.fromhex(case["block_hex"])
+            reason = chain.submit_block(raw, NOW).reason
+        except (ValueError, BlockDecodeError):
+            reason = "decode-error"
+        if case["name"] in ("garbage_hex", "not_hex"):
+            assert reason == "decode-error"
+        elif case["name"] == "hash_above_target":
+            assert reason == "high-hash"
+        else:
+            assert reason == "prev-blk-not-found", case["name"]
+    assert chain.tip.height == 0
