@@ -157,6 +157,17 @@ def _hash(value: Any, name: str) -> bytes:
         ) from None
 
 
+def _witness_program(script: bytes) -> tuple[int, bytes] | None:
+    """(version, program) of a segwit output script (BIP141: OP_n then a 2-40 byte push)."""
+    if not 4 <= len(script) <= 42 or script[1] != len(script) - 2:
+        return None
+    if script[0] == 0:
+        return 0, script[2:]
+    if 0x51 <= script[0] <= 0x60:
+        return script[0] - 0x50, script[2:]
+    return None
+
+
 def _script_type(script: bytes) -> str:
     n = len(script)
     if n == 25 and script[:3] == b"\x76\xa9\x14" and script[23:] == b"\x88\xac":
@@ -279,25 +290,16 @@ class DevnetRpc:
 
     async def rpc_getblock(self, blockhash: Any, verbosity: Any) -> Any:
         entry = self._entry(blockhash)
-        level = (
-            1
-            if verbosity is None
-            else int(verbosity)
-            if isinstance(verbosity, bool)
-            else _int(verbosity, 1)
-        )
+        # Core also takes a boolean: true is 1, false is 0.
+        level = int(verbosity) if isinstance(verbosity, bool) else _int(verbosity, 1)
         if level <= 0:
             return entry.raw.hex()
         block = entry.block()
         reply = self._header_json(entry)
-        stripped = (
-            80
-            + len(entry.raw)
-            - 80
-            - sum(
-                len(tx.serialize()) - len(tx.serialize(witness=False)) for tx in block.transactions
-            )
+        witness_bytes = sum(
+            len(tx.serialize()) - len(tx.serialize(witness=False)) for tx in block.transactions
         )
+        stripped = len(entry.raw) - witness_bytes
         reply["strippedsize"] = stripped
         reply["size"] = len(entry.raw)
         reply["weight"] = stripped * 3 + len(entry.raw)
@@ -519,21 +521,16 @@ class DevnetRpc:
         except AddressError as e:
             return {"isvalid": False, "error_locations": [], "error": str(e)}
         kind = _script_type(script)
+        program = _witness_program(script)
         reply: dict[str, Any] = {
             "isvalid": True,
             "address": text,
             "scriptPubKey": script.hex(),
             "isscript": kind in ("scripthash", "witness_v0_scripthash", "witness_v1_taproot"),
-            "iswitness": kind.startswith("witness")
-            or (
-                len(script) >= 4
-                and script[1] == len(script) - 2
-                and (script[0] == 0 or 0x51 <= script[0] <= 0x60)
-            ),
+            "iswitness": program is not None,
         }
-        if reply["iswitness"]:
-            reply["witness_version"] = 0 if script[0] == 0 else script[0] - 0x50
-            reply["witness_program"] = script[2:].hex()
+        if program is not None:
+            reply["witness_version"], reply["witness_program"] = program[0], program[1].hex()
         return reply
 
     async def rpc_getnewaddress(self, label: Any, address_type: Any) -> str:
