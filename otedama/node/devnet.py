@@ -542,14 +542,21 @@ class DevnetService(Service):
     ) -> None:
         self.reactor = reactor
         self.listen = listen
-        self.node = DevnetNode(reactor, difficulty, Path(data_dir), wallet_address)
+        self._node_args = (reactor, difficulty, Path(data_dir), wallet_address)
+        self.node = DevnetNode(*self._node_args)
         self.credentials = credentials
         self.port: Any = None  # IListeningPort
         self.ready: Deferred[DevnetHandle] = Deferred()
+        self._loaded = False
 
     def startService(self) -> None:
         super().startService()
+        if self._loaded:
+            # Started again after a stop: rebuild the chain from the data dir.
+            self.node = DevnetNode(*self._node_args)
+            self.ready = Deferred()
         self.node.load()
+        self._loaded = True
         resource = DevnetResource(DevnetRpc(self.node), self.credentials)
         site = _QuietSite(resource)
         site.noisy = False

@@ -123,3 +123,20 @@ def test_generate_stops_after_maxtries_nonces(tmp_path: Path) -> None:
         assert hard.chain.tip.height == 0
     finally:
         hard.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_service_can_be_stopped_and_started_again(tmp_path: Path) -> None:
+    service = DevnetService(reactor, "tcp:0:interface=127.0.0.1", EASY, tmp_path / "devnet")
+    service.startService()
+    first = await service.ready
+    script = address_to_script(OTHER_POOL, first.chain.params)
+    await first.node.generate(3, script)
+    await service.stopService()
+    service.startService()
+    second = await service.ready
+    try:
+        assert second.chain.tip.height == 3
+        assert second.chain.tip.hash == first.chain.tip.hash
+    finally:
+        await service.stopService()
