@@ -140,3 +140,31 @@ async def test_the_service_can_be_stopped_and_started_again(tmp_path: Path) -> N
         assert second.chain.tip.hash == first.chain.tip.hash
     finally:
         await service.stopService()
+
+
+def test_generated_blocks_with_wallet_payments_pass_python_bitcoinlib(node: DevnetNode) -> None:
+    """An independent library agrees on the devnet's blocks and its wallet's transactions."""
+    import bitcoin
+    import bitcoin.core
+
+    script = address_to_script(node.wallet.default_address, node.chain.params)
+    Deferred.fromCoroutine(node.generate(101, script))
+    txid = node.send_many(
+        [(OTHER_POOL, 10**8), (node.wallet.new_address("legacy"), 10**7)], "", 1, []
+    )
+    mined = Deferred.fromCoroutine(node.generate(1, script))
+    (block_hash,) = mined.result
+    raw = node.chain.index[block_hash].raw
+    bitcoin.SelectParams("regtest")
+    try:
+        theirs = bitcoin.core.CBlock.deserialize(raw)
+        assert theirs.serialize() == raw
+        bitcoin.core.CheckBlock(theirs, fCheckPoW=True, cur_time=node.now())
+        assert [tx.GetTxid() for tx in theirs.vtx[1:]] == [txid]
+        assert theirs.vtx[1].has_witness()
+        index = theirs.get_witness_commitment_index()
+        commitment = bytes(theirs.vtx[0].vout[index].scriptPubKey)[6:]
+        reserved = theirs.vtx[0].wit.vtxinwit[0].scriptWitness.stack[0]
+        assert commitment == bitcoin.core.Hash(theirs.calc_witness_merkle_root() + reserved)
+    finally:
+        bitcoin.SelectParams("mainnet")
