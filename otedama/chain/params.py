@@ -159,7 +159,9 @@ NETWORKS: dict[str, NetworkParams] = {
         p2sh_prefix=196,
         genesis_hash=devnet_genesis().hash(),
         coinbase_maturity=100,
-        halving_interval=150,
+        # Mainnet's schedule: at a block every few seconds, regtest's 150 would drive
+        # the embedded devnet's subsidy to zero within hours.
+        halving_interval=210_000,
         pow_limit=_POW_LIMIT_REGTEST,
         default_rpc_port=19443,
     ),

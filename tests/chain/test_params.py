@@ -102,7 +102,7 @@ def test_subsidy_halves_on_schedule() -> None:
     regtest = get_network("regtest")
     assert block_subsidy(149, regtest) == 50 * COIN
     assert block_subsidy(150, regtest) == 25 * COIN
-    assert get_network("devnet").halving_interval == 150
+    assert get_network("devnet").halving_interval == 210_000
     with pytest.raises(ValueError, match="negative"):
         block_subsidy(-1, main)
 
