@@ -200,7 +200,6 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
             wallet_address=config.payout_address,
         )
         devnet.setName("devnet")
-        devnet.whenReady = lambda: devnet.ready  # type: ignore[attr-defined]
         devnet.setServiceParent(node)
 
     client = BitcoindClient(rpc_endpoints(config), clock=reactor, timeout=config.chain.rpc_timeout)

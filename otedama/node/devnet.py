@@ -563,6 +563,10 @@ class DevnetService(Service):
         d = serverFromString(self.reactor, self.listen).listen(site)
         d.addCallbacks(self._listening, self._listen_failed)
 
+    def whenReady(self) -> Deferred[DevnetHandle]:
+        """Fires with the handle once the JSON-RPC port is bound (for the node's start order)."""
+        return self.ready
+
     def _listening(self, port: Any) -> None:
         self.port = port
         address = port.getHost()
