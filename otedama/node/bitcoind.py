@@ -201,6 +201,15 @@ class _EndpointState:
         return self.cookie_auth
 
 
+def _quiet_client_factory() -> Any:
+    from twisted.web.client import _HTTP11ClientFactory
+
+    return type("_QuietClientFactory", (_HTTP11ClientFactory,), {"noisy": False})
+
+
+_QuietClientFactory: Any = _quiet_client_factory()
+
+
 class BitcoindClient:
     """JSON-RPC client for one or more bitcoind (or devnet) endpoints, in failover order.
 
@@ -256,6 +265,7 @@ class BitcoindClient:
         # bitcoind closes idle connections after -rpcservertimeout (30 s by default);
         # drop ours first so a request never goes out on a connection being closed.
         pool.cachedConnectionTimeout = 20
+        pool._factory = _QuietClientFactory  # no "Starting factory" line per connection
         self._pool = pool
         agent: Any = Agent(reactor, connectTimeout=self._timeout, pool=pool)
         return HTTPClient(agent)
