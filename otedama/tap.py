@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
@@ -19,6 +20,9 @@ from twisted.python import usage
 from otedama.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from otedama.ops.lifecycle import ListenerService, NodeService
 from otedama.ops.logging import LogControl
+
+#: How often accepted shares are summarised per worker in the log.
+SHARE_REPORT_INTERVAL = 30.0
 
 
 def install_asyncio_reactor() -> None:
@@ -237,6 +241,10 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         LedgerLink(store, policy),
         fee_address=fee_address,
     )
+    reporter = TimerService(SHARE_REPORT_INTERVAL, lambda: core.report(reactor.seconds()))
+    reporter.clock = reactor
+    reporter.setName("share-report")
+    reporter.setServiceParent(node)
     solo = config.pool.rewards.system == "SOLO"
     jobs = JobManager(
         core.coinbase_outputs,

@@ -47,6 +47,12 @@ class WorkerStats:
 
 
 @dataclass
+class _Reported:
+    shares: int = 0
+    difficulty: float = 0.0
+
+
+@dataclass
 class PoolStats:
     shares: int = 0
     blocks_submitted: int = 0
@@ -78,6 +84,8 @@ class PoolCore:
         self.submitter = submitter
         self.ledger = ledger
         self.stats = PoolStats()
+        self._reported: dict[str, _Reported] = {}
+        self._last_report: float | None = None
         self._on_block: list[Callable[[Share, Any], None]] = []
 
     # -- coinbase policy ---------------------------------------------------------------
@@ -180,6 +188,28 @@ class PoolCore:
         if self.scheme == "SOLO":
             return sum(out.value for out in coinbase.outputs if out.script_pubkey)
         return sum(out.value for out in coinbase.outputs if out.script_pubkey in scripts)
+
+    def report(self, now: float) -> list[str]:
+        """Log each worker's shares since the last report; return the lines (for tests)."""
+        since = self._last_report
+        self._last_report = now
+        lines = []
+        for worker, stats in sorted(self.stats.workers.items()):
+            before = self._reported.setdefault(worker, _Reported())
+            shares = stats.shares - before.shares
+            if shares == 0:
+                continue
+            difficulty = stats.difficulty - before.difficulty
+            seconds = now - since if since is not None else None
+            hashrate = difficulty * 2**32 / seconds if seconds else None
+            before.shares, before.difficulty = stats.shares, stats.difficulty
+            line = f"{worker}: {shares} shares accepted (difficulty {difficulty:.6g})"
+            if hashrate is not None:
+                line += f", about {hashrate / 1e6:.3g} MH/s"
+            line += f"; {stats.shares} shares and {stats.blocks} blocks since start"
+            lines.append(line)
+            self.log.info("{line}", line=line)
+        return lines
 
     def on_block(self, callback: Callable[[Share, Any], None]) -> None:
         """Call ``callback(share, result)`` after each accepted block."""

@@ -145,3 +145,16 @@ async def test_a_failing_daemon_call_is_logged_and_does_not_raise() -> None:
     assert await pool.block_found(b"block", share([TxOut(1, b"\x51")])) is None
     assert ledger.blocks == []
     assert pool.stats.blocks_rejected == 1
+
+
+def test_report_summarises_each_workers_shares_since_the_last_report() -> None:
+    pool = core()
+    one = share([TxOut(1, b"\x51")], is_block=False)
+    assert pool.report(100.0) == []
+    for _ in range(3):
+        pool.share_accepted(one)
+    lines = pool.report(130.0)
+    assert len(lines) == 1
+    assert lines[0].startswith(f"{one.worker}: 3 shares accepted (difficulty 0.003)")
+    assert "3 shares and 0 blocks since start" in lines[0]
+    assert pool.report(160.0) == []
