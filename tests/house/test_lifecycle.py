@@ -273,3 +273,24 @@ def test_a_part_that_cannot_start_stops_the_node_with_status_1(tmp_path: Path) -
     assert result.returncode == 1
     assert "the node could not start" in result.stdout
     assert "Address already in use" in result.stdout
+
+
+def test_loading_the_plugin_and_command_installs_no_reactor() -> None:
+    """twistd imports the plugin before choosing a reactor; nothing may pick one early."""
+    code = (
+        "import sys\n"
+        "from twisted.plugin import getPlugins\n"
+        "from twisted.application.service import IServiceMaker\n"
+        "import twisted.plugins\n"
+        "makers = [p for p in getPlugins(IServiceMaker, twisted.plugins) if p.tapname == 'otedama']\n"
+        "assert makers, 'plugin not found'\n"
+        "makers[0].options\n"
+        "import otedama.tap, otedama.cli\n"
+        "otedama.cli.build_parser()\n"
+        "print('twisted.internet.reactor' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
