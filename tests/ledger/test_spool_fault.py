@@ -61,6 +61,7 @@ class NodeProcess:
             try:
                 line = self.lines.get(timeout=WAIT)
             except queue.Empty:
+                self.dump_stacks()
                 self.kill()
                 pytest.fail(
                     f"no status line with {what} in {WAIT}s; last: {self.last}\n"
@@ -82,14 +83,35 @@ class NodeProcess:
             self.last = line
         return code
 
-    def kill(self) -> None:
+    def dump_stacks(self) -> None:
+        """Have a hung process write its threads' stacks into its log (faulthandler)."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGUSR1)  # stack dump into the log
+            self.process.send_signal(signal.SIGUSR1)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=1)
+
+    def kill(self) -> None:
         self.process.kill()
         self.process.wait(timeout=WAIT)
         self.stderr.close()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+    """Start ingest processes; any still running after the test is killed."""
+    started: list[NodeProcess] = []
+
+    def start(url: str, count: int, prefix: str, log_name: str) -> NodeProcess:
+        node = NodeProcess(url, tmp_path / "spool", count, prefix, tmp_path / log_name)
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        if node.process.poll() is None:
+            node.process.kill()
+            node.process.wait(timeout=WAIT)
+        node.stderr.close()
 
 
 @pytest.fixture
@@ -121,10 +143,10 @@ def stored_shares(database: str) -> tuple[int, int]:
 
 
 def test_shares_ingested_during_an_outage_all_arrive_once_when_the_database_returns(
-    proxy: TcpProxy, database: str, tmp_path: Path
+    proxy: TcpProxy, database: str, tmp_path: Path, spawn: Callable[..., NodeProcess]
 ) -> None:
     count = 20_000
-    node = NodeProcess(through(proxy, database), tmp_path / "spool", count, "a", tmp_path / "a.log")
+    node = spawn(through(proxy, database), count, "a", "a.log")
 
     node.wait_for("shares stored", lambda s: s["stored"] > 0)
     proxy.down()
@@ -146,12 +168,12 @@ def test_shares_ingested_during_an_outage_all_arrive_once_when_the_database_retu
 
 
 def test_a_spool_left_by_a_killed_node_is_replayed_exactly_once_after_restart(
-    proxy: TcpProxy, database: str, tmp_path: Path
+    proxy: TcpProxy, database: str, tmp_path: Path, spawn: Callable[..., NodeProcess]
 ) -> None:
     count = 3_000
     spool = tmp_path / "spool"
     proxy.down()
-    first = NodeProcess(through(proxy, database), spool, count, "k", tmp_path / "k1.log")
+    first = spawn(through(proxy, database), count, "k", "k1.log")
     first.wait_for(
         "all shares in the spool",
         lambda s: s["added"] == count and s["buffered"] == 0 and s["spooled"] == count,
@@ -160,7 +182,7 @@ def test_a_spool_left_by_a_killed_node_is_replayed_exactly_once_after_restart(
     assert list(spool.glob("spool-*.jsonl"))
     proxy.up()
 
-    second = NodeProcess(through(proxy, database), spool, 0, "k", tmp_path / "k2.log")
+    second = spawn(through(proxy, database), 0, "k", "k2.log")
     assert second.wait_exit() == 0
     assert second.last["replayed"] == count
     assert second.last["already_stored"] == 0
@@ -168,11 +190,10 @@ def test_a_spool_left_by_a_killed_node_is_replayed_exactly_once_after_restart(
 
 
 def test_a_node_stopped_during_an_outage_spools_its_buffer_and_replays_after_restart(
-    proxy: TcpProxy, database: str, tmp_path: Path
+    proxy: TcpProxy, database: str, spawn: Callable[..., NodeProcess]
 ) -> None:
-    spool = tmp_path / "spool"
     proxy.down()
-    first = NodeProcess(through(proxy, database), spool, 50_000, "t", tmp_path / "t1.log")
+    first = spawn(through(proxy, database), 50_000, "t", "t1.log")
     first.wait_for("shares spooled while feeding", lambda s: s["spooled"] > 0)
     first.process.send_signal(signal.SIGTERM)
     assert first.wait_exit() == 0
@@ -182,6 +203,6 @@ def test_a_node_stopped_during_an_outage_spools_its_buffer_and_replays_after_res
     assert stopped["spooled"] == accepted and stopped["dropped"] == 0
     proxy.up()
 
-    second = NodeProcess(through(proxy, database), spool, 0, "t", tmp_path / "t2.log")
+    second = spawn(through(proxy, database), 0, "t", "t2.log")
     assert second.wait_exit() == 0
     assert stored_shares(database) == (accepted, accepted)
