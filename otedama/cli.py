@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_argument(serve)
     serve.set_defaults(func=_serve)
 
+    health = subparsers.add_parser(
+        "health", help="ask a running node for its health report (exit 0 ok, 1 degraded, 2 down)"
+    )
+    add_config_argument(health)
+    health.add_argument("--url", help="health URL (default: from monitoring.health)")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait")
+    health.set_defaults(func=_health)
+
     config = subparsers.add_parser("config", help="check and show the configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
     config.set_defaults(func=lambda args: _usage(config))
@@ -74,9 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_validate)
     export = config_commands.add_parser("export", help="print the effective config as YAML")
     add_config_argument(export)
-    export.add_argument(
-        "--sanitize", action="store_true", help="mask passwords, tokens and keys"
-    )
+    export.add_argument("--sanitize", action="store_true", help="mask passwords, tokens and keys")
     export.set_defaults(func=_export)
     test_db = config_commands.add_parser(
         "test-db", help="connect to the database and report version, schema and latency"
@@ -120,6 +126,45 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = args.url
+    if url is None:
+        config = load_or_report(args)
+        if config is None:
+            return 2
+        settings = config.monitoring.health
+        if not settings.enabled:
+            print(
+                f"{config_path(args)}: monitoring.health.enabled is false; "
+                "enable it (and reload/restart the node) or pass --url",
+                file=sys.stderr,
+            )
+            return 2
+        host = settings.address.host
+        host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        host = f"[{host}]" if ":" in host else host
+        url = f"http://{host}:{settings.address.port}{settings.path}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as reply:
+            body = reply.read()
+    except urllib.error.HTTPError as error:
+        body = error.read()
+    except (urllib.error.URLError, OSError) as error:
+        print(f"{url}: no answer ({getattr(error, 'reason', error)}); is the node running?")
+        return 2
+    try:
+        report = json.loads(body)
+    except ValueError:
+        print(f"{url}: not a health report: {body[:200]!r}")
+        return 2
+    print(json.dumps(report, indent=2, sort_keys=True))
+    return {"ok": 0, "degraded": 1}.get(report.get("status"), 2)
+
+
 def _test_db(args: argparse.Namespace) -> int:
     from otedama.ledger.commands import test_db
 
@@ -134,9 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     options = twistd.ServerOptions()  # type: ignore[attr-defined]
     try:
-        options.parseOptions(
-            ["--nodaemon", "--pidfile=", "otedama", "--config", config_path(args)]
-        )
+        options.parseOptions(["--nodaemon", "--pidfile=", "otedama", "--config", config_path(args)])
     except usage.UsageError as error:
         print(f"otedama serve: {error}", file=sys.stderr)
         return 1

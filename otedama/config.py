@@ -376,6 +376,22 @@ class EndpointToggle:
     path: str = option("/", string)
 
 
+def _url_path(value: Any) -> str:
+    text = string(value)
+    if not text.startswith("/") or text == "/" or " " in text:
+        raise Invalid(f'expected a URL path like "/health", got "{text}"')
+    return text
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    enabled: bool = option(False, boolean, doc="Serve the health report over HTTP.")
+    address: HostPort = option(
+        HostPort("127.0.0.1", 8081), host_port(), dump=str, doc="Health endpoint address."
+    )
+    path: str = option("/health", _url_path, doc="URL path of the JSON health report.")
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str | None = option(
@@ -397,7 +413,7 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class MonitoringConfig:
     metrics: EndpointToggle = section(EndpointToggle, used=False)
-    health: EndpointToggle = section(EndpointToggle, used=False)
+    health: HealthConfig = section(HealthConfig)
     logging: LoggingConfig = section(LoggingConfig)
 
 

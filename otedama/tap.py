@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from otedama.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
 from otedama.ops.logging import LogControl
 
@@ -168,6 +169,7 @@ def stratum_settings(config: Config) -> Any:
 def build_node(config: Config, reactor: Any, log_control: LogControl | None = None) -> NodeService:
     """Build the whole node: one tree, children in start order (they stop in reverse)."""
     from twisted.internet.endpoints import serverFromString
+    from twisted.web.server import Site
 
     from otedama.chain.params import get_network
     from otedama.ledger.blocks import BlockTracker, RewardPolicy
@@ -263,11 +265,15 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         refresh_interval=config.stratum.job_timeout,
     )
     source.subscribe(jobs.on_template)
+    health = NodeHealth(reactor, template_max_age=max(300.0, 4 * config.stratum.job_timeout))
+    source.subscribe(health.on_template)
+    health.checks["database"] = lambda: ledger_check(store)
     source.setName("templates")
     source.setServiceParent(node)
 
     if config.stratum.enable:
         factory = StratumFactory(jobs, core, stratum_settings(config), reactor)
+        health.checks["stratum"] = lambda: Check(OK, {"miners": len(factory.server.sessions)})
         endpoint = serverFromString(reactor, config.stratum.address.server_endpoint())
         ListenerService("stratum", endpoint, factory).setServiceParent(node)
         node.reload_hooks.append(
@@ -287,4 +293,40 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         )
         miner.setName("cpu-miner")
         miner.setServiceParent(node)
+    if config.monitoring.health.enabled:
+        settings = config.monitoring.health
+        site = Site(health_root(settings.path, HealthResource(health)))
+        site.noisy = False
+        site.log = lambda request: None  # type: ignore[method-assign]
+        endpoint = serverFromString(reactor, settings.address.server_endpoint())
+        ListenerService("health", endpoint, site).setServiceParent(node)
     return node
+
+
+def health_root(path: str, leaf: Any) -> Any:
+    """A resource tree that serves ``leaf`` at ``path`` (e.g. ``/health``)."""
+    from twisted.web.resource import Resource
+
+    root: Any = Resource()
+    parent = root
+    segments = [segment.encode() for segment in path.strip("/").split("/")]
+    for segment in segments[:-1]:
+        child: Any = Resource()
+        parent.putChild(segment, child)
+        parent = child
+    parent.putChild(segments[-1], leaf)
+    return root
+
+
+def ledger_check(store: Any) -> Check:
+    """The share path: ``degraded`` while shares are spooled (database away)."""
+    ingest = store.health()
+    detail = {
+        "stored": ingest.stored,
+        "spooled": ingest.spooled,
+        "dropped": ingest.dropped,
+        "spool_bytes": ingest.spool_bytes,
+    }
+    if ingest.reason:
+        detail["reason"] = ingest.reason
+    return Check(OK if ingest.status == "ok" else DEGRADED, detail)

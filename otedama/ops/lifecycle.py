@@ -18,7 +18,6 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.protocol import Factory
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
@@ -40,7 +39,7 @@ class ListenerService(Service):
 
     log = Logger()
 
-    def __init__(self, name: str, endpoint: Any, factory: Factory) -> None:
+    def __init__(self, name: str, endpoint: Any, factory: Any) -> None:
         self.setName(name)
         self.endpoint = endpoint
         self.factory = factory
@@ -224,6 +223,7 @@ _RESTART_ONLY = (
     ("pool", "rewards"),
     ("monitoring", "logging", "format"),
     ("monitoring", "logging", "file"),
+    ("monitoring", "health"),
 )
 
 

@@ -6,6 +6,7 @@ is a temporary folder, so nothing is imported from the source tree by accident).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -48,7 +49,10 @@ def node_config(data_dir: Path, devnet_port: int = 0, **overrides: object) -> di
         "stratum": {"address": "127.0.0.1:0", "share_difficulty": 0.001, "min_difficulty": 0.0001},
         "database": {"url": f"sqlite:///{data_dir / 'otedama.sqlite'}"},
         "mining": {"enable_cpu": False},
-        "monitoring": {"logging": {"format": "json"}},
+        "monitoring": {
+            "logging": {"format": "json"},
+            "health": {"enabled": True, "address": f"127.0.0.1:{free_port()}"},
+        },
     }
     for key, value in overrides.items():
         section, _, name = key.partition("__")
@@ -185,6 +189,18 @@ def test_ready_reload_and_stop_under_systemd_protocol(
         receive(sock, "READY=1")
         ready_line = output.wait_for("Otedama node ready")
         assert '"level": "info"' in output.lines[ready_line], "JSON log lines expected"
+        output.wait_for("new block template")
+        health = subprocess.run(
+            [str(OTEDAMA), "health", "--config", str(config_file)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert health.returncode == 0, health.stdout + health.stderr
+        report = json.loads(health.stdout)
+        assert report["status"] == "ok"
+        assert set(report["checks"]) == {"chain", "database", "stratum"}
 
         # A good new file: RELOADING=1, then READY=1, and the new level is live.
         config_file.write_text(
