@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,3 +16,9 @@ VECTORS = ROOT / "tests" / "vectors"
 def vectors() -> Path:
     assert VECTORS.is_dir(), f"test vectors missing at {VECTORS}"
     return VECTORS
+
+
+def notify_params(job: dict[str, Any]) -> list[Any]:
+    """``mining.notify`` params from a job of ``stratum/crafted-summary.json``."""
+    keys = ("job_id", "prevhash", "coinb1", "coinb2", "branch", "version", "nbits", "ntime")
+    return [*(job[key] for key in keys), job["clean_jobs"]]

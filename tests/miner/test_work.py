@@ -21,23 +21,10 @@ from otedama.miner.work import (
     swap_words,
 )
 from otedama.miner.worker import scan
+from tests.conftest import notify_params
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 SUMMARY: dict[str, Any] = json.loads((VECTORS / "stratum" / "crafted-summary.json").read_text())
-
-
-def _notify_params(job: dict[str, Any]) -> list[object]:
-    return [
-        job["job_id"],
-        job["prevhash"],
-        job["coinb1"],
-        job["coinb2"],
-        job["branch"],
-        job["version"],
-        job["nbits"],
-        job["ntime"],
-        job["clean_jobs"],
-    ]
 
 
 def _work_for(job: MinerJob, extranonce1: str, mask: int = 0, size: int = 8) -> Work:
@@ -56,7 +43,7 @@ def _work_for(job: MinerJob, extranonce1: str, mask: int = 0, size: int = 8) -> 
 @pytest.mark.parametrize("case", ["valid_1", "valid_2", "valid_version_rolled"])
 def test_header_prefix_matches_the_header_ckpool_accepted(case: str) -> None:
     submit = next(s for s in SUMMARY["submits"] if s["case"] == case)
-    job = MinerJob.from_notify(_notify_params(SUMMARY["jobs"][submit["job_id_of_work"]]))
+    job = MinerJob.from_notify(notify_params(SUMMARY["jobs"][submit["job_id_of_work"]]))
     work = _work_for(job, submit["extranonce1"], int(SUMMARY["negotiated_mask"], 16))
     params = submit["params"]
     version = int(submit["header_version_hex"], 16)
@@ -89,7 +76,7 @@ def test_scan_rejects_a_prefix_of_the_wrong_length() -> None:
 
 
 def test_notify_prevhash_is_word_swapped_into_header_order() -> None:
-    job = MinerJob.from_notify(_notify_params(SUMMARY["jobs"]["6b05021400000000"]))
+    job = MinerJob.from_notify(notify_params(SUMMARY["jobs"]["6b05021400000000"]))
     assert swap_words(job.prev_hash).hex() == SUMMARY["jobs"]["6b05021400000000"]["prevhash"]
     assert job.version == 0x20000000 and job.bits == 0x207FFFFF and job.clean
 
@@ -107,7 +94,7 @@ def test_notify_prevhash_is_word_swapped_into_header_order() -> None:
 def test_malformed_notify_is_refused_naming_the_field(
     index: int, value: object, message: str
 ) -> None:
-    params = _notify_params(SUMMARY["jobs"]["6b05021400000000"])
+    params = notify_params(SUMMARY["jobs"]["6b05021400000000"])
     params[index] = value
     with pytest.raises(WorkError, match=message):
         MinerJob.from_notify(params)
@@ -129,7 +116,7 @@ def test_extranonce2_ranges_are_disjoint_and_cover_the_space() -> None:
 
 
 def test_work_walks_versions_inside_the_mask_then_the_next_extranonce2() -> None:
-    job = MinerJob.from_notify(_notify_params(SUMMARY["jobs"]["6b05021400000000"]))
+    job = MinerJob.from_notify(notify_params(SUMMARY["jobs"]["6b05021400000000"]))
     work = Work(
         work_id=1,
         job=job,
@@ -148,7 +135,7 @@ def test_work_walks_versions_inside_the_mask_then_the_next_extranonce2() -> None
 
 
 def test_work_round_trips_through_its_json_line() -> None:
-    job = MinerJob.from_notify(_notify_params(SUMMARY["jobs"]["6b05021400000000"]))
+    job = MinerJob.from_notify(notify_params(SUMMARY["jobs"]["6b05021400000000"]))
     work = _work_for(job, "1502056b", 0x1FFFE000)
     doc = json.loads(work.to_line())["work"]
     assert Work.from_doc(doc) == work
@@ -165,7 +152,7 @@ def test_work_round_trips_through_its_json_line() -> None:
     ],
 )
 def test_work_outside_its_bounds_is_refused(changes: dict[str, int], message: str) -> None:
-    job = MinerJob.from_notify(_notify_params(SUMMARY["jobs"]["6b05021400000000"]))
+    job = MinerJob.from_notify(notify_params(SUMMARY["jobs"]["6b05021400000000"]))
     fields: dict[str, Any] = {
         "work_id": 1,
         "job": job,

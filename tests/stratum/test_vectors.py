@@ -12,6 +12,7 @@ from typing import Any
 
 from otedama.stratum.jobs import Job
 from otedama.stratum.validator import build_header
+from tests.conftest import notify_params
 
 from .conftest import ADDRESS, Miner, Stack, StackMaker, load_json, load_jsonl
 
@@ -101,10 +102,10 @@ def test_cpuminer_replay_through_a_session_gets_ckpool_verdicts(make_stack: Stac
 
 
 def test_every_crafted_submit_header_is_rebuilt_byte_for_byte() -> None:
-    jobs = {job_id: Job.from_notify(_notify_params(j)) for job_id, j in CRAFTED["jobs"].items()}
+    jobs = {job_id: Job.from_notify(notify_params(j)) for job_id, j in CRAFTED["jobs"].items()}
     jobs.update(
         {
-            job_id: Job.from_notify(_notify_params(j))
+            job_id: Job.from_notify(notify_params(j))
             for job_id, j in CRAFTED["second_connection"]["jobs"].items()
         }
     )
@@ -120,20 +121,6 @@ def test_every_crafted_submit_header_is_rebuilt_byte_for_byte() -> None:
             int(submit["header_version_hex"], 16),
         )
         assert built.hex() == submit["header_hex"], submit["case"]
-
-
-def _notify_params(job: dict[str, Any]) -> list[Any]:
-    return [
-        job["job_id"],
-        job["prevhash"],
-        job["coinb1"],
-        job["coinb2"],
-        job["branch"],
-        job["version"],
-        job["nbits"],
-        job["ntime"],
-        job["clean_jobs"],
-    ]
 
 
 # Where our reply deliberately differs from ckpool's (the verdict, accept or reject, is
