@@ -19,6 +19,8 @@ from otedama.chain.address import address_to_script
 from otedama.chain.params import NetworkParams
 from otedama.chain.serialize import Transaction, TxOut
 from otedama.chain.template import BlockTemplate
+from otedama.ledger.blocks import FoundBlock
+from otedama.ledger.shares import ShareRecord
 from otedama.stratum.share import Share
 
 
@@ -106,24 +108,20 @@ class PoolCore:
     # -- ShareSink ---------------------------------------------------------------------
 
     def share_accepted(self, share: Share) -> None:
+        # The hot path: no per-share log event (report() summarises every 30 s).
+        difficulty = float(share.difficulty)
         stats = self.stats.workers.get(share.worker)
         if stats is None:
             stats = self.stats.workers[share.worker] = WorkerStats()
             self.log.info(
                 "first share from {worker} at difficulty {difficulty}",
                 worker=share.worker,
-                difficulty=float(share.difficulty),
+                difficulty=difficulty,
             )
         stats.shares += 1
-        stats.difficulty += float(share.difficulty)
+        stats.difficulty += difficulty
         stats.last_share = share.time
         self.stats.shares += 1
-        self.log.debug(
-            "share accepted from {worker} at difficulty {difficulty} (job {job})",
-            worker=share.worker,
-            difficulty=float(share.difficulty),
-            job=share.job_id,
-        )
         if self.ledger is not None:
             self.ledger.add_share(share)
 
@@ -224,8 +222,6 @@ class LedgerLink:
         self.policy = policy
 
     def add_share(self, share: Share) -> None:
-        from otedama.ledger.shares import ShareRecord
-
         self.store.add_share(
             ShareRecord(
                 created_at=share.time,
@@ -239,8 +235,6 @@ class LedgerLink:
         )
 
     def record_block(self, share: Share, reward: int) -> Awaitable[Any]:
-        from otedama.ledger.blocks import FoundBlock
-
         found = FoundBlock(
             height=share.height,
             hash=share.block_hash[::-1].hex(),
