@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twisted.application.internet import TimerService
@@ -105,7 +105,7 @@ class ChainService(Service):
 class ReadyWhen(Service):
     """Runs a child service and reports it ready when ``check()`` succeeds."""
 
-    def __init__(self, name: str, service: Any, check: Callable[[], Awaitable[Any]]) -> None:
+    def __init__(self, name: str, service: Any, check: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         self.setName(name)
         self.service = service
         self.check = check
@@ -115,16 +115,12 @@ class ReadyWhen(Service):
         self.service.startService()
 
     def whenReady(self) -> Deferred[Any]:
-        return Deferred.fromCoroutine(_await(self.check()))
+        return Deferred.fromCoroutine(self.check())
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
         stopped: Deferred[None] = maybeDeferred(self.service.stopService)
         return stopped
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
 
 
 def rpc_endpoints(config: Config) -> list[Any]:
