@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = subparsers.add_parser("config", help="check and show the configuration")
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
-    config.set_defaults(func=lambda args: _usage(config))
+    config.set_defaults(func=lambda args: usage_of(config))
     validate = config_commands.add_parser("validate", help="check a config file")
     add_config_argument(validate)
     validate.set_defaults(func=_validate)
@@ -103,7 +103,8 @@ def _print_version() -> int:
     return 0
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
+def usage_of(parser: argparse.ArgumentParser) -> int:
+    """A command group run without a sub-command: print its help, exit 2."""
     parser.print_help()
     return 2
 

@@ -6,6 +6,8 @@ import argparse
 import importlib
 from typing import Any
 
+from otedama.cli import usage_of
+
 __all__ = ["BENCH_MODULES", "register"]
 
 #: Modules that add ``otedama bench`` sub-commands through ``register(subparsers)``.
@@ -21,11 +23,6 @@ def register(subparsers: Any) -> None:
         "bench", help="run a benchmark and print its figures"
     )
     benches = parser.add_subparsers(dest="bench", metavar="BENCH")
-    parser.set_defaults(func=lambda args: _usage(parser))
+    parser.set_defaults(func=lambda args: usage_of(parser))
     for name in BENCH_MODULES:
         importlib.import_module(name).register(benches)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2

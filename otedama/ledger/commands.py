@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, text
 
-from otedama.cli import add_config_argument, config_path, load_or_report
+from otedama.cli import add_config_argument, config_path, load_or_report, usage_of
 from otedama.ledger import db
 from otedama.ledger.stats import PoolStats, pool_stats
 
@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     """Add ``migrate`` and ``stats`` to the ``otedama`` command."""
     migrate = subparsers.add_parser("migrate", help="create or update the ledger database schema")
     actions = migrate.add_subparsers(dest="migrate_command", metavar="ACTION")
-    migrate.set_defaults(func=lambda args: _usage(migrate))
+    migrate.set_defaults(func=lambda args: usage_of(migrate))
     up = actions.add_parser("up", help="apply every migration this version ships")
     add_config_argument(up)
     up.set_defaults(func=migrate_up)
@@ -47,11 +47,6 @@ def register(subparsers: Any) -> None:
         help="hashrate and share window in minutes (default 10)",
     )
     stats.set_defaults(func=show_stats)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _fail(message: str) -> int:
