@@ -25,8 +25,9 @@ from otedama.miner.client import (
 )
 from otedama.miner.work import WorkError
 from otedama.stratum.codec import parse_message
+from tests.conftest import notify_params
 
-from .test_work import SUMMARY, _notify_params
+from .test_work import SUMMARY
 
 USER = "bcrt1qsv2hexjrhpa8qwxr4la2nmmkmdh8hxkje996rc.crafted"
 JOB0 = SUMMARY["jobs"]["6b05021400000000"]
@@ -42,7 +43,7 @@ def _feed(session: ClientSession, obj: dict[str, Any], now: float = 0.0) -> list
 
 
 def _notify(job: dict[str, Any]) -> dict[str, Any]:
-    return {"id": None, "method": "mining.notify", "params": _notify_params(job)}
+    return {"id": None, "method": "mining.notify", "params": notify_params(job)}
 
 
 def _ready_session() -> ClientSession:

@@ -9,10 +9,11 @@ from otedama.chain.target import difficulty_to_target
 from otedama.miner.client import NewWork, Retarget
 from otedama.miner.service import HashingPool
 from otedama.miner.work import MinerJob
+from tests.conftest import notify_params
 
-from .test_work import SUMMARY, _notify_params
+from .test_work import SUMMARY
 
-JOB = MinerJob.from_notify(_notify_params(SUMMARY["jobs"]["6b05021400000000"]))
+JOB = MinerJob.from_notify(notify_params(SUMMARY["jobs"]["6b05021400000000"]))
 
 
 class _Pipe:

@@ -16,8 +16,9 @@ from otedama.chain.hashing import sha256d
 from otedama.chain.target import difficulty_to_target
 from otedama.miner.service import CpuMinerService, default_threads, endpoint_from_url
 from otedama.miner.work import MinerJob, Work, WorkError, header_prefix
+from tests.conftest import notify_params
 
-from .test_work import SUMMARY, _notify_params
+from .test_work import SUMMARY
 
 POOL_MASK = 0x1FFFE000
 DIFFICULTY = 2**-20
@@ -55,12 +56,12 @@ class _Pool(LineOnlyReceiver):
             self.state["user"] = params[0]
             self._send({"id": msg_id, "result": True, "error": None})
             self._send({"id": None, "method": "mining.set_difficulty", "params": [DIFFICULTY]})
-            self._send({"id": None, "method": "mining.notify", "params": _notify_params(JOB)})
+            self._send({"id": None, "method": "mining.notify", "params": notify_params(JOB)})
         elif method == "mining.submit":
             self._send({"id": msg_id, "result": self._check(params), "error": None})
 
     def _check(self, params: list[str]) -> bool:
-        job = MinerJob.from_notify(_notify_params(JOB))
+        job = MinerJob.from_notify(notify_params(JOB))
         bits = int(params[5], 16) if len(params) > 5 else 0
         if bits & ~POOL_MASK:
             return False

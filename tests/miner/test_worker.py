@@ -9,10 +9,11 @@ from typing import Any
 from otedama.chain.hashing import sha256d
 from otedama.miner.work import MinerJob, Work, header_prefix
 from otedama.miner.worker import HashLoop, WorkerState, read_commands
+from tests.conftest import notify_params
 
-from .test_work import SUMMARY, _notify_params
+from .test_work import SUMMARY
 
-JOB = MinerJob.from_notify(_notify_params(SUMMARY["jobs"]["6b05021400000000"]))
+JOB = MinerJob.from_notify(notify_params(SUMMARY["jobs"]["6b05021400000000"]))
 
 
 def _work(work_id: int = 1, target: int = 1 << 255, **changes: Any) -> Work:
