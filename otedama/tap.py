@@ -7,7 +7,6 @@ so they run the same service tree.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -21,25 +20,10 @@ from otedama.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
 from otedama.ops.logging import LogControl
+from otedama.ops.reactor import WrongReactor, install_asyncio_reactor
 
 #: How often accepted shares are summarised per worker in the log.
 SHARE_REPORT_INTERVAL = 30.0
-
-
-def install_asyncio_reactor() -> None:
-    """Install Twisted's asyncio reactor (kademlia is asyncio-only); refuse any other."""
-    if "twisted.internet.reactor" not in sys.modules:
-        from twisted.internet import asyncioreactor
-
-        asyncioreactor.install()
-        return
-    from twisted.internet import reactor
-
-    if type(reactor).__name__ != "AsyncioSelectorReactor":
-        raise usage.UsageError(
-            f"Otedama needs the asyncio reactor, but {type(reactor).__module__} is already "
-            "installed; run twistd with --reactor=asyncio (or without --reactor)"
-        )
 
 
 def default_config_path(env: dict[str, str] | None = None) -> str:
@@ -64,7 +48,10 @@ class Options(usage.Options):
     config: Config
 
     def postOptions(self) -> None:
-        install_asyncio_reactor()
+        try:
+            install_asyncio_reactor()
+        except WrongReactor as error:
+            raise usage.UsageError(str(error)) from None
         path = self["config"] or default_config_path()
         try:
             self.config = load_config(path)
@@ -121,6 +108,26 @@ class ReadyWhen(Service):
         super().stopService()
         stopped: Deferred[None] = maybeDeferred(self.service.stopService)
         return stopped
+
+
+def devnet_service(config: Config, reactor: Any) -> Any:
+    """The devnet the ``chain.devnet`` section describes (the node's and ``otedama devnet``'s).
+
+    Raises ``ValueError`` naming the key for a bad value.
+    """
+    from otedama.node.devnet import DevnetService
+
+    devnet = config.chain.devnet
+    try:
+        return DevnetService(
+            reactor,
+            devnet.listen.server_endpoint(),
+            devnet.difficulty,
+            devnet.data_dir,
+            wallet_address=config.payout_address,
+        )
+    except ValueError as e:
+        raise ValueError(f"chain.devnet.difficulty: {e}") from None
 
 
 def rpc_endpoints(config: Config) -> list[Any]:
@@ -192,15 +199,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     network = get_network(config.chain.network)
 
     if config.chain.backend == "devnet":
-        from otedama.node.devnet import DevnetService
-
-        devnet = DevnetService(
-            reactor,
-            config.chain.devnet.listen.server_endpoint(),
-            config.chain.devnet.difficulty,
-            config.chain.devnet.data_dir,
-            wallet_address=config.payout_address,
-        )
+        devnet = devnet_service(config, reactor)
         devnet.setName("devnet")
         devnet.setServiceParent(node)
 

@@ -14,7 +14,8 @@ from sqlalchemy import Connection, inspect, text
 from twisted.internet.defer import Deferred
 
 from otedama import cli
-from otedama.ledger import commands, db
+from otedama.commands import config as commands
+from otedama.ledger import db
 from otedama.ledger.store import LedgerStore, SchemaOutdated
 from otedama.ledger.tables import metadata
 

@@ -12,8 +12,8 @@ from chainfake import block_hash
 from sqlalchemy import Connection, Engine, insert
 
 from otedama import cli
+from otedama.commands.stats import format_hashrate, format_sats, format_table
 from otedama.ledger import db
-from otedama.ledger.commands import format_hashrate, format_sats, format_table
 from otedama.ledger.shares import ShareRecord, insert_batch
 from otedama.ledger.stats import (
     Balance,

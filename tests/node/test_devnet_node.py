@@ -15,8 +15,8 @@ from twisted.internet.task import Clock
 from otedama.chain.address import address_to_script
 from otedama.cli import build_parser
 from otedama.config import load_config
-from otedama.node.commands import devnet_service
 from otedama.node.devnet import LONGPOLL_TIMEOUT, DevnetNode, DevnetService
+from otedama.tap import devnet_service
 
 EASY = Fraction(1, 10**9)
 OTHER_POOL = "bcrt1qkuycd29ejkf8n8sneevx4xmlsgly03cq8mavh9"

@@ -12,10 +12,9 @@ import argparse
 import sys
 from typing import Any
 
-from otedama.cli import add_config_argument, load_or_report
-from otedama.config import Config
+from otedama.commands.common import add_config_argument, begin_logging, load_or_report
 
-__all__ = ["devnet_service", "register", "run_devnet"]
+__all__ = ["register", "run_devnet"]
 
 
 def register(subparsers: Any) -> None:
@@ -31,29 +30,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run_devnet)
 
 
-def devnet_service(config: Config, reactor: Any) -> Any:
-    """The ``DevnetService`` the config describes (raises ``ValueError`` for a bad value)."""
-    from otedama.node.devnet import DevnetService
-
-    devnet = config.chain.devnet
-    try:
-        return DevnetService(
-            reactor,
-            devnet.listen.server_endpoint(),
-            devnet.difficulty,
-            devnet.data_dir,
-            wallet_address=config.payout_address,
-        )
-    except ValueError as e:
-        raise ValueError(f"chain.devnet.difficulty: {e}") from None
-
-
 def run_devnet(args: argparse.Namespace) -> int:
     """Serve the devnet until interrupted; 2 for a bad config, 1 when it cannot start."""
     config = load_or_report(args)
     if config is None:
         return 2
-    from otedama.miner.commands import install_asyncio_reactor
+    from otedama.ops.reactor import install_asyncio_reactor
+    from otedama.tap import devnet_service
 
     reactor = install_asyncio_reactor()
     try:
@@ -61,10 +44,7 @@ def run_devnet(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"otedama devnet: {e}", file=sys.stderr)
         return 2
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    observer: Any = textFileLogObserver(sys.stderr)
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    begin_logging()
     outcome = {"code": 0}
 
     def failed(reason: Any) -> None:

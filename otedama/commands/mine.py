@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from otedama.miner.work import WorkError
+from otedama.commands.common import begin_logging
 
-__all__ = ["install_asyncio_reactor", "register", "run_mine"]
-
-
-def install_asyncio_reactor() -> Any:
-    """Install Twisted's asyncio reactor unless one is installed already; return the reactor."""
-    if "twisted.internet.reactor" not in sys.modules:
-        from twisted.internet import asyncioreactor
-
-        asyncioreactor.install()
-    from twisted.internet import reactor
-
-    return reactor
+__all__ = ["register", "run_mine"]
 
 
 def register(subparsers: Any) -> None:
@@ -56,17 +44,11 @@ def run_mine(args: argparse.Namespace) -> int:
     if args.report_interval <= 0:
         print(f"otedama mine: --report-interval must be positive, got {args.report_interval}")
         return 2
-    reactor = install_asyncio_reactor()
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
-
     from otedama.miner.service import CpuMinerService
+    from otedama.miner.work import WorkError
+    from otedama.ops.reactor import install_asyncio_reactor
 
+    reactor = install_asyncio_reactor()
     try:
         miner = CpuMinerService(
             args.url,
@@ -79,12 +61,7 @@ def run_mine(args: argparse.Namespace) -> int:
     except WorkError as exc:
         print(f"otedama mine: {exc}")
         return 2
-    level = LogLevel.debug if args.verbose else LogLevel.info
-    # zope interfaces have no mypy plugin here: pass the providers as Any.
-    text: Any = textFileLogObserver(sys.stderr)
-    predicate: Any = LogLevelFilterPredicate(defaultLogLevel=level)
-    observer: Any = FilteringLogObserver(text, [predicate])
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    begin_logging(args.verbose)
     reactor.callWhenRunning(miner.startService)
     reactor.addSystemEventTrigger("before", "shutdown", miner.stopService)
     reactor.run()

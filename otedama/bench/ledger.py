@@ -170,14 +170,11 @@ def run_bench(args: argparse.Namespace) -> int:
             "--shares, --batch-size, --pool-size and --addresses must be positive", file=sys.stderr
         )
         return 2
-    if "twisted.internet.reactor" not in sys.modules:
-        from twisted.internet import asyncioreactor
-
-        asyncioreactor.install()
-    from twisted.internet import reactor as installed
     from twisted.internet.defer import Deferred
 
-    reactor: Any = installed  # Any: mypy without the zope plugin mistypes the reactor
+    from otedama.ops.reactor import install_asyncio_reactor
+
+    reactor = install_asyncio_reactor()
 
     scratch: str | None = None
     url = args.url

@@ -1,4 +1,7 @@
-"""``otedama bench``: a command group whose sub-commands come from ``BENCH_MODULES``."""
+"""``otedama bench``: a command group whose sub-commands come from ``BENCH_MODULES``.
+
+Each benchmark is one module under ``otedama/bench/`` with ``register(subparsers)``.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,14 @@ import argparse
 import importlib
 from typing import Any
 
-from otedama.cli import usage_of
+from otedama.commands.common import usage_of
 
 __all__ = ["BENCH_MODULES", "register"]
 
 #: Modules that add ``otedama bench`` sub-commands through ``register(subparsers)``.
 BENCH_MODULES: list[str] = [
     "otedama.bench.stratum",
-    "otedama.ledger.bench",
+    "otedama.bench.ledger",
 ]
 
 

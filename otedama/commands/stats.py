@@ -1,0 +1,104 @@
+"""``otedama stats``: pool hashrate, shares, blocks and balances, as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from sqlalchemy import Connection
+
+from otedama.commands.common import add_config_argument, config_path, fail, with_database
+from otedama.ledger import db
+from otedama.ledger.stats import PoolStats, pool_stats
+
+__all__ = ["format_hashrate", "format_sats", "format_table", "register", "show_stats"]
+
+
+def register(subparsers: Any) -> None:
+    """Add ``stats``."""
+    stats = subparsers.add_parser("stats", help="pool hashrate, shares, blocks and balances")
+    add_config_argument(stats)
+    stats.add_argument("--format", choices=("table", "json"), default="table")
+    stats.add_argument(
+        "--window",
+        type=float,
+        default=10.0,
+        metavar="MINUTES",
+        help="hashrate and share window in minutes (default 10)",
+    )
+    stats.set_defaults(func=show_stats)
+
+
+def show_stats(args: argparse.Namespace) -> int:
+    """``otedama stats``: the pool at a glance, as a table or JSON."""
+    if args.window <= 0:
+        return fail(f"--window must be positive minutes, got {args.window}")
+    now = time.time()
+
+    def run(connection: Connection, url: str) -> PoolStats | int:
+        state = db.migration_state(connection)
+        if not state.is_current:
+            return fail(
+                f"{db.redact(url)}: {state.describe()}; "
+                f"run: otedama migrate up --config {config_path(args)}"
+            )
+        return pool_stats(connection, now, args.window * 60)
+
+    result = with_database(args, run)
+    if not isinstance(result, PoolStats):
+        return result
+    if args.format == "json":
+        print(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def format_hashrate(hashes_per_second: float) -> str:
+    """``1.23 TH/s`` style."""
+    value = hashes_per_second
+    for unit in ("H/s", "kH/s", "MH/s", "GH/s", "TH/s", "PH/s"):
+        if value < 1000 or unit == "PH/s":
+            return f"{value:.2f} {unit}"
+        value /= 1000
+    return f"{value:.2f} EH/s"
+
+
+def format_sats(sats: int) -> str:
+    """Satoshis as coins with eight decimals (exact: integer arithmetic)."""
+    sign = "-" if sats < 0 else ""
+    whole, fraction = divmod(abs(sats), 100_000_000)
+    return f"{sign}{whole}.{fraction:08d}"
+
+
+def format_table(stats: PoolStats) -> str:
+    """The human-readable ``otedama stats`` report."""
+    minutes = stats.window_seconds / 60
+    lines = [
+        f"pool hashrate      {format_hashrate(stats.hashrate)} (last {minutes:g} min)",
+        f"shares in window   {stats.shares_in_window}",
+        f"active workers     {stats.active_workers} ({stats.active_addresses} addresses, last 10 min)",
+        "blocks             "
+        + ", ".join(f"{status} {count}" for status, count in stats.blocks.items()),
+        f"balances immature  {format_sats(stats.totals.immature)}",
+        f"         spendable {format_sats(stats.totals.spendable)}",
+        f"         paid      {format_sats(stats.totals.paid)}",
+        f"         in payout {format_sats(stats.totals.payout_pending)}",
+    ]
+    if stats.last_blocks:
+        lines.append("last blocks")
+        for block in stats.last_blocks:
+            lines.append(
+                f"  {block.height:>8}  {block.status:<9} {block.confirmations:>4} conf  "
+                f"{format_sats(block.reward)}  {block.hash}"
+            )
+    if stats.last_payouts:
+        lines.append("last payouts")
+        for payout in stats.last_payouts:
+            lines.append(
+                f"  batch {payout.batch_id:>6}  {payout.state:<9} {format_sats(payout.amount)}"
+                f"  to {payout.recipients} addresses  {payout.txid or '-'}"
+            )
+    return "\n".join(lines)
