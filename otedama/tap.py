@@ -115,7 +115,7 @@ def devnet_service(config: Config, reactor: Any) -> Any:
 
     Raises ``ValueError`` naming the key for a bad value.
     """
-    from otedama.node.devnet import DevnetService
+    from otedama.devnet.service import DevnetService
 
     devnet = config.chain.devnet
     try:

@@ -92,6 +92,7 @@ def round_trip_ms(connection: Connection, samples: int = 5) -> float:
 
 def test_db(args: argparse.Namespace) -> int:
     """``otedama config test-db``: connect and report version, schema and latency."""
+
     def run(connection: Connection, url: str) -> int:
         version = server_version(connection)
         latency = round_trip_ms(connection)

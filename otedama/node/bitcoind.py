@@ -27,8 +27,8 @@ from twisted.logger import Logger
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
 from otedama.chain.hashing import sha256d
+from otedama.chain.rpcjson import Amount
 from otedama.chain.template import BlockTemplate, TemplateError
-from otedama.node.devnet_jsonrpc import Amount
 from otedama.node.rpc import (
     RPC_IN_WARMUP,
     NodeError,

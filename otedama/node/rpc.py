@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from otedama.node.devnet_jsonrpc import encode_json
+from otedama.chain.rpcjson import encode_json
 
 __all__ = [
     "RPC_IN_WARMUP",

@@ -141,3 +141,45 @@ def test_no_domain_package_imports_the_cli_or_the_commands() -> None:
         if top_package(target) in {"cli", "commands"}
     )
     assert offenders == []
+
+
+#: Who may import the devnet: it is a product of its own, not a part of the node.
+DEVNET_USERS = {"tap", "commands", "bench", "devnet"}
+
+
+def test_only_the_entry_points_and_benchmarks_import_the_devnet() -> None:
+    offenders = sorted(
+        f"{name} imports {target}"
+        for name, targets in GRAPH.items()
+        if top_package(name) not in DEVNET_USERS
+        for target in targets
+        if top_package(target) == "devnet"
+    )
+    assert offenders == []
+
+
+def test_the_devnet_imports_nothing_of_the_node() -> None:
+    """The devnet's RPC layer depends on a node Protocol and the chain, not on node/."""
+    assert not any(
+        top_package(target) in {"node", "pool", "stratum", "ledger"}
+        for name, targets in GRAPH.items()
+        if top_package(name) == "devnet"
+        for target in targets
+    )
+
+
+def test_the_bitcoind_client_tests_do_not_import_the_devnet() -> None:
+    """Client tests use stub daemons; tests against the devnet live in tests/devnet/."""
+    client_tests = Path(__file__).parents[1] / "node"
+    offenders = []
+    for path in sorted(client_tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [f"{path.name}: {n}" for n in names if "devnet" in n]
+    assert offenders == []

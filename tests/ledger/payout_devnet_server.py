@@ -22,7 +22,7 @@ def main(data_dir: str) -> None:
     asyncioreactor.install()
     from twisted.internet import reactor
 
-    from otedama.node.devnet import DevnetHandle, start_devnet
+    from otedama.devnet.service import DevnetHandle, start_devnet
 
     def ready(handle: DevnetHandle) -> None:
         sys.stdout.write(json.dumps({"url": handle.url}) + "\n")

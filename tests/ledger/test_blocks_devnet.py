@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest_twisted
 from twisted.internet import reactor
 
+from otedama.devnet.service import start_devnet
 from otedama.ledger.blocks import BlockTracker, FoundBlock, RewardPolicy
 from otedama.ledger.rewards import RewardScheme
 from otedama.ledger.shares import ShareRecord
 from otedama.ledger.store import LedgerStore
 from otedama.ledger.tables import CONFIRMED, ORPHANED, PENDING
 from otedama.node.bitcoind import BitcoindClient
-from otedama.node.devnet import start_devnet
 from otedama.node.rpc import RpcEndpoint
 
 MINER = "bcrt1qkuycd29ejkf8n8sneevx4xmlsgly03cq8mavh9"

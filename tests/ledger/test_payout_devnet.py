@@ -11,12 +11,12 @@ from payout_support import batch_states, devnet_address
 from sqlalchemy import Connection, insert
 from twisted.internet import task
 
+from otedama.devnet.service import start_devnet
 from otedama.ledger.blocks import FoundBlock, RewardPolicy, confirm_block, record_block
 from otedama.ledger.payouts import PayoutProcessor
 from otedama.ledger.stats import balances, journal_total
 from otedama.ledger.tables import BATCH_CONFIRMED, BATCH_SENT, shares
 from otedama.node.bitcoind import BitcoindClient
-from otedama.node.devnet import start_devnet
 from otedama.node.rpc import RpcEndpoint
 
 COIN = 100_000_000

@@ -17,9 +17,9 @@ import pytest_twisted
 from payout_fake_wallet import COIN, FileWallet
 from payout_support import devnet_address
 
+from otedama.devnet.service import start_devnet
 from otedama.ledger.payouts import Wallet, is_definite_failure, sent_outputs
 from otedama.node.bitcoind import BitcoindClient
-from otedama.node.devnet import start_devnet
 from otedama.node.rpc import RpcEndpoint
 
 EASY = Fraction(1, 10**9)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otedama.node.devnet_jsonrpc import Amount
+from otedama.chain.rpcjson import Amount
 from otedama.node.rpc import (
     NodeError,
     RpcAuthError,

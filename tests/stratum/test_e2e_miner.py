@@ -21,9 +21,9 @@ from otedama.chain.address import address_to_script
 from otedama.chain.params import get_network
 from otedama.chain.serialize import TxOut
 from otedama.chain.template import BlockTemplate
+from otedama.devnet.service import start_devnet
 from otedama.miner.service import CpuMinerService
 from otedama.node.bitcoind import BitcoindClient, SubmitResult
-from otedama.node.devnet import start_devnet
 from otedama.node.rpc import RpcEndpoint
 from otedama.node.source import TemplateSource
 from otedama.stratum.jobs import JobManager

@@ -15,7 +15,8 @@ from twisted.internet.task import Clock
 from otedama.chain.address import address_to_script
 from otedama.cli import build_parser
 from otedama.config import load_config
-from otedama.node.devnet import LONGPOLL_TIMEOUT, DevnetNode, DevnetService
+from otedama.devnet.node import LONGPOLL_TIMEOUT, DevnetNode
+from otedama.devnet.service import DevnetService
 from otedama.tap import devnet_service
 
 EASY = Fraction(1, 10**9)

@@ -18,9 +18,9 @@ from twisted.internet import defer, reactor
 from otedama.chain.address import address_to_script
 from otedama.chain.serialize import Block, Transaction
 from otedama.chain.target import difficulty_to_target, target_to_bits
-from otedama.node.devnet import DevnetHandle, start_devnet
-from otedama.node.devnet_wallet import FEE_RATE
-from tests.node.devnet_blocks import block_from_template, coinbase_for
+from otedama.devnet.service import DevnetHandle, start_devnet
+from otedama.devnet.wallet import FEE_RATE
+from tests.devnet.blocks import block_from_template, coinbase_for
 
 EASY = Fraction(1, 10**9)
 LISTEN = "tcp:0:interface=127.0.0.1"

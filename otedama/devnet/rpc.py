@@ -3,21 +3,29 @@
 ``DevnetRpc.call(method, params)`` takes positional (list) or named (dict) parameters and
 returns the JSON-ready result or raises ``RpcFault`` with Core's code and message. What
 needs the outside world (persisting, waking long polls, mining over several reactor turns)
-goes through the ``DevnetNode`` it is given.
+goes through the node it is given: anything with the small ``RpcNode`` interface
+(``otedama.devnet.node.DevnetNode`` in the running devnet), so this module does not import
+the node back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from otedama import __version__
 from otedama.chain.address import AddressError, address_to_script, script_to_address
 from otedama.chain.serialize import Block, BlockHeader, Transaction
 from otedama.chain.target import decode_compact, target_to_difficulty
-from otedama.node.devnet_chain import BlockDecodeError, BlockIndex, ChainError, is_coinbase
-from otedama.node.devnet_jsonrpc import (
+from otedama.devnet.chain import (
+    BlockDecodeError,
+    BlockIndex,
+    ChainError,
+    DevnetChain,
+    is_coinbase,
+)
+from otedama.devnet.jsonrpc import (
     RPC_DESERIALIZATION_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
@@ -28,12 +36,9 @@ from otedama.node.devnet_jsonrpc import (
     Amount,
     RpcFault,
 )
-from otedama.node.devnet_wallet import WalletError
+from otedama.devnet.wallet import DevnetWallet, WalletError
 
-if TYPE_CHECKING:
-    from otedama.node.devnet import DevnetNode
-
-__all__ = ["METHODS", "DevnetRpc", "parse_amount"]
+__all__ = ["METHODS", "DevnetRpc", "RpcNode", "parse_amount"]
 
 COIN = 100_000_000
 MAX_MONEY = 21_000_000 * COIN
@@ -185,10 +190,45 @@ def _script_type(script: bytes) -> str:
     return "nonstandard"
 
 
-class DevnetRpc:
-    """Core's RPC subset over a ``DevnetNode``."""
+class RpcNode(Protocol):
+    """What the RPC methods need from the devnet node: its chain and wallet, the time,
+    long polling, and the changes that persist or take several reactor turns."""
 
-    def __init__(self, node: DevnetNode) -> None:
+    @property
+    def chain(self) -> DevnetChain: ...
+
+    @property
+    def wallet(self) -> DevnetWallet: ...
+
+    def now(self) -> int: ...
+
+    def size_on_disk(self) -> int: ...
+
+    def longpollid(self) -> str: ...
+
+    def wait_for_change(self, longpollid: str) -> Awaitable[None]: ...
+
+    def submit_block(self, raw: bytes) -> Awaitable[str | None]: ...
+
+    def invalidate_block(self, block_hash: bytes) -> None: ...
+
+    def generate(
+        self, count: int, script: bytes, max_tries: int | None = None
+    ) -> Awaitable[list[bytes]]: ...
+
+    def new_address(self, address_type: str) -> str: ...
+
+    def import_address(self, address: str, rescan: bool) -> None: ...
+
+    def send_many(
+        self, recipients: list[tuple[str, int]], comment: str, minconf: int, subtract: Sequence[str]
+    ) -> bytes: ...
+
+
+class DevnetRpc:
+    """Core's RPC subset over a devnet node (``RpcNode``)."""
+
+    def __init__(self, node: RpcNode) -> None:
         self.node = node
         self.chain = node.chain
         self.wallet = node.wallet
@@ -446,7 +486,7 @@ class DevnetRpc:
         except ValueError:
             raise RpcFault(RPC_DESERIALIZATION_ERROR, "Block decode failed") from None
         try:
-            return self.node.submit_block(raw)
+            return await self.node.submit_block(raw)
         except BlockDecodeError:
             raise RpcFault(RPC_DESERIALIZATION_ERROR, "Block decode failed") from None
 

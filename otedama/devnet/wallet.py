@@ -20,7 +20,7 @@ from typing import Any
 from otedama.chain.address import address_to_script, script_to_address
 from otedama.chain.hashing import hash160, sha256
 from otedama.chain.serialize import Block, Transaction, TxIn, TxOut, push_data
-from otedama.node.devnet_chain import (
+from otedama.devnet.chain import (
     BlockIndex,
     ChainError,
     Coin,
@@ -29,7 +29,7 @@ from otedama.node.devnet_chain import (
     is_coinbase,
     tx_weight,
 )
-from otedama.node.devnet_jsonrpc import Amount
+from otedama.devnet.jsonrpc import Amount
 
 __all__ = ["DUST_LIMIT", "FEE_RATE", "DevnetWallet", "WalletError", "WalletTx"]
 

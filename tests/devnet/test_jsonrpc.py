@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from otedama.node.devnet_jsonrpc import (
+from otedama.devnet.jsonrpc import (
     Amount,
     RpcCall,
     RpcFault,
@@ -15,7 +15,7 @@ from otedama.node.devnet_jsonrpc import (
     parse_body,
     result_reply,
 )
-from otedama.node.devnet_rpc import parse_amount
+from otedama.devnet.rpc import parse_amount
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ Three files:
 
 - ``blocks.dat``: every block the devnet accepted, in arrival order, append-only. Each
   record is ``b"OTDB" | length (u32 LE) | sha256d(block)[:4] | block bytes``; each append is
-  flushed and fsynced before the submitter hears "accepted". On start the records are read
+  flushed and fsynced before the submitter hears "accepted". The write and the fsync run
+  off the reactor thread (``run_in_thread``); blocks that arrive while one write is under
+  way are written together with one fsync, in arrival order. On start the records are read
   back and every block is validated again. A record torn by a crash at the end of the file
   is cut off; damage anywhere else stops the start with an error naming the offset.
 - ``state.json``: the genesis hash (so a data dir made with another difficulty is refused)
@@ -21,15 +23,31 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from otedama.chain.hashing import sha256d
 
-__all__ = ["DevnetStore", "StoreError"]
+__all__ = ["DevnetStore", "RunInThread", "StoreError", "run_inline"]
+
+RunInThread = Callable[[Callable[[], None]], Deferred[None]]
+"""Runs blocking work elsewhere and fires when it is done, e.g.
+``functools.partial(deferToThreadPool, reactor, reactor.getThreadPool())``."""
+
+
+def run_inline(work: Callable[[], None]) -> Deferred[None]:
+    """Run ``work`` at once on the calling thread (tests on ``task.Clock``, one-shot tools)."""
+    try:
+        work()
+    except Exception:
+        return fail()
+    return succeed(None)
+
 
 _MAGIC = b"OTDB"
 _RECORD_HEAD = 12  # magic, length, checksum
@@ -45,11 +63,16 @@ class DevnetStore:
 
     log = Logger()
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, run_in_thread: RunInThread = run_inline) -> None:
         self.data_dir = Path(data_dir)
         self.blocks_path = self.data_dir / "blocks.dat"
+        self.run_in_thread = run_in_thread
         self._blocks: IO[bytes] | None = None
         self._lock: IO[bytes] | None = None
+        self._queued: list[tuple[bytes, Deferred[None]]] = []
+        self._writing = False
+        self._close_when_written = False
+        self._idle: list[Deferred[None]] = []
 
     def open(self) -> None:
         """Create the directory if needed and take its lock."""
@@ -69,7 +92,10 @@ class DevnetStore:
         self._lock = lock
 
     def close(self) -> None:
-        """Close the block file and release the lock."""
+        """Close the block file and release the lock (once the writes under way are done)."""
+        if self._writing:
+            self._close_when_written = True
+            return
         if self._blocks is not None:
             self._blocks.close()
             self._blocks = None
@@ -110,14 +136,62 @@ class DevnetStore:
             yield raw
             offset = end
 
-    def append_block(self, raw: bytes) -> None:
-        """Append one block and make it durable before returning."""
+    def append_block(self, raw: bytes) -> Deferred[None]:
+        """Append one block; fires once it is durable (written and fsynced off the reactor)."""
+        record = _MAGIC + len(raw).to_bytes(4, "little") + sha256d(raw)[:4] + raw
+        done: Deferred[None] = Deferred()
+        self._queued.append((record, done))
+        if not self._writing:
+            self._write_queued()
+        return done
+
+    def written(self) -> Deferred[None]:
+        """Fires when every block appended so far is durable (at once when none is waiting)."""
+        if not self._writing:
+            return succeed(None)
+        idle: Deferred[None] = Deferred()
+        self._idle.append(idle)
+        return idle
+
+    def _write_queued(self) -> None:
+        batch, self._queued = self._queued, []
+        records = b"".join(record for record, _ in batch)
+        self._writing = True
+        self.run_in_thread(lambda: self._write(records)).addBoth(self._batch_written, batch)
+
+    def _write(self, records: bytes) -> None:
+        """In the writer thread: append the records and fsync once."""
         if self._blocks is None:
             self._blocks = open(self.blocks_path, "ab")
-        record = _MAGIC + len(raw).to_bytes(4, "little") + sha256d(raw)[:4] + raw
-        self._blocks.write(record)
+        self._blocks.write(records)
         self._blocks.flush()
         os.fsync(self._blocks.fileno())
+
+    def _batch_written(
+        self, result: Failure | None, batch: list[tuple[bytes, Deferred[None]]]
+    ) -> None:
+        self._writing = False
+        if isinstance(result, Failure):
+            self.log.failure(
+                "cannot append {count} block(s) to {path}",
+                result,
+                count=len(batch),
+                path=str(self.blocks_path),
+            )
+        for _, done in batch:
+            if isinstance(result, Failure):
+                done.errback(result)
+            else:
+                done.callback(None)
+        if self._queued:
+            self._write_queued()
+            return
+        if self._close_when_written:
+            self._close_when_written = False
+            self.close()
+        idle, self._idle = self._idle, []
+        for d in idle:
+            d.callback(None)
 
     def _damaged(self, offset: int, what: str) -> StoreError:
         return StoreError(

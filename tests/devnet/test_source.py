@@ -14,8 +14,8 @@ from twisted.internet.task import Clock
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from otedama.chain.template import BlockTemplate
+from otedama.devnet.service import start_devnet
 from otedama.node.bitcoind import BitcoindClient
-from otedama.node.devnet import start_devnet
 from otedama.node.rpc import RpcEndpoint
 from otedama.node.source import TemplateSource
 

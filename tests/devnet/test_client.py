@@ -12,10 +12,10 @@ from otedama.chain.address import address_to_script
 from otedama.chain.coinbase import build_coinbase
 from otedama.chain.merkle import merkle_root
 from otedama.chain.serialize import BlockHeader, TxOut
+from otedama.devnet.service import start_devnet
 from otedama.node.bitcoind import BitcoindClient
-from otedama.node.devnet import start_devnet
 from otedama.node.rpc import RpcEndpoint
-from tests.node.devnet_blocks import grind
+from tests.devnet.blocks import grind
 
 ALICE = "bcrt1qkuycd29ejkf8n8sneevx4xmlsgly03cq8mavh9"
 

@@ -12,8 +12,8 @@ import pytest
 
 from otedama.chain.params import block_subsidy, get_network
 from otedama.chain.serialize import Block, TxOut
-from otedama.node.devnet_chain import BlockDecodeError, ChainError, DevnetChain, devnet_bits
-from tests.node.devnet_blocks import SCRIPT, block_from_template, coinbase_for, spend
+from otedama.devnet.chain import BlockDecodeError, ChainError, DevnetChain, devnet_bits
+from tests.devnet.blocks import SCRIPT, block_from_template, coinbase_for, spend
 
 EASY = Fraction(1, 10**9)
 NOW = 1_800_000_000

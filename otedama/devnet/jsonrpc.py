@@ -5,17 +5,18 @@ left to the caller. Core's conventions are kept: a request without ``"jsonrpc": 
 answered 1.0 style (``result``, ``error`` and ``id`` always present; errors with HTTP 500,
 404 for an unknown method, 400 for an invalid request), a 2.0 request gets HTTP 200 and
 either ``result`` or ``error``; a malformed body is HTTP 500 with -32700; batches are arrays
-answered with HTTP 200. Amounts are written as BTC with exactly 8 decimals (``Amount``).
+answered with HTTP 200. Amounts are written as BTC with exactly 8 decimals (``Amount``,
+from ``otedama.chain.rpcjson``, shared with the daemon client).
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from otedama.chain.rpcjson import Amount, encode_json
 
 __all__ = [
     "RPC_DESERIALIZATION_ERROR",
@@ -50,8 +51,6 @@ RPC_INVALID_PARAMETER = -8
 RPC_DESERIALIZATION_ERROR = -22
 RPC_VERIFY_ERROR = -25
 
-COIN = 100_000_000
-
 
 class RpcFault(Exception):
     """A JSON-RPC error reply with Core's code and message."""
@@ -60,46 +59,6 @@ class RpcFault(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-
-
-@dataclass(frozen=True)
-class Amount:
-    """Satoshis, written to JSON as a BTC number with 8 decimals (``50.00000000``)."""
-
-    sats: int
-
-    def to_json(self) -> str:
-        sign = "-" if self.sats < 0 else ""
-        whole, frac = divmod(abs(self.sats), COIN)
-        return f"{sign}{whole}.{frac:08d}"
-
-
-def encode_json(value: Any) -> str:
-    """Compact JSON like Core's (no spaces); ``Amount`` and ``Decimal`` as plain numbers."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, Amount):
-        return value.to_json()
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "null"
-        return repr(value)
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, Mapping):
-        items = (f"{json.dumps(str(k))}:{encode_json(v)}" for k, v in value.items())
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
-        return "[" + ",".join(encode_json(v) for v in value) + "]"
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON: {value!r}")
 
 
 @dataclass(frozen=True)
