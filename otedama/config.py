@@ -472,6 +472,25 @@ def _dump_rpc(endpoints: tuple[RpcEndpointConfig, ...]) -> list[Any]:
 
 
 @dataclass(frozen=True)
+class WalletConfig:
+    """The payout wallet; without ``url`` it is the wallet of the first ``chain.rpc`` daemon."""
+
+    url: str | None = option(
+        None, optional_string, doc="The wallet daemon's JSON-RPC URL (default: the chain's)."
+    )
+    user: str | None = option(None, optional_string, doc="rpcuser of the wallet daemon.")
+    password: str | None = option(
+        None, optional_string, secret=True, doc="rpcpassword of the wallet daemon."
+    )
+    cookie_file: Path | None = option(
+        None, optional_path, dump=dump_path, doc="The wallet daemon's .cookie instead."
+    )
+    name: str | None = option(
+        None, optional_string, doc="A loaded wallet's name (default: the daemon's default)."
+    )
+
+
+@dataclass(frozen=True)
 class DevnetConfig:
     listen: HostPort = option(
         HostPort("127.0.0.1", 18443),
@@ -502,6 +521,7 @@ class ChainConfig:
     )
     rpc_timeout: float = option(30.0, duration, dump=dump_duration, doc="Per-call RPC timeout.")
     devnet: DevnetConfig = section(DevnetConfig)
+    wallet: WalletConfig = section(WalletConfig, doc="The payout wallet (default: the chain's).")
 
 
 @dataclass(frozen=True)
@@ -628,6 +648,20 @@ def _with_mode_defaults(config: Config, data: Mapping[str, Any]) -> Config:
     return config
 
 
+def _wallet_problems(wallet: WalletConfig) -> list[str]:
+    if wallet.url is None:
+        given = [key for key in ("user", "password", "cookie_file") if getattr(wallet, key)]
+        return [f"chain.wallet.{key}: needs chain.wallet.url (the wallet daemon)" for key in given]
+    problems = []
+    if not wallet.url.startswith(("http://", "https://")):
+        problems.append(
+            f"chain.wallet.url: expected an http:// or https:// URL, got {wallet.url!r}"
+        )
+    if wallet.password and wallet.cookie_file:
+        problems.append("chain.wallet: give either password or cookie_file, not both")
+    return problems
+
+
 def _cross_checks(config: Config) -> list[str]:
     problems: list[str] = []
     chain = config.chain
@@ -648,6 +682,7 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append("chain.rpc: a bitcoind backend on devnet needs the devnet's RPC address")
     if chain.backend == "bitcoind" and not chain.rpc:
         problems.append("chain.rpc: the bitcoind backend needs at least one daemon {url, user, …}")
+    problems.extend(_wallet_problems(chain.wallet))
     stratum = config.stratum
     if stratum.min_difficulty > stratum.max_difficulty:
         problems.append(

@@ -149,6 +149,21 @@ def rpc_endpoints(config: Config) -> list[Any]:
     ]
 
 
+def wallet_endpoint(config: Config) -> Any:
+    """The payout wallet's daemon from ``chain.wallet``; None: the first chain daemon's."""
+    from otedama.node.rpc import RpcEndpoint
+
+    wallet = config.chain.wallet
+    if wallet.url is None:
+        return None
+    return RpcEndpoint(
+        url=wallet.url,
+        user=wallet.user,
+        password=wallet.password,
+        cookie_file=str(wallet.cookie_file) if wallet.cookie_file else None,
+    )
+
+
 def stratum_settings(config: Config) -> Any:
     from otedama.chain.params import get_network
     from otedama.stratum.settings import StratumSettings
@@ -203,7 +218,13 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         devnet.setName("devnet")
         devnet.setServiceParent(node)
 
-    client = BitcoindClient(rpc_endpoints(config), clock=reactor, timeout=config.chain.rpc_timeout)
+    client = BitcoindClient(
+        rpc_endpoints(config),
+        clock=reactor,
+        timeout=config.chain.rpc_timeout,
+        wallet=config.chain.wallet.name,
+        wallet_endpoint=wallet_endpoint(config),
+    )
     ChainService(client, config.chain.network).setServiceParent(node)
 
     store = LedgerStore.from_config(reactor, config)
@@ -221,7 +242,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     tracker.setServiceParent(node)
     payouts = PayoutProcessor(
         store,
-        client,
+        client.wallet,
         reactor,
         interval=config.pool.payout_interval,
         minimum_payout_sats=config.pool.minimum_payout,

@@ -11,12 +11,10 @@ from ``otedama.chain.rpcjson``, shared with the daemon client).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from otedama.chain.rpcjson import Amount, encode_json
+from otedama.chain.rpcjson import Amount, decode_json, encode_json
 
 __all__ = [
     "RPC_DESERIALIZATION_ERROR",
@@ -77,10 +75,11 @@ def parse_body(body: bytes) -> tuple[list[RpcCall | RpcFault], bool] | RpcFault:
 
     Returns ``(calls, is_batch)`` where an entry that is not a valid request is the
     ``RpcFault`` to answer it with, or a single ``RpcFault`` when the body is not JSON.
-    Numbers with a fraction are read as ``Decimal`` so amounts stay exact.
+    Numbers with a fraction are read as ``Decimal`` so amounts stay exact; a number too
+    long or too large for Core to have sent is a parse error (``decode_json``).
     """
     try:
-        value = json.loads(body.decode("utf-8"), parse_float=Decimal)
+        value = decode_json(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return RpcFault(RPC_PARSE_ERROR, "Parse error")
     if isinstance(value, list):

@@ -11,11 +11,12 @@ the node back.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Protocol
 
 from otedama import __version__
 from otedama.chain.address import AddressError, address_to_script, script_to_address
+from otedama.chain.rpcjson import AmountError, AmountOutOfRange, btc_to_sats
 from otedama.chain.serialize import Block, BlockHeader, Transaction
 from otedama.chain.target import decode_compact, target_to_difficulty
 from otedama.devnet.chain import (
@@ -39,9 +40,6 @@ from otedama.devnet.jsonrpc import (
 from otedama.devnet.wallet import DevnetWallet, WalletError
 
 __all__ = ["METHODS", "DevnetRpc", "RpcNode", "parse_amount"]
-
-COIN = 100_000_000
-MAX_MONEY = 21_000_000 * COIN
 
 GBT_USAGE = (
     'getblocktemplate {"mode":"str","capabilities":["str",...],"rules":["segwit","str",...],'
@@ -134,17 +132,14 @@ def parse_amount(value: Any) -> int:
     if _json_type(value) not in ("number", "string"):
         raise RpcFault(RPC_TYPE_ERROR, "Amount is not a number or string")
     try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
+        sats = btc_to_sats(value)
+    except AmountOutOfRange:
+        raise RpcFault(RPC_TYPE_ERROR, "Amount out of range") from None
+    except AmountError:
         raise RpcFault(RPC_TYPE_ERROR, "Invalid amount") from None
-    if not amount.is_finite():
-        raise RpcFault(RPC_TYPE_ERROR, "Invalid amount")
-    sats = amount * COIN
-    if sats != sats.quantize(Decimal(1), rounding=ROUND_DOWN):
-        raise RpcFault(RPC_TYPE_ERROR, "Invalid amount")
-    if not 0 <= sats <= MAX_MONEY:
+    if sats < 0:
         raise RpcFault(RPC_TYPE_ERROR, "Amount out of range")
-    return int(sats)
+    return sats
 
 
 def _hash(value: Any, name: str) -> bytes:

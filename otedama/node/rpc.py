@@ -9,14 +9,12 @@ HTTP 500 or 404) and JSON-RPC 2.0 (HTTP 200 with either ``result`` or ``error``)
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from otedama.chain.rpcjson import encode_json
+from otedama.chain.rpcjson import decode_json, encode_json
 
 __all__ = [
     "RPC_IN_WARMUP",
@@ -173,7 +171,9 @@ def decode_reply(status: int, body: bytes, url: str, method: str) -> Any:
 
     HTTP 401/403 are :class:`RpcAuthError`; a JSON-RPC error object (whatever the HTTP
     status: Core uses 200, 404 and 500) is :class:`RpcError`; anything that is not a
-    JSON-RPC reply is :class:`RpcProtocolError`. Fractions parse as ``Decimal``.
+    JSON-RPC reply is :class:`RpcProtocolError`. Fractions parse as ``Decimal``; a number
+    longer than ``MAX_NUMBER_CHARS`` or beyond ``10**±MAX_EXPONENT`` makes the reply a
+    protocol error before it becomes an exact number (``chain.rpcjson.decode_json``).
     """
     if status == 401:
         raise RpcAuthError(url, f"wrong credentials (HTTP 401); {_AUTH_HINT}")
@@ -182,7 +182,7 @@ def decode_reply(status: int, body: bytes, url: str, method: str) -> Any:
             url, "forbidden (HTTP 403); check rpcallowip in bitcoin.conf allows this host"
         )
     try:
-        reply = json.loads(body.decode("utf-8"), parse_float=Decimal)
+        reply = decode_json(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         reply = None
     if not isinstance(reply, dict) or ("result" not in reply and "error" not in reply):

@@ -287,7 +287,9 @@ class Harness:
         client = BitcoindClient(
             resolved, clock=self.clock, timeout=timeout, http_client=self.http, **options
         )
-        client.log = Logger(observer=self.logs)
+        logger = Logger(observer=self.logs)
+        for part in (client, client.transport, client.wallet, client.wallet.transport):
+            part.log = logger
         return client
 
     async def close(self) -> None:
