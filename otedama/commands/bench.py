@@ -17,6 +17,7 @@ __all__ = ["BENCH_MODULES", "register"]
 BENCH_MODULES: list[str] = [
     "otedama.bench.stratum",
     "otedama.bench.ledger",
+    "otedama.bench.pplns",
 ]
 
 

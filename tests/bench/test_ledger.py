@@ -1,0 +1,30 @@
+"""``otedama bench ledger`` at a small size on SQLite: every share reaches the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest_twisted
+
+from otedama.bench.ledger import format_result, measure
+from otedama.ledger import db
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_ledger_bench_ingests_every_share_and_weighs_the_window(
+    tmp_path: Path,
+) -> None:
+    from twisted.internet import reactor
+
+    url = f"sqlite:///{tmp_path / 'bench.sqlite'}"
+    engine = db.make_engine(url, pool_size=1)
+    with engine.begin() as connection:
+        db.upgrade(connection)
+    engine.dispose()
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    result = await measure(reactor, url, 3000, 500, 1, 40, spool)
+    assert result.rows_in_database == 3000
+    assert result.stored == 3000 and result.spooled == 0
+    assert result.window_addresses == 40
+    assert "3,000 in batches of 500" in format_result(result)
