@@ -91,10 +91,7 @@ def test_the_wallet_defaults_to_the_chain_daemons(tmp_path: Path) -> None:
 def test_a_wallet_section_gives_the_wallet_daemon(tmp_path: Path) -> None:
     config = _chain_config(
         tmp_path,
-        "    url: http://10.0.0.2:8332\n"
-        "    user: payer\n"
-        "    password: secret\n"
-        "    name: payouts\n",
+        "    url: http://10.0.0.2:8332\n    user: payer\n    password: secret\n    name: payouts\n",
     )
     assert config.chain.wallet.name == "payouts"
     assert wallet_endpoint(config) == RpcEndpoint(
@@ -119,3 +116,30 @@ def test_a_wallet_section_that_cannot_work_is_refused_with_its_key(
     with pytest.raises(ConfigError) as caught:
         _chain_config(tmp_path, section)
     assert any(problem in p for p in caught.value.problems), caught.value.problems
+
+
+def test_the_node_pays_out_from_the_configured_wallet_daemon(tmp_path: Path) -> None:
+    """tap wires the payouts to chain.wallet, and everything else to chain.rpc."""
+    from twisted.internet import reactor
+
+    from otedama.tap import build_node
+
+    config = _chain_config(
+        tmp_path,
+        "    url: http://10.0.0.2:8332\n"
+        "    cookie_file: /var/lib/wallet/.cookie\n"
+        "    name: payouts\n"
+        "app:\n"
+        f"  data_dir: {tmp_path / 'data'}\n"
+        "stratum:\n"
+        "  enable: false\n",
+    )
+    node = build_node(config, reactor)
+    wallet = node.getServiceNamed("payouts").wallet
+    assert wallet.url == "http://10.0.0.2:8332/wallet/payouts"
+    assert wallet.transport.endpoints == (
+        RpcEndpoint("http://10.0.0.2:8332", cookie_file="/var/lib/wallet/.cookie"),
+    )
+    chain = node.getServiceNamed("chain").client
+    assert [e.url for e in chain.endpoints] == ["http://127.0.0.1:18443"]
+    assert chain.wallet is wallet
