@@ -82,6 +82,18 @@ class BitcoindClient(ChainView):
             )
         self.wallet = WalletView(wallet_transport, wallet)
 
+    async def wait_until_ready(
+        self, expected_network: str, *, retry_initial: float = 1.0, retry_max: float = 60.0
+    ) -> BlockchainInfo:
+        """The chain daemons' start-up check, then (when the wallet is on a daemon of its
+        own) that the wallet daemon runs the same chain."""
+        info = await super().wait_until_ready(
+            expected_network, retry_initial=retry_initial, retry_max=retry_max
+        )
+        if self.wallet.transport is not self.transport:
+            await self.wallet.check_chain(expected_network)
+        return info
+
     def close(self) -> Deferred[None]:
         """Close idle connections of the chain's and (when apart) the wallet's transport."""
         transports = {id(t): t for t in (self.transport, self.wallet.transport)}

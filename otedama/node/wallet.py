@@ -15,8 +15,15 @@ from urllib.parse import quote
 from twisted.logger import Logger
 
 from otedama.chain.rpcjson import Amount, AmountError, btc_to_sats
-from otedama.node.chainview import check_hash, check_int, hash_result
-from otedama.node.rpc import RpcProtocolError
+from otedama.node.chainview import (
+    BlockchainInfo,
+    ChainMismatchError,
+    chain_name,
+    check_hash,
+    check_int,
+    hash_result,
+)
+from otedama.node.rpc import NodeError, RpcAuthError, RpcProtocolError
 from otedama.node.transport import RpcTransport
 
 __all__ = ["WalletView", "btc_to_satoshis"]
@@ -48,6 +55,33 @@ class WalletView:
 
     async def _call(self, method: str, params: list[Any]) -> Any:
         return await self.transport.call_first(method, params, path=self._path)
+
+    async def check_chain(self, network: str) -> None:
+        """Start-up check of a wallet on a daemon of its own: refuse one on another chain.
+
+        Raises :class:`ChainMismatchError` (it would pay on another chain) or
+        :class:`RpcAuthError` (wrong credentials need an operator). A wallet daemon that
+        cannot be reached yet is only a warning: payouts wait for it and retry.
+        """
+        want = chain_name(network)
+        try:
+            reply = await self.transport.call_first("getblockchaininfo", [])
+            chain = BlockchainInfo.from_rpc(reply).chain
+        except RpcAuthError:
+            raise
+        except NodeError as e:
+            self.log.warn(
+                "wallet bitcoind at {url} could not be checked ({error}); payouts wait for it",
+                url=self.url,
+                error=str(e),
+            )
+            return
+        if chain != want:
+            raise ChainMismatchError(
+                f"wallet bitcoind at {self.url} runs chain {chain!r}, but the node is "
+                f"configured for network {network!r} (chain {want!r}); point chain.wallet.url "
+                "at a daemon on that chain"
+            )
 
     async def get_balance(self) -> int:
         """``getbalance``: the wallet's trusted balance in satoshis."""

@@ -11,10 +11,11 @@ import pytest_twisted
 from twisted.internet.task import Clock
 
 from otedama.config import ConfigError, load_config
+from otedama.node.chainview import ChainMismatchError
 from otedama.node.rpc import RpcEndpoint
 from otedama.tap import wallet_endpoint
 
-from .stub_bitcoind import Harness, Reply
+from .stub_bitcoind import Harness, Reply, closed_port_url
 
 TXID = "9ce7a5d61d2243f470512043e22bbcf3f383a327c6158dffd5cb77247d4a29b6"
 
@@ -143,3 +144,54 @@ def test_the_node_pays_out_from_the_configured_wallet_daemon(tmp_path: Path) -> 
     chain = node.getServiceNamed("chain").client
     assert [e.url for e in chain.endpoints] == ["http://127.0.0.1:18443"]
     assert chain.wallet is wallet
+
+
+def _chain_info(chain: str) -> Reply:
+    return Reply.result(
+        {
+            "chain": chain,
+            "blocks": 17,
+            "headers": 17,
+            "bestblockhash": "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206",
+            "initialblockdownload": False,
+            "verificationprogress": 1,
+        }
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wallet_daemon_on_another_chain_stops_the_start(harness: Harness) -> None:
+    chain, wallet = harness.daemon(), harness.daemon()
+    chain.stub.on("getblockchaininfo", _chain_info("regtest"))
+    wallet.stub.on("getblockchaininfo", _chain_info("main"))
+    client = harness.client(chain.url, wallet_endpoint=RpcEndpoint(wallet.url))
+    with pytest.raises(ChainMismatchError, match=r"wallet bitcoind at .* runs chain 'main'"):
+        await client.wait_until_ready("regtest")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wallet_daemon_on_the_same_chain_is_ready(harness: Harness) -> None:
+    chain, wallet = harness.daemon(), harness.daemon()
+    chain.stub.on("getblockchaininfo", _chain_info("regtest"))
+    wallet.stub.on("getblockchaininfo", _chain_info("regtest"))
+    client = harness.client(chain.url, wallet_endpoint=RpcEndpoint(wallet.url))
+    assert (await client.wait_until_ready("regtest")).chain == "regtest"
+    assert wallet.stub.methods() == ["getblockchaininfo"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unreachable_wallet_daemon_is_only_a_warning(harness: Harness) -> None:
+    chain = harness.daemon()
+    chain.stub.on("getblockchaininfo", _chain_info("regtest"))
+    down = closed_port_url()
+    client = harness.client(chain.url, wallet_endpoint=RpcEndpoint(down))
+    assert (await client.wait_until_ready("regtest")).chain == "regtest"
+    assert down in await harness.logs.wait_for("payouts wait for it")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_wallet_of_the_chain_daemon_is_not_asked_twice(harness: Harness) -> None:
+    chain = harness.daemon()
+    chain.stub.on("getblockchaininfo", _chain_info("regtest"))
+    await harness.client(chain.url).wait_until_ready("regtest")
+    assert chain.stub.methods() == ["getblockchaininfo"]
