@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import Service
@@ -21,6 +21,10 @@ from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
 from otedama.ops.logging import LogControl
 from otedama.ops.reactor import WrongReactor, install_asyncio_reactor
+
+if TYPE_CHECKING:
+    from otedama.devnet.service import DevnetService
+    from otedama.node.rpc import RpcEndpoint
 
 #: How often accepted shares are summarised per worker in the log.
 SHARE_REPORT_INTERVAL = 30.0
@@ -110,7 +114,7 @@ class ReadyWhen(Service):
         return stopped
 
 
-def devnet_service(config: Config, reactor: Any) -> Any:
+def devnet_service(config: Config, reactor: Any) -> DevnetService:
     """The devnet the ``chain.devnet`` section describes (the node's and ``otedama devnet``'s).
 
     Raises ``ValueError`` naming the key for a bad value.
@@ -149,7 +153,7 @@ def rpc_endpoints(config: Config) -> list[Any]:
     ]
 
 
-def wallet_endpoint(config: Config) -> Any:
+def wallet_endpoint(config: Config) -> RpcEndpoint | None:
     """The payout wallet's daemon from ``chain.wallet``; None: the first chain daemon's."""
     from otedama.node.rpc import RpcEndpoint
 
