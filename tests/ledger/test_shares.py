@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -249,7 +251,18 @@ async def test_a_share_arriving_after_the_ledger_stopped_goes_to_the_spool(
     first = make_store(db_url, spool_dir)
     first.add_share(share(1))
     await first.stop()
+    appended_on: list[str] = []
+    append = first.spool.append
+
+    def recording_append(*args: Any) -> bool:
+        appended_on.append(threading.current_thread().name)
+        return append(*args)
+
+    first.spool.append = recording_append  # type: ignore[method-assign]
     first.add_share(share(2))  # a late share: Stratum was not stopped first
+    assert appended_on == []  # not written (nor fsynced) on the reactor thread ...
+    await first.batcher.flush()
+    assert appended_on == ["ledger-files"]  # ... but on the file thread
     assert (first.batcher.stored, first.batcher.spooled) == (1, 1)
 
     second = make_store(db_url, spool_dir)
