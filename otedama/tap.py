@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
@@ -21,9 +20,6 @@ from otedama.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
 from otedama.ops.logging import LogControl
-
-#: How often accepted shares are summarised per worker in the log.
-SHARE_REPORT_INTERVAL = 30.0
 
 
 def install_asyncio_reactor() -> None:
@@ -174,7 +170,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     from otedama.ledger.store import LedgerStore
     from otedama.node.bitcoind import BitcoindClient
     from otedama.node.source import TemplateSource
-    from otedama.pool.core import LedgerLink, PoolCore
+    from otedama.pool.core import LedgerLink, PoolCore, ShareReporter
     from otedama.stratum.jobs import JobManager
     from otedama.stratum.protocol import StratumFactory
 
@@ -230,20 +226,21 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     payouts.setName("payouts")
     payouts.setServiceParent(node)
 
+    ledger_link = LedgerLink(store, policy)
     core = PoolCore(
         network,
         config.payout_address,
-        config.pool.rewards.system,
+        policy.scheme,
         config.fee_basis_points,
         client,
-        LedgerLink(store, policy),
+        ledger_link,
         fee_address=fee_address,
+        clock=reactor,
     )
-    reporter = TimerService(SHARE_REPORT_INTERVAL, lambda: core.report(reactor.seconds()))
-    reporter.clock = reactor
+    reporter = ShareReporter(core, reactor)
     reporter.setName("share-report")
     reporter.setServiceParent(node)
-    solo = config.pool.rewards.system == "SOLO"
+    solo = policy.scheme is RewardScheme.SOLO
     jobs = JobManager(
         core.coinbase_outputs,
         clock=reactor,
