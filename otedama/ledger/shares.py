@@ -532,9 +532,9 @@ class ShareBatcher:
     def _flush_now(self) -> None:
         if not self._buffer:
             return
-        batch, self._buffer = self._buffer, []
         key = uuid.uuid4().hex
         now = self._clock.seconds()
+        batch, self._buffer = self._buffer, []
         try:
             d = self.database.call(self.writer.write, key, batch, now)
         except DatabaseStopped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 from twisted.internet import task
 
 from otedama.ledger import db
+from otedama.ledger import shares as shares_module
 from otedama.ledger.shares import (
     DROPPED,
     SPOOLED,
@@ -299,3 +301,40 @@ def test_worker_names_with_tabs_backslashes_and_newlines_are_stored_unchanged(
         for r in rows
     ]
     assert stored == odd
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_batchers_timers_survive_a_failing_tick(
+    db_url: str, make_store: Callable[..., LedgerStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick that raises is logged and counted; both timers keep running."""
+    clock = task.Clock()
+    store = make_store(db_url, clock=clock)
+    batcher = store.batcher
+    await batcher.replay_now()
+    failures = {"flush": 1, "spool check": 1}
+    uuid4 = uuid.uuid4
+    has_data = store.spool.has_data
+
+    def failing_uuid4() -> uuid.UUID:
+        if failures["flush"]:
+            failures["flush"] -= 1
+            raise RuntimeError("injected flush failure")
+        return uuid4()
+
+    def failing_has_data() -> bool:
+        if failures["spool check"]:
+            failures["spool check"] -= 1
+            raise RuntimeError("injected spool check failure")
+        return has_data()
+
+    monkeypatch.setattr(shares_module.uuid, "uuid4", failing_uuid4)
+    monkeypatch.setattr(store.spool, "has_data", failing_has_data)
+    store.add_share(share(1))
+    clock.advance(batcher.retry_interval)  # one failing flush tick and one failing check
+    assert batcher.tick_failures == 2
+    assert batcher.buffered == 1  # the failed flush kept its shares
+    clock.advance(batcher.flush_interval)  # the next flush tick runs
+    await batcher.flush()
+    assert batcher.stored == 1 and batcher.tick_failures == 2
+    assert failures == {"flush": 0, "spool check": 0}
