@@ -138,6 +138,23 @@ def rpc_endpoints(config: Config) -> list[Any]:
     ]
 
 
+#: The stratum keys ``stratum_settings`` reads that a reload applies to the running server.
+STRATUM_LIVE_KEYS = tuple(
+    f"stratum.{name}"
+    for name in (
+        "share_difficulty",
+        "var_diff",
+        "target_share_interval",
+        "min_difficulty",
+        "max_difficulty",
+        "max_workers",
+        "max_connections_per_ip",
+        "subscribe_timeout",
+        "idle_timeout",
+    )
+)
+
+
 def stratum_settings(config: Config) -> Any:
     from otedama.chain.params import get_network
     from otedama.stratum.settings import StratumSettings
@@ -171,6 +188,8 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     from otedama.node.bitcoind import BitcoindClient
     from otedama.node.source import TemplateSource
     from otedama.pool.core import LedgerLink, PoolCore, ShareReporter
+    from otedama.pool.reload import LIVE_KEYS as POOL_LIVE_KEYS
+    from otedama.pool.reload import PoolReload
     from otedama.stratum.jobs import JobManager
     from otedama.stratum.protocol import StratumFactory
 
@@ -237,6 +256,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         fee_address=fee_address,
         clock=reactor,
     )
+    node.add_reload_hook(
+        PoolReload(core, ledger_link, payouts, config.payout_address), POOL_LIVE_KEYS
+    )
     reporter = ShareReporter(core, reactor)
     reporter.setName("share-report")
     reporter.setServiceParent(node)
@@ -269,8 +291,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         health.checks["stratum"] = lambda: Check(OK, {"miners": len(factory.server.sessions)})
         endpoint = serverFromString(reactor, config.stratum.address.server_endpoint())
         ListenerService("stratum", endpoint, factory).setServiceParent(node)
-        node.reload_hooks.append(
-            lambda old, new: factory.server.update_settings(stratum_settings(new))
+        node.add_reload_hook(
+            lambda old, new: factory.server.update_settings(stratum_settings(new)),
+            STRATUM_LIVE_KEYS,
         )
 
     if config.mining.enable_cpu:

@@ -381,6 +381,18 @@ def is_definite_failure(error: BaseException) -> bool:
 # -- the service -------------------------------------------------------------------------
 
 
+def _check_schedule(interval: float, minimum_payout_sats: int) -> None:
+    if interval <= 0:
+        raise ValueError(f"pool.payout_interval must be positive, got {interval!r}")
+    if isinstance(minimum_payout_sats, bool) or not isinstance(minimum_payout_sats, int):
+        raise TypeError(f"minimum payout must be an int of satoshis, got {minimum_payout_sats!r}")
+    if minimum_payout_sats < DUST_LIMIT:
+        raise ValueError(
+            f"pool.minimum_payout: {minimum_payout_sats} sat is below the dust limit "
+            f"({DUST_LIMIT} sat = 0.00000546); wallets refuse such outputs"
+        )
+
+
 class PayoutProcessor(Service):
     """Pays confirmed balances every ``interval`` seconds, exactly once (see the module doc).
 
@@ -403,17 +415,7 @@ class PayoutProcessor(Service):
         search_depth: int = 10_000,
         crash_hook: Callable[[str], None] | None = None,
     ) -> None:
-        if interval <= 0:
-            raise ValueError(f"pool.payout_interval must be positive, got {interval!r}")
-        if isinstance(minimum_payout_sats, bool) or not isinstance(minimum_payout_sats, int):
-            raise TypeError(
-                f"minimum payout must be an int of satoshis, got {minimum_payout_sats!r}"
-            )
-        if minimum_payout_sats < DUST_LIMIT:
-            raise ValueError(
-                f"pool.minimum_payout: {minimum_payout_sats} sat is below the dust limit "
-                f"({DUST_LIMIT} sat = 0.00000546); wallets refuse such outputs"
-            )
+        _check_schedule(interval, minimum_payout_sats)
         if max_recipients_per_batch < 1:
             raise ValueError(
                 f"max recipients per payout batch must be at least 1, got {max_recipients_per_batch}"
@@ -444,12 +446,30 @@ class PayoutProcessor(Service):
 
     def startService(self) -> None:
         super().startService()
+        self._start_loop(now=True)
+
+    def _start_loop(self, now: bool) -> None:
         loop = LoopingCall(self._scheduled_tick)
         loop.clock = self.clock
         self._loop = loop
-        loop.start(self.interval, now=True).addErrback(
+        loop.start(self.interval, now=now).addErrback(
             lambda failure: self.log.failure("payout loop stopped", failure)
         )
+
+    def reschedule(self, interval: float, minimum_payout_sats: int) -> None:
+        """Apply a reloaded interval and minimum: the next batch uses them.
+
+        A new interval restarts the timer (the next tick one new interval from now);
+        a tick in flight finishes as it started.
+        """
+        _check_schedule(interval, minimum_payout_sats)
+        self.minimum_payout_sats = minimum_payout_sats
+        if interval == self.interval:
+            return
+        self.interval = interval
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+            self._start_loop(now=False)
 
     def stopService(self) -> Deferred[None]:
         """Stop ticking; the Deferred fires once the tick in flight (if any) has finished."""

@@ -125,8 +125,9 @@ class PoolCore:
 
     def apply_fee(self, fee_basis_points: int, fee_address: str) -> None:
         """A reloaded fee and fee address: SOLO coinbases built from now on use them."""
+        fee_script = address_to_script(fee_address, self.network)  # raises before any change
         self.fee_basis_points = fee_basis_points
-        self.fee_script = address_to_script(fee_address, self.network)
+        self.fee_script = fee_script
 
     # -- coinbase policy ---------------------------------------------------------------
 
