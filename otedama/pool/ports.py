@@ -12,6 +12,8 @@ them against the same signatures.
   store's records.
 - :class:`LedgerStorePort`: what that adapter needs of the store
   (:class:`otedama.ledger.store.LedgerStore` satisfies it).
+
+Parameters are positional-only, so an implementation may name them as it likes.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ __all__ = [
 class BlockSubmitter(Protocol):
     """The chain backend as the core sees it (bitcoind's client and the devnet's)."""
 
-    async def submit_block(self, block_bytes: bytes) -> SubmitResult:
+    async def submit_block(self, block_bytes: bytes, /) -> SubmitResult:
         """Hand a solved block to the daemon; raises when the answer never came."""
         ...
 
@@ -45,11 +47,11 @@ class BlockSubmitter(Protocol):
 class ShareLedger(Protocol):
     """The ledger as the core sees it."""
 
-    def add_share(self, share: Share) -> None:
+    def add_share(self, share: Share, /) -> None:
         """Count one accepted share (never blocks, never raises for the database)."""
         ...
 
-    async def record_block(self, share: Share, reward: int) -> RecordedBlock:
+    async def record_block(self, share: Share, reward: int, /) -> RecordedBlock:
         """Record a solved candidate as a pending block with its credits (idempotent)."""
         ...
 
@@ -57,10 +59,10 @@ class ShareLedger(Protocol):
 class LedgerStorePort(Protocol):
     """The ledger store's interface that :class:`~otedama.pool.core.LedgerLink` uses."""
 
-    def add_share(self, record: ShareRecord) -> None:
+    def add_share(self, record: ShareRecord, /) -> None:
         """Batch one share for the database (spooled while it is away)."""
         ...
 
-    async def record_block(self, found: FoundBlock, policy: RewardPolicy) -> RecordedBlock:
+    async def record_block(self, found: FoundBlock, policy: RewardPolicy, /) -> RecordedBlock:
         """Record a found block and its credits, or queue it on disk until it can."""
         ...
