@@ -238,6 +238,9 @@ class PoolCore:
     async def _record(self, ledger: ShareLedger, share: Share, block_hash: str) -> None:
         """Record the block as pending; on failure retry, backing off, until it is."""
         reward = self.coinbase_reward(share)
+        # Stratum counts the finding share (share_accepted) just after block_found
+        # returns: start on the next reactor turn so that share is in the block's window.
+        await deferLater(self.clock, 0)
         delay = RECORD_RETRY_FIRST
         while True:
             try:

@@ -46,7 +46,7 @@ def candidate(label: int = 0) -> Share:
     )
 
 
-def pool(store: LedgerStore, submit_error: Exception) -> PoolCore:
+def pool(store: LedgerStore, submit_error: Exception, clock: task.Clock) -> PoolCore:
     link = LedgerLink(store, RewardPolicy(RewardScheme.PPLNS, 0, FEE, 3600.0))
     return PoolCore(
         NETWORK,
@@ -55,7 +55,7 @@ def pool(store: LedgerStore, submit_error: Exception) -> PoolCore:
         0,
         ScriptedSubmitter(submit_error),
         link,
-        clock=task.Clock(),
+        clock=clock,
     )
 
 
@@ -63,7 +63,10 @@ async def found_after_failed_submit(store: LedgerStore, error: Exception) -> str
     """A miner's share, then a block whose submit raises; returns the block's hash."""
     store.add_share(ShareRecord(T0 - 1.0, MINER, "rig1", 1.0, "job", HEIGHT))
     block = candidate()
-    assert await pool(store, error).block_found(b"block", block) is None
+    clock = task.Clock()
+    submitted = pool(store, error, clock).block_found(b"block", block)
+    clock.advance(0)  # the next reactor turn: the core records the block
+    assert await submitted is None
     block_hash = block.block_hash[::-1].hex()
     row = await store.get_block(block_hash)
     assert row is not None and (row.status, row.reward) == (PENDING, REWARD)

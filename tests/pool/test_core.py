@@ -29,6 +29,7 @@ class FakeLedger:
         self.blocks: list[tuple[Share, int]] = []
         self.failures = failures
         self.calls = 0
+        self.shares_when_recorded: list[int] = []
 
     def add_share(self, share: Share) -> None:
         self.shares.append(share)
@@ -38,6 +39,7 @@ class FakeLedger:
         if self.calls <= self.failures:
             raise OSError("No space left on device")
         self.blocks.append((share, reward))
+        self.shares_when_recorded.append(len(self.shares))
         return RecordedBlock(len(self.blocks), True, None, None)
 
 
@@ -80,6 +82,20 @@ def core(
     )
 
 
+async def found_block(pool: PoolCore, candidate: Share) -> SubmitResult | None:
+    """``block_found`` as Stratum calls it; the core records on the next reactor turn."""
+    submitted = pool.block_found(b"block", candidate)
+    turn(pool)
+    return await submitted
+
+
+def turn(pool: PoolCore) -> None:
+    """Let the core's clock run the calls due now (the next reactor turn)."""
+    clock = pool.clock
+    assert isinstance(clock, task.Clock)
+    clock.advance(0)
+
+
 def test_pooled_coinbase_pays_the_whole_value_to_the_pool_wallet() -> None:
     outputs = core().coinbase_outputs(template(50_0001_2345))
     assert outputs == [TxOut(50_0001_2345, address_to_script(POOL, NETWORK))]
@@ -112,7 +128,7 @@ async def test_an_accepted_block_is_recorded_with_what_the_coinbase_pays_the_poo
     pool = core(SubmitResult(SubmitOutcome.ACCEPTED), ledger=ledger)
     pool_script = address_to_script(POOL, NETWORK)
     found = share([TxOut(49_0000_0000, pool_script), TxOut(1_0000_0000, b"\x51")])
-    await pool.block_found(b"block", found)
+    await found_block(pool, found)
     assert pool.submitter.blocks == [b"block"]  # type: ignore[attr-defined]
     assert ledger.blocks == [(found, 49_0000_0000)]
     assert pool.stats.blocks_accepted == 1
@@ -123,7 +139,7 @@ async def test_a_rejected_block_is_still_recorded_pending_for_the_tracker_to_set
     ledger = FakeLedger()
     pool = core(SubmitResult(SubmitOutcome.REJECTED, "bad-txnmrklroot"), ledger=ledger)
     found = share([TxOut(5, address_to_script(POOL, NETWORK))])
-    result = await pool.block_found(b"block", found)
+    result = await found_block(pool, found)
     assert result is not None and result.outcome is SubmitOutcome.REJECTED
     assert ledger.blocks == [(found, 5)]
     assert (pool.stats.blocks_rejected, pool.stats.blocks_accepted) == (1, 0)
@@ -134,7 +150,7 @@ async def test_a_duplicate_or_inconclusive_block_is_still_recorded() -> None:
     for outcome in (SubmitOutcome.DUPLICATE, SubmitOutcome.INCONCLUSIVE):
         ledger = FakeLedger()
         pool = core(SubmitResult(outcome, outcome.value), ledger=ledger)
-        await pool.block_found(b"block", share([TxOut(5, address_to_script(POOL, NETWORK))]))
+        await found_block(pool, share([TxOut(5, address_to_script(POOL, NETWORK))]))
         assert [reward for _, reward in ledger.blocks] == [5]
 
 
@@ -147,7 +163,7 @@ async def test_a_submit_that_raises_still_records_the_block_as_pending(error: Ex
     ledger = FakeLedger()
     pool = core(error, ledger=ledger)
     found = share([TxOut(49_0000_0000, address_to_script(POOL, NETWORK))])
-    assert await pool.block_found(b"block", found) is None
+    assert await found_block(pool, found) is None
     assert ledger.blocks == [(found, 49_0000_0000)]
     assert pool.stats.blocks_unanswered == 1
 
@@ -159,10 +175,26 @@ async def test_the_block_is_recorded_before_the_daemon_answers() -> None:
     pool = core(answer, ledger=ledger)
     found = share([TxOut(5, address_to_script(POOL, NETWORK))])
     submitted = pool.block_found(b"block", found)
+    turn(pool)
     assert ledger.blocks == [(found, 5)]  # recorded while submitblock is still in flight
     assert not submitted.called
     answer.callback(ACCEPTED)
     assert (await submitted) == ACCEPTED
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_finding_share_is_in_the_ledger_before_its_block_is_recorded() -> None:
+    """Stratum calls share_accepted just after block_found: that share is in the window."""
+    ledger = FakeLedger()
+    pool = core(ledger=ledger)
+    found = share([TxOut(5, address_to_script(POOL, NETWORK))])
+    submitted = pool.block_found(b"block", found)
+    pool.share_accepted(found)
+    assert ledger.blocks == []
+    turn(pool)
+    assert (ledger.shares, ledger.blocks) == ([found], [(found, 5)])
+    assert ledger.shares_when_recorded == [1]
+    await submitted
 
 
 @pytest_twisted.ensureDeferred
@@ -172,6 +204,7 @@ async def test_a_failing_ledger_call_is_retried_until_the_block_is_recorded() ->
     pool = core(ledger=ledger, clock=clock)
     found = share([TxOut(5, address_to_script(POOL, NETWORK))])
     submitted = pool.block_found(b"block", found)
+    clock.advance(0)
     assert ledger.blocks == [] and pool.stats.record_failures == 1
     clock.advance(1.0)
     assert ledger.calls == 2 and pool.stats.record_failures == 2
@@ -186,7 +219,7 @@ async def test_a_failing_daemon_call_is_logged_with_the_block_and_what_happens_n
     pool = core(ConnectionError("daemon away"), ledger=FakeLedger())
     pool.log = Logger(observer=events.append)
     found = share([TxOut(1, b"\x51")])
-    assert await pool.block_found(b"block", found) is None
+    assert await found_block(pool, found) is None
     [failure] = [event for event in events if "log_failure" in event]
     text = formatEvent(failure)
     assert found.block_hash[::-1].hex() in text
