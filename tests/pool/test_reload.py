@@ -6,6 +6,7 @@ started); the file is rewritten and :meth:`NodeService.reload` runs, as SIGHUP r
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from otedama.chain.address import address_to_script
 from otedama.config import load_config
 from otedama.ledger.payouts import PayoutProcessor
-from otedama.ops.lifecycle import NodeService
+from otedama.ops.lifecycle import NodeService, changed_keys
 from otedama.ops.logging import LogControl
 from otedama.pool.core import LedgerLink, PoolCore, ShareReporter
 from otedama.tap import build_node
@@ -131,3 +132,16 @@ def test_a_new_payout_interval_restarts_the_payout_timer() -> None:
         assert processor.minimum_payout_sats == 200_000
     finally:
         processor.stopService()
+
+
+def test_changed_keys_names_used_keys_by_path_and_skips_unused_ones(tmp_path: Path) -> None:
+    path = tmp_path / "otedama.yaml"
+    write_config(path, BEFORE)
+    old = load_config(path)
+    new = replace(
+        old,
+        server=replace(old.server, port=9999),  # accepted but not used by this version
+        pool=replace(old.pool, payout_interval=60.0),
+        monitoring=replace(old.monitoring, logging=replace(old.monitoring.logging, format="json")),
+    )
+    assert changed_keys(old, new) == ["pool.payout_interval", "monitoring.logging.format"]
