@@ -10,7 +10,6 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
@@ -25,9 +24,6 @@ from otedama.ops.reactor import WrongReactor, install_asyncio_reactor
 if TYPE_CHECKING:
     from otedama.devnet.service import DevnetService
     from otedama.node.rpc import RpcEndpoint
-
-#: How often accepted shares are summarised per worker in the log.
-SHARE_REPORT_INTERVAL = 30.0
 
 
 def default_config_path(env: dict[str, str] | None = None) -> str:
@@ -168,6 +164,23 @@ def wallet_endpoint(config: Config) -> RpcEndpoint | None:
     )
 
 
+#: The stratum keys ``stratum_settings`` reads that a reload applies to the running server.
+STRATUM_LIVE_KEYS = tuple(
+    f"stratum.{name}"
+    for name in (
+        "share_difficulty",
+        "var_diff",
+        "target_share_interval",
+        "min_difficulty",
+        "max_difficulty",
+        "max_workers",
+        "max_connections_per_ip",
+        "subscribe_timeout",
+        "idle_timeout",
+    )
+)
+
+
 def stratum_settings(config: Config) -> Any:
     from otedama.chain.params import get_network
     from otedama.stratum.settings import StratumSettings
@@ -200,7 +213,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     from otedama.ledger.store import LedgerStore
     from otedama.node.bitcoind import BitcoindClient
     from otedama.node.source import TemplateSource
-    from otedama.pool.core import LedgerLink, PoolCore
+    from otedama.pool.core import LedgerLink, PoolCore, ShareReporter
+    from otedama.pool.reload import LIVE_KEYS as POOL_LIVE_KEYS
+    from otedama.pool.reload import PoolReload
     from otedama.stratum.jobs import JobManager
     from otedama.stratum.protocol import StratumFactory
 
@@ -254,20 +269,24 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     payouts.setName("payouts")
     payouts.setServiceParent(node)
 
+    ledger_link = LedgerLink(store, policy)
     core = PoolCore(
         network,
         config.payout_address,
-        config.pool.rewards.system,
+        policy.scheme,
         config.fee_basis_points,
         client,
-        LedgerLink(store, policy),
+        ledger_link,
         fee_address=fee_address,
+        clock=reactor,
     )
-    reporter = TimerService(SHARE_REPORT_INTERVAL, lambda: core.report(reactor.seconds()))
-    reporter.clock = reactor
+    node.add_reload_hook(
+        PoolReload(core, ledger_link, payouts, config.payout_address), POOL_LIVE_KEYS
+    )
+    reporter = ShareReporter(core, reactor)
     reporter.setName("share-report")
     reporter.setServiceParent(node)
-    solo = config.pool.rewards.system == "SOLO"
+    solo = policy.scheme is RewardScheme.SOLO
     jobs = JobManager(
         core.coinbase_outputs,
         clock=reactor,
@@ -296,8 +315,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         health.checks["stratum"] = lambda: Check(OK, {"miners": len(factory.server.sessions)})
         endpoint = serverFromString(reactor, config.stratum.address.server_endpoint())
         ListenerService("stratum", endpoint, factory).setServiceParent(node)
-        node.reload_hooks.append(
-            lambda old, new: factory.server.update_settings(stratum_settings(new))
+        node.add_reload_hook(
+            lambda old, new: factory.server.update_settings(stratum_settings(new)),
+            STRATUM_LIVE_KEYS,
         )
 
     if config.mining.enable_cpu:

@@ -8,6 +8,12 @@ has buried it ``coinbase_maturity`` deep, then ``confirmed``: its credits become
 spendable. A block that leaves the best chain becomes ``orphaned`` and every journal
 entry it made is cancelled by a new ``orphan_reversal`` entry; nothing is deleted.
 
+The pool core records every solved candidate as ``pending`` before it knows what
+``submitblock`` says (the call may time out after the daemon took the block). A pending
+block the node has never known is settled by a bound: once the best chain is
+``SETTLE_DEPTH`` blocks past its height, or ``SETTLE_SECONDS`` after it was found, it is
+``rejected`` and its entries are reversed like an orphan's, so it moves no money.
+
 A SOLO block pays its finder in the coinbase itself, so besides the credit the journal
 gets a matching ``payout`` entry (same block, no batch): the miner's history shows the
 reward, and the balance never offers it for payout again.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Awaitable, Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -38,6 +45,7 @@ from otedama.ledger.tables import (
     ORPHANED,
     PAYOUT,
     PENDING,
+    REJECTED,
     blocks,
     journal,
     shares,
@@ -48,6 +56,11 @@ if TYPE_CHECKING:
 
 #: Bitcoin's coinbase maturity: a coinbase output is spendable 100 blocks deep.
 COINBASE_MATURITY = 100
+#: A pending block the node does not know is rejected once the best chain is this many
+#: blocks past its height ...
+SETTLE_DEPTH = 6
+#: ... or this many seconds after it was found, whichever comes first.
+SETTLE_SECONDS = 3600.0
 #: Rows fetched at a time when weighing a window of shares.
 _WINDOW_FETCH = 20_000
 
@@ -256,10 +269,24 @@ def orphan_block(connection: Connection, block_id: int, reason: str, now: float)
 
     Returns the number of reversal entries written (0 if the block was not pending).
     """
+    return _cancel_block(connection, block_id, ORPHANED, reason, now)
+
+
+def reject_block(connection: Connection, block_id: int, reason: str, now: float) -> int:
+    """Mark a pending block rejected (never in the chain) and cancel its journal entries.
+
+    Returns the number of reversal entries written (0 if the block was not pending).
+    """
+    return _cancel_block(connection, block_id, REJECTED, reason, now)
+
+
+def _cancel_block(
+    connection: Connection, block_id: int, status: str, reason: str, now: float
+) -> int:
     result = connection.execute(
         update(blocks)
         .where(blocks.c.id == block_id, blocks.c.status == PENDING)
-        .values(status=ORPHANED, updated_at=now)
+        .values(status=status, updated_at=now)
     )
     if result.rowcount != 1:
         return 0
@@ -304,7 +331,14 @@ _NOT_FOUND = -5
 _OUT_OF_RANGE = -8
 
 
-async def judge_block(node: ChainView, block: BlockRow, maturity: int) -> Verdict | None:
+async def judge_block(
+    node: ChainView,
+    block: BlockRow,
+    maturity: int,
+    now: float | None = None,
+    settle_depth: int = SETTLE_DEPTH,
+    settle_seconds: float = SETTLE_SECONDS,
+) -> Verdict | None:
     """Ask the node where ``block`` stands; None when it cannot tell yet."""
     header: Mapping[str, Any] | None
     try:
@@ -316,12 +350,10 @@ async def judge_block(node: ChainView, block: BlockRow, maturity: int) -> Verdic
     confirmations = int(header.get("confirmations", 0)) if header is not None else None
     if confirmations == -1:
         return Verdict(ORPHANED, -1, "the node reports it off the best chain (confirmations -1)")
-    try:
-        at_height: str | None = await node.get_block_hash(block.height)
-    except Exception as e:
-        if _rpc_code(e) != _OUT_OF_RANGE:
-            raise
-        at_height = None
+    if header is None and block.confirmations <= 0:
+        # Never seen in the chain: a candidate the daemon refused or never received.
+        return await _settle_unknown(node, block, now, settle_depth, settle_seconds)
+    at_height = await _hash_at(node, block.height)
     if at_height is not None and at_height != block.hash:
         return Verdict(ORPHANED, 0, f"the best chain has {at_height} at height {block.height}")
     if confirmations is None:
@@ -331,6 +363,34 @@ async def judge_block(node: ChainView, block: BlockRow, maturity: int) -> Verdic
     return Verdict(PENDING, confirmations)
 
 
+async def _hash_at(node: ChainView, height: int) -> str | None:
+    """The best chain's block hash at ``height``; None when the chain is not that long."""
+    try:
+        return await node.get_block_hash(height)
+    except Exception as e:
+        if _rpc_code(e) != _OUT_OF_RANGE:
+            raise
+        return None
+
+
+async def _settle_unknown(
+    node: ChainView, block: BlockRow, now: float | None, depth: int, seconds: float
+) -> Verdict | None:
+    """REJECTED once the bound has passed for a block the node does not know, else None."""
+    if await _hash_at(node, block.height + depth) is not None:
+        return Verdict(
+            REJECTED,
+            0,
+            f"not in the chain: the node does not know it and its best chain is {depth} "
+            f"blocks past height {block.height}",
+        )
+    if now is not None and now - block.found_at >= seconds:
+        return Verdict(
+            REJECTED, 0, f"not in the chain: the node has not known it for {seconds:g} s"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class TrackerReport:
     """What one check changed."""
@@ -338,6 +398,8 @@ class TrackerReport:
     confirmed: tuple[str, ...] = ()
     orphaned: tuple[str, ...] = ()
     still_pending: int = 0
+    #: Candidates settled as never in the chain.
+    rejected: tuple[str, ...] = ()
 
 
 class BlockTracker(TimerService):
@@ -356,9 +418,17 @@ class BlockTracker(TimerService):
         clock: IReactorTime,
         maturity: int = COINBASE_MATURITY,
         interval: float = 30.0,
+        settle_depth: int = SETTLE_DEPTH,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         if maturity < 1:
             raise ValueError(f"coinbase maturity must be at least 1, got {maturity}")
+        if settle_depth < 1 or settle_seconds <= 0:
+            raise ValueError(
+                f"block settle bounds must be positive, got {settle_depth} / {settle_seconds}"
+            )
+        self.settle_depth = settle_depth
+        self.settle_seconds = settle_seconds
         super().__init__(interval, self._tick)
         self.clock = clock
         self.store = store
@@ -384,15 +454,22 @@ class BlockTracker(TimerService):
         pending = await self.store.run(pending_blocks)
         confirmed: list[str] = []
         orphaned: list[str] = []
+        rejected: list[str] = []
         still = 0
         for block in pending:
-            verdict = await judge_block(self.node, block, self.maturity)
-            ids = {"block_id": block.id, "now": self._clock.seconds()}
+            now = self._clock.seconds()
+            verdict = await judge_block(
+                self.node, block, self.maturity, now, self.settle_depth, self.settle_seconds
+            )
+            ids = {"block_id": block.id, "now": now}
             if verdict is None:
                 self.log.warn(
-                    "block {height} {hash} is unknown to the node; leaving it pending",
+                    "block {height} {hash} is unknown to the node; leaving it pending until "
+                    "the chain is {depth} blocks past it or {seconds} s have passed",
                     height=block.height,
                     hash=block.hash,
+                    depth=self.settle_depth,
+                    seconds=self.settle_seconds,
                 )
                 still += 1
             elif verdict.status == CONFIRMED:
@@ -407,15 +484,15 @@ class BlockTracker(TimerService):
                     hash=block.hash,
                     confirmations=verdict.confirmations,
                 )
-            elif verdict.status == ORPHANED:
-                reversed_ = await self.store.run(
-                    partial(orphan_block, **ids, reason=verdict.reason)
-                )
-                orphaned.append(block.hash)
+            elif verdict.status in (ORPHANED, REJECTED):
+                cancel = orphan_block if verdict.status == ORPHANED else reject_block
+                reversed_ = await self.store.run(partial(cancel, **ids, reason=verdict.reason))
+                (orphaned if verdict.status == ORPHANED else rejected).append(block.hash)
                 self.log.warn(
-                    "block {height} {hash} orphaned ({reason}); {count} entries reversed",
+                    "block {height} {hash} {status} ({reason}); {count} entries reversed",
                     height=block.height,
                     hash=block.hash,
+                    status=verdict.status,
                     reason=verdict.reason,
                     count=reversed_,
                 )
@@ -425,28 +502,37 @@ class BlockTracker(TimerService):
                         partial(set_confirmations, **ids, confirmations=verdict.confirmations)
                     )
                 still += 1
-        return TrackerReport(tuple(confirmed), tuple(orphaned), still)
+        return TrackerReport(tuple(confirmed), tuple(orphaned), still, tuple(rejected))
 
 
 class BlockQueue:
     """Found blocks waiting for the database, kept on disk until their credits are recorded.
 
-    A block found while the database is unreachable (or while spooled shares are not yet
-    back in it, which would leave its window short) is appended here, fsynced, and
-    recorded later by ``LedgerStore`` in the order found. Recording is idempotent on the
-    block hash, so a crash between the commit and the removal from this file is harmless.
+    A block found while the database is unreachable (or refuses it, or while spooled
+    shares are not yet back in it, which would leave its window short) is appended here,
+    fsynced, and recorded later by ``LedgerStore`` in the order found. Recording is
+    idempotent on the block hash, so a crash between the commit and the removal from this
+    file is harmless.
+
+    :meth:`add`, :meth:`load` and :meth:`remove` block on the disk: the store runs them on
+    its file thread. :attr:`count` and :meth:`has_data` are answered from memory.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        #: Blocks waiting (read once here, then kept up to date by add and remove).
+        self.count = len(self.load())
 
     def add(self, found: FoundBlock, policy: RewardPolicy) -> None:
         """Append one found block with the policy in force, durably."""
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(_queue_line(found, policy))
-            f.flush()
-            os.fsync(f.fileno())
+        with self._lock:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(_queue_line(found, policy))
+                f.flush()
+                os.fsync(f.fileno())
+            self.count += 1
 
     def load(self) -> list[tuple[FoundBlock, RewardPolicy]]:
         """The waiting blocks, oldest first (a torn last line is ignored)."""
@@ -473,18 +559,20 @@ class BlockQueue:
         return waiting
 
     def has_data(self) -> bool:
-        """True when blocks are waiting."""
-        return self.path.exists() and self.path.stat().st_size > 0
+        """True when blocks are waiting (from memory: no disk access)."""
+        return self.count > 0
 
     def remove(self, hashes: set[str]) -> None:
         """Drop the blocks now recorded (atomic rewrite of the file)."""
-        keep = [(f, p) for f, p in self.load() if f.hash not in hashes]
-        temporary = self.path.with_suffix(".tmp")
-        with open(temporary, "w", encoding="utf-8") as f:
-            f.writelines(_queue_line(found, policy) for found, policy in keep)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.path)
+        with self._lock:
+            keep = [(f, p) for f, p in self.load() if f.hash not in hashes]
+            temporary = self.path.with_suffix(".tmp")
+            with open(temporary, "w", encoding="utf-8") as f:
+                f.writelines(_queue_line(found, policy) for found, policy in keep)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.path)
+            self.count = len(keep)
 
 
 def _queue_line(found: FoundBlock, policy: RewardPolicy) -> str:

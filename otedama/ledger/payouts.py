@@ -34,7 +34,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
@@ -45,6 +44,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from otedama.chain.rpcjson import btc_to_sats
 from otedama.ledger.stats import spendable_balances
 from otedama.ledger.tables import (
     BATCH_COMMITTED,
@@ -346,17 +346,6 @@ class ReconcileError(Exception):
     """An unfinished batch's fate cannot be decided from the wallet without a person."""
 
 
-def btc_to_sats(amount: Any) -> int:
-    """An amount of BTC from a wallet reply (``Decimal``, int, str or float) in satoshis."""
-    if isinstance(amount, bool):
-        raise ValueError(f"not an amount of BTC: {amount!r}")
-    value = Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount)
-    sats = value * COIN
-    if sats != sats.to_integral_value():
-        raise ValueError(f"amount {amount!r} BTC is not a whole number of satoshis")
-    return int(sats)
-
-
 def sent_outputs(details: Any) -> dict[str, int]:
     """Satoshis per address in the ``send`` details of a ``gettransaction`` reply."""
     paid: dict[str, int] = {}
@@ -381,6 +370,18 @@ def is_definite_failure(error: BaseException) -> bool:
 # -- the service -------------------------------------------------------------------------
 
 
+def _check_schedule(interval: float, minimum_payout_sats: int) -> None:
+    if interval <= 0:
+        raise ValueError(f"pool.payout_interval must be positive, got {interval!r}")
+    if isinstance(minimum_payout_sats, bool) or not isinstance(minimum_payout_sats, int):
+        raise TypeError(f"minimum payout must be an int of satoshis, got {minimum_payout_sats!r}")
+    if minimum_payout_sats < DUST_LIMIT:
+        raise ValueError(
+            f"pool.minimum_payout: {minimum_payout_sats} sat is below the dust limit "
+            f"({DUST_LIMIT} sat = 0.00000546); wallets refuse such outputs"
+        )
+
+
 class PayoutProcessor(Service):
     """Pays confirmed balances every ``interval`` seconds, exactly once (see the module doc).
 
@@ -403,17 +404,7 @@ class PayoutProcessor(Service):
         search_depth: int = 10_000,
         crash_hook: Callable[[str], None] | None = None,
     ) -> None:
-        if interval <= 0:
-            raise ValueError(f"pool.payout_interval must be positive, got {interval!r}")
-        if isinstance(minimum_payout_sats, bool) or not isinstance(minimum_payout_sats, int):
-            raise TypeError(
-                f"minimum payout must be an int of satoshis, got {minimum_payout_sats!r}"
-            )
-        if minimum_payout_sats < DUST_LIMIT:
-            raise ValueError(
-                f"pool.minimum_payout: {minimum_payout_sats} sat is below the dust limit "
-                f"({DUST_LIMIT} sat = 0.00000546); wallets refuse such outputs"
-            )
+        _check_schedule(interval, minimum_payout_sats)
         if max_recipients_per_batch < 1:
             raise ValueError(
                 f"max recipients per payout batch must be at least 1, got {max_recipients_per_batch}"
@@ -444,12 +435,30 @@ class PayoutProcessor(Service):
 
     def startService(self) -> None:
         super().startService()
+        self._start_loop(now=True)
+
+    def _start_loop(self, now: bool) -> None:
         loop = LoopingCall(self._scheduled_tick)
         loop.clock = self.clock
         self._loop = loop
-        loop.start(self.interval, now=True).addErrback(
+        loop.start(self.interval, now=now).addErrback(
             lambda failure: self.log.failure("payout loop stopped", failure)
         )
+
+    def reschedule(self, interval: float, minimum_payout_sats: int) -> None:
+        """Apply a reloaded interval and minimum: the next batch uses them.
+
+        A new interval restarts the timer (the next tick one new interval from now);
+        a tick in flight finishes as it started.
+        """
+        _check_schedule(interval, minimum_payout_sats)
+        self.minimum_payout_sats = minimum_payout_sats
+        if interval == self.interval:
+            return
+        self.interval = interval
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+            self._start_loop(now=False)
 
     def stopService(self) -> Deferred[None]:
         """Stop ticking; the Deferred fires once the tick in flight (if any) has finished."""

@@ -23,8 +23,9 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,6 +39,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from otedama.ledger.db import Database, DatabaseStopped, describe_error
+from otedama.ledger.files import FileWorker
 from otedama.ledger.tables import share_batches, shares
 
 #: Default bound of the spool: generous, so an outage of hours loses nothing.
@@ -456,6 +458,8 @@ class ShareBatcher:
         batch_size: int = 1000,
         flush_interval: float = 1.0,
         retry_interval: float = 5.0,
+        *,
+        files: FileWorker,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"share batch size must be at least 1, got {batch_size}")
@@ -465,6 +469,7 @@ class ShareBatcher:
             )
         self.database = database
         self.writer = writer
+        self.files = files
         # Any: mypy without the zope plugin mistypes Interface methods.
         self._clock: Any = clock
         self.batch_size = batch_size
@@ -476,12 +481,14 @@ class ShareBatcher:
         self.replayed = 0
         #: Spooled shares found already stored on replay (their commit's reply was lost).
         self.already_stored = 0
+        #: Ticks of the flush or replay timer that raised (each is logged; the timer goes on).
+        self.tick_failures = 0
         self._buffer: list[ShareRecord] = []
         self._pending: set[Deferred[Any]] = set()
         self._replaying: Deferred[Any] | None = None
-        self._flusher = LoopingCall(self._flush_now)
+        self._flusher = LoopingCall(self._guarded, self._flush_now, "share flush")
         self._flusher.clock = clock
-        self._maintainer = LoopingCall(self._maintain)
+        self._maintainer = LoopingCall(self._guarded, self._maintain, "share spool check")
         self._maintainer.clock = clock
         self._running = False
         self._stopping = False
@@ -496,13 +503,22 @@ class ShareBatcher:
         self._flusher.start(self.flush_interval, now=False)
         self._maintainer.start(self.retry_interval, now=True)
 
+    def _guarded(self, work: Callable[[], object], what: str) -> None:
+        """One timer tick: a failure is logged and counted, and the timer goes on."""
+        try:
+            work()
+        except Exception:
+            self.tick_failures += 1
+            self.log.failure(
+                "{what} failed ({count} failed ticks so far); trying again next tick",
+                what=what,
+                count=self.tick_failures,
+            )
+
     def add(self, record: ShareRecord) -> None:
         """Queue one accepted share (after :meth:`stop`, it goes straight to the spool)."""
         if self._closed:
-            now = self._clock.seconds()
-            self._written(
-                self.writer.spool_batch(uuid.uuid4().hex, [record], now, "the ledger has stopped")
-            )
+            self._spool(uuid.uuid4().hex, [record], "the ledger has stopped")
             return
         self._buffer.append(record)
         if self._stopping or len(self._buffer) >= self.batch_size:
@@ -516,17 +532,27 @@ class ShareBatcher:
     def _flush_now(self) -> None:
         if not self._buffer:
             return
-        batch, self._buffer = self._buffer, []
         key = uuid.uuid4().hex
         now = self._clock.seconds()
+        batch, self._buffer = self._buffer, []
         try:
             d = self.database.call(self.writer.write, key, batch, now)
         except DatabaseStopped:
             # After the database stopped (shutdown), write straight to the spool.
-            self._written(self.writer.spool_batch(key, batch, now, "the ledger is stopping"))
+            self._spool(key, batch, "the ledger is stopping")
             return
+        self._track(d, len(batch))
+
+    def _spool(self, key: str, batch: list[ShareRecord], reason: str) -> None:
+        """Write a batch to the spool on the file thread (its fsync stays off the reactor)."""
+        now = self._clock.seconds()
+        self._track(
+            self.files.run(partial(self.writer.spool_batch, key, batch, now, reason)), len(batch)
+        )
+
+    def _track(self, d: Deferred[WriteResult], count: int) -> None:
         self._pending.add(d)
-        d.addCallbacks(self._written, self._write_failed, errbackArgs=(len(batch),))
+        d.addCallbacks(self._written, self._write_failed, errbackArgs=(count,))
         d.addBoth(self._forget, d)
 
     def _forget(self, result: object, d: Deferred[Any]) -> None:

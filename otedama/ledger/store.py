@@ -28,6 +28,7 @@ from otedama.ledger.db import (
     describe_error,
     migration_state,
 )
+from otedama.ledger.files import FileWorker
 from otedama.ledger.shares import (
     DEFAULT_SPOOL_MAX_BYTES,
     IngestHealth,
@@ -82,8 +83,16 @@ class LedgerStore(Service):
         self._clock: Any = clock if clock is not None else cast(IReactorTime, reactor)
         self.spool = ShareSpool(Path(spool_dir), spool_max_bytes)
         self.writer = ShareWriter(self.db.engine, self.spool)
+        #: Where the spool and the block queue write and fsync, off the reactor.
+        self.files = FileWorker(reactor)
         self.batcher = ShareBatcher(
-            self.db, self.writer, self._clock, batch_size, flush_interval, retry_interval
+            self.db,
+            self.writer,
+            self._clock,
+            batch_size,
+            flush_interval,
+            retry_interval,
+            files=self.files,
         )
         self.block_queue = blocks.BlockQueue(Path(spool_dir) / "blocks-waiting.jsonl")
         self._recording_waiting = False
@@ -178,7 +187,7 @@ class LedgerStore(Service):
         """``ok``, or ``degraded`` with the reason (database unreachable, spool in use)."""
         health = self.batcher.health()
         if self.block_queue.has_data():
-            waiting = len(self.block_queue.load())
+            waiting = self.block_queue.count
             reason = f"{waiting} found blocks waiting for the ledger database"
             health = replace(
                 health,
@@ -195,9 +204,9 @@ class LedgerStore(Service):
         """Record a found block and its credits in one transaction (idempotent on the hash).
 
         Buffered and spooled shares are written first, so the window is complete. When
-        the database is unavailable (or spooled shares are not back in it yet) the block
-        goes to the on-disk block queue instead and is recorded, in the order found, as
-        soon as it is back: the result then says ``queued``.
+        the database is unavailable or refuses the block (or spooled shares are not back
+        in it yet) the block goes to the on-disk block queue instead and is recorded, in
+        the order found, as soon as it can be: the result then says ``queued``.
         """
         await self.batcher.flush()
         if self.spool.has_data():
@@ -211,13 +220,18 @@ class LedgerStore(Service):
                     )
                 )
             except Exception as e:
-                if not is_connection_error(e):
-                    raise
                 reason = describe_error(e, self.db.url)
+                if not is_connection_error(e):
+                    self.log.failure(
+                        "the database refused block {height} {hash}; queueing it to retry",
+                        height=found.height,
+                        hash=found.hash,
+                    )
+                    reason = f"the database refused it: {reason}"
             else:
                 self._log_recorded(found, policy, recorded)
                 return recorded
-        self.block_queue.add(found, policy)
+        await self.files.run(partial(self.block_queue.add, found, policy))
         self.log.error(
             "block {height} {hash} kept in {file} until the ledger database is back ({reason}); "
             "its credits will be recorded then",
@@ -261,7 +275,7 @@ class LedgerStore(Service):
         self._recording_waiting = True
         done: set[str] = set()
         try:
-            for found, policy in self.block_queue.load():
+            for found, policy in await self.files.run(self.block_queue.load):
                 try:
                     recorded = await self.run(
                         partial(
@@ -283,7 +297,7 @@ class LedgerStore(Service):
                 self._log_recorded(found, policy, recorded)
         finally:
             if done:
-                self.block_queue.remove(done)
+                await self.files.run(partial(self.block_queue.remove, done))
             self._recording_waiting = False
         return len(done)
 

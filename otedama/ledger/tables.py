@@ -39,7 +39,9 @@ metadata = MetaData(
 PENDING = "pending"
 CONFIRMED = "confirmed"
 ORPHANED = "orphaned"
-BLOCK_STATES = (PENDING, CONFIRMED, ORPHANED)
+#: Never in the chain: a solved candidate the daemon refused or never received.
+REJECTED = "rejected"
+BLOCK_STATES = (PENDING, CONFIRMED, ORPHANED, REJECTED)
 
 # Journal entry kinds.
 CREDIT = "credit"

@@ -10,10 +10,11 @@ closes before the ledger flushes and the database goes last.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from twisted.application.service import MultiService, Service
@@ -88,6 +89,8 @@ class NodeService(MultiService):
         self.log_control = log_control
         self.notifier = notifier or SystemdNotifier()
         self.reload_hooks: list[ReloadHook] = []
+        #: Config keys a reload applies live (the rest are logged as restart-only).
+        self.live_keys: set[str] = set(LOG_LEVEL_KEYS)
         self.ready: Deferred[None] = Deferred()
         self._starting: Deferred[None] | None = None
         self._started: list[Any] = []
@@ -178,6 +181,11 @@ class NodeService(MultiService):
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
 
+    def add_reload_hook(self, hook: ReloadHook, keys: Iterable[str]) -> None:
+        """Call ``hook(old, new)`` on each reload; it applies the config ``keys`` live."""
+        self.reload_hooks.append(hook)
+        self.live_keys.update(keys)
+
     def reload(self) -> bool:
         """Re-read the config file and apply what can change live; refuse a bad one."""
         source = self.config.source
@@ -203,37 +211,34 @@ class NodeService(MultiService):
                 hook(old, new)
             except Exception:
                 self.log.failure("a reload hook failed")
-        for key in restart_only_changes(old, new):
-            self.log.warn("{key} changed; it takes effect after a restart", key=key)
+        for key in changed_keys(old, new):
+            if key not in self.live_keys:
+                self.log.warn("{key} changed; it takes effect after a restart", key=key)
         self.log.info("configuration reloaded from {path}", path=str(source))
         self.notifier.ready("serving")
         return True
 
 
-#: Settings read once at start; a change needs a restart (the reload says so).
-_RESTART_ONLY = (
-    ("stratum", "address"),
-    ("stratum", "enable"),
-    ("chain",),
-    ("database",),
-    ("app", "data_dir"),
-    ("mining", "enable_cpu"),
-    ("mining", "cpu"),
-    ("pool", "wallet_address"),
-    ("pool", "rewards"),
-    ("monitoring", "logging", "format"),
-    ("monitoring", "logging", "file"),
-    ("monitoring", "health"),
-)
+#: Applied by the reload itself (the log level).
+LOG_LEVEL_KEYS = ("app.log_level", "monitoring.logging.level")
 
 
-def restart_only_changes(old: Config, new: Config) -> list[str]:
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted config keys whose values differ between ``old`` and ``new``.
+
+    Keys this version does not use (and the ``unused``/``source`` bookkeeping) are left
+    out: changing them changes nothing.
+    """
     changed = []
-    for path in _RESTART_ONLY:
-        a: Any = old
-        b: Any = new
-        for name in path:
-            a, b = getattr(a, name), getattr(b, name)
-        if a != b:
-            changed.append(".".join(path))
+    for f in dataclasses.fields(old):
+        key = f"{prefix}{f.name}"
+        if not f.metadata.get("used", True):
+            continue
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if f.metadata.get("section"):
+            changed.extend(changed_keys(a, b, f"{key}."))
+            continue
+        spec = f.metadata.get("spec")
+        if spec is not None and spec.used and a != b:
+            changed.append(key)
     return changed

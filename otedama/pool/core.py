@@ -1,46 +1,61 @@
 """The pool core: where shares, blocks and rewards meet.
 
 Stratum hands every accepted share and every block candidate here (`ShareSink`). The
-core counts shares per worker, passes them to the ledger's batcher, submits blocks to
-the chain at once, and records found blocks with their credits. It also decides what
-the coinbase pays: the pool's wallet (PPLNS, PROP) or the finder (SOLO).
+core counts shares per worker (pruned by age and by count), passes them to the ledger,
+submits blocks to the chain at once, and records every solved candidate as a pending
+block, whatever ``submitblock`` answers: the ledger's block tracker settles it against
+the chain (in the chain: credited as usual; absent: marked rejected, which moves no
+money). It also decides what the coinbase pays: the pool's wallet (PPLNS, PROP) or the
+finder (SOLO).
+
+What the core needs of the chain backend and the ledger is typed in
+:mod:`otedama.pool.ports`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
-from twisted.internet.defer import Deferred
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from otedama.chain.address import address_to_script
 from otedama.chain.params import NetworkParams
 from otedama.chain.serialize import Transaction, TxOut
 from otedama.chain.template import BlockTemplate
-from otedama.ledger.blocks import FoundBlock
+from otedama.ledger.blocks import FoundBlock, RecordedBlock, RewardPolicy
 from otedama.ledger.shares import ShareRecord
+from otedama.pool.ports import (
+    BlockSubmitter,
+    LedgerStorePort,
+    RewardScheme,
+    ShareLedger,
+    SubmitOutcome,
+    SubmitResult,
+)
 from otedama.stratum.share import Share
 
-
-class BlockSubmitter(Protocol):
-    """The chain backend as the core sees it (`BitcoindClient` satisfies it)."""
-
-    async def submit_block(self, block: bytes) -> Any: ...
-
-
-class ShareLedger(Protocol):
-    """The ledger as the core sees it."""
-
-    def add_share(self, share: Share) -> None: ...
-
-    def record_block(self, share: Share, reward: int) -> Awaitable[Any]: ...
+#: Workers without a share for this long are forgotten by the in-memory stats.
+WORKER_MAX_AGE = 24 * 3600.0
+#: At most this many workers are kept; past it the least recently seen is forgotten.
+MAX_WORKERS = 100_000
+#: A failing ledger call for a found block is retried after this many seconds, doubling
+#: up to ``RECORD_RETRY_MAX``, until it succeeds: the block is never given up.
+RECORD_RETRY_FIRST = 1.0
+RECORD_RETRY_MAX = 60.0
+#: How often accepted shares are summarised per worker in the log.
+SHARE_REPORT_INTERVAL = 30.0
 
 
 @dataclass
 class WorkerStats:
-    """In-memory counters of one worker since the node started."""
+    """In-memory counters of one worker since the node started (or since it was pruned)."""
 
     shares: int = 0
     difficulty: float = 0.0
@@ -60,7 +75,14 @@ class PoolStats:
     blocks_submitted: int = 0
     blocks_accepted: int = 0
     blocks_rejected: int = 0
-    workers: dict[str, WorkerStats] = field(default_factory=dict)
+    #: submitblock raised (timeout, reset): the daemon may or may not have the block.
+    blocks_unanswered: int = 0
+    #: Failed ledger calls for found blocks (each is retried).
+    record_failures: int = 0
+    #: Workers forgotten by the age or count bound.
+    workers_pruned: int = 0
+    #: Least recently seen first.
+    workers: OrderedDict[str, WorkerStats] = field(default_factory=OrderedDict)
 
 
 class PoolCore:
@@ -72,12 +94,20 @@ class PoolCore:
         self,
         network: NetworkParams,
         pool_address: str,
-        scheme: str,
+        scheme: RewardScheme,
         fee_basis_points: int,
         submitter: BlockSubmitter,
         ledger: ShareLedger | None = None,
         fee_address: str | None = None,
+        *,
+        clock: IReactorTime,
+        worker_max_age: float = WORKER_MAX_AGE,
+        max_workers: int = MAX_WORKERS,
     ) -> None:
+        if max_workers < 1 or worker_max_age <= 0:
+            raise ValueError(
+                f"worker stats bounds must be positive, got {max_workers} / {worker_max_age}"
+            )
         self.network = network
         self.scheme = scheme
         self.fee_basis_points = fee_basis_points
@@ -85,10 +115,19 @@ class PoolCore:
         self.fee_script = address_to_script(fee_address or pool_address, network)
         self.submitter = submitter
         self.ledger = ledger
+        self.clock = clock
+        self.worker_max_age = worker_max_age
+        self.max_workers = max_workers
         self.stats = PoolStats()
         self._reported: dict[str, _Reported] = {}
         self._last_report: float | None = None
-        self._on_block: list[Callable[[Share, Any], None]] = []
+        self._on_block: list[Callable[[Share, SubmitResult], None]] = []
+
+    def apply_fee(self, fee_basis_points: int, fee_address: str) -> None:
+        """A reloaded fee and fee address: SOLO coinbases built from now on use them."""
+        fee_script = address_to_script(fee_address, self.network)  # raises before any change
+        self.fee_basis_points = fee_basis_points
+        self.fee_script = fee_script
 
     # -- coinbase policy ---------------------------------------------------------------
 
@@ -110,14 +149,19 @@ class PoolCore:
     def share_accepted(self, share: Share) -> None:
         # The hot path: no per-share log event (report() summarises every 30 s).
         difficulty = float(share.difficulty)
-        stats = self.stats.workers.get(share.worker)
+        workers = self.stats.workers
+        stats = workers.get(share.worker)
         if stats is None:
-            stats = self.stats.workers[share.worker] = WorkerStats()
+            stats = workers[share.worker] = WorkerStats()
+            if len(workers) > self.max_workers:
+                self._forget(next(iter(workers)))
             self.log.info(
                 "first share from {worker} at difficulty {difficulty}",
                 worker=share.worker,
                 difficulty=difficulty,
             )
+        else:
+            workers.move_to_end(share.worker)
         stats.shares += 1
         stats.difficulty += difficulty
         stats.last_share = share.time
@@ -125,70 +169,125 @@ class PoolCore:
         if self.ledger is not None:
             self.ledger.add_share(share)
 
-    def block_found(self, block: bytes, share: Share) -> Deferred[Any]:
+    def block_found(self, block: bytes, share: Share) -> Deferred[SubmitResult | None]:
         return Deferred.fromCoroutine(self._submit(block, share))
 
-    async def _submit(self, block: bytes, share: Share) -> Any:
+    async def _submit(self, block: bytes, share: Share) -> SubmitResult | None:
+        """Record the candidate as pending and submit it, neither waiting for the other."""
         block_hash = share.block_hash[::-1].hex()
         self.stats.blocks_submitted += 1
+        recording = self._record_candidate(share, block_hash)
+        result: SubmitResult | None
         try:
             result = await self.submitter.submit_block(block)
         except Exception:
+            self.stats.blocks_unanswered += 1
             self.log.failure(
-                "submitblock for {hash} at height {height} failed; the block may be lost",
+                "submitblock for {hash} at height {height} got no answer; the daemon may "
+                "have it. It is recorded as pending and the block tracker settles it "
+                "against the chain",
                 hash=block_hash,
                 height=share.height,
             )
+            result = None
+        else:
+            self._judged(result, share, block_hash)
+        await recording
+        if result is not None and result.outcome is not SubmitOutcome.REJECTED:
+            for callback in self._on_block:
+                callback(share, result)
+        return result
+
+    def _judged(self, result: SubmitResult, share: Share, block_hash: str) -> None:
+        outcome = result.outcome
+        if outcome is SubmitOutcome.REJECTED:
             self.stats.blocks_rejected += 1
-            return None
-        outcome = getattr(getattr(result, "outcome", None), "value", None)
-        if outcome in ("duplicate", "inconclusive"):
+            self.log.warn(
+                "block {hash} at height {height} rejected by the chain: {reason}; the block "
+                "tracker marks its pending row rejected once the chain has moved past it",
+                hash=block_hash,
+                height=share.height,
+                reason=result.reason,
+            )
+            return
+        if outcome is not SubmitOutcome.ACCEPTED:
             # The daemon has the block (duplicate) or holds it valid off the best chain
-            # (inconclusive): record it; the block tracker settles confirmed or orphaned.
+            # (inconclusive): the block tracker settles confirmed or orphaned.
             self.log.warn(
-                "block {hash} at height {height}: the chain says {reason}; recording it",
+                "block {hash} at height {height}: the chain says {reason}",
                 hash=block_hash,
                 height=share.height,
-                reason=getattr(result, "reason", outcome),
+                reason=result.reason,
             )
-        elif not getattr(result, "accepted", False):
-            self.stats.blocks_rejected += 1
-            self.log.warn(
-                "block {hash} at height {height} rejected by the chain: {reason}",
-                hash=block_hash,
-                height=share.height,
-                reason=getattr(result, "reason", result),
-            )
-            return result
         self.stats.blocks_accepted += 1
-        worker = self.stats.workers.setdefault(share.worker, WorkerStats())
-        worker.blocks += 1
+        worker = self.stats.workers.get(share.worker)
+        if worker is not None:
+            worker.blocks += 1
         self.log.info(
             "BLOCK FOUND at height {height} by {worker}: {hash}",
             height=share.height,
             worker=share.worker,
             hash=block_hash,
         )
-        if self.ledger is not None:
-            reward = self.coinbase_reward(share)
+
+    def _record_candidate(self, share: Share, block_hash: str) -> Deferred[None]:
+        if self.ledger is None:
+            return succeed(None)
+        return Deferred.fromCoroutine(self._record(self.ledger, share, block_hash))
+
+    async def _record(self, ledger: ShareLedger, share: Share, block_hash: str) -> None:
+        """Record the block as pending; on failure retry, backing off, until it is."""
+        reward = self.coinbase_reward(share)
+        # Stratum counts the finding share (share_accepted) just after block_found
+        # returns: start on the next reactor turn so that share is in the block's window.
+        await deferLater(self.clock, 0)
+        delay = RECORD_RETRY_FIRST
+        while True:
             try:
-                await self.ledger.record_block(share, reward)
+                await ledger.record_block(share, reward)
+                return
             except Exception:
-                self.log.failure("could not record block {hash} in the ledger", hash=block_hash)
-        for callback in self._on_block:
-            callback(share, result)
-        return result
+                self.stats.record_failures += 1
+                self.log.failure(
+                    "could not record block {hash} in the ledger; trying again in {delay} s",
+                    hash=block_hash,
+                    delay=delay,
+                )
+            await deferLater(self.clock, delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX)
 
     def coinbase_reward(self, share: Share) -> int:
         """What the block's coinbase pays this pool (all outputs, exactly)."""
         coinbase = Transaction.parse(share.coinbase)
-        scripts = {self.pool_script, self.fee_script}
-        if self.scheme == "SOLO":
+        if self.scheme is RewardScheme.SOLO:
             return sum(out.value for out in coinbase.outputs if out.script_pubkey)
+        scripts = {self.pool_script, self.fee_script}
         return sum(out.value for out in coinbase.outputs if out.script_pubkey in scripts)
+
+    # -- per-worker stats --------------------------------------------------------------
+
+    def _forget(self, worker: str) -> None:
+        del self.stats.workers[worker]
+        self._reported.pop(worker, None)
+        self.stats.workers_pruned += 1
+
+    def prune(self, now: float) -> int:
+        """Forget workers idle for ``worker_max_age`` seconds; returns how many."""
+        cutoff = now - self.worker_max_age
+        workers = self.stats.workers
+        pruned = 0
+        # Least recently seen first: stop at the first worker still active.
+        while workers:
+            worker, stats = next(iter(workers.items()))
+            if stats.last_share >= cutoff:
+                break
+            self._forget(worker)
+            pruned += 1
+        return pruned
 
     def report(self, now: float) -> list[str]:
         """Log each worker's shares since the last report; return the lines (for tests)."""
+        self.prune(now)
         since = self._last_report
         self._last_report = now
         lines = []
@@ -209,17 +308,50 @@ class PoolCore:
             self.log.info("{line}", line=line)
         return lines
 
-    def on_block(self, callback: Callable[[Share, Any], None]) -> None:
-        """Call ``callback(share, result)`` after each accepted block."""
+    def on_block(self, callback: Callable[[Share, SubmitResult], None]) -> None:
+        """Call ``callback(share, result)`` after each block the daemon took."""
         self._on_block.append(callback)
 
 
-class LedgerLink:
-    """Connects the core to the ledger store: shares to the batcher, blocks with credits."""
+class ShareReporter(TimerService):
+    """Logs the per-worker summary every ``interval`` seconds and prunes idle workers.
 
-    def __init__(self, store: Any, policy: Any) -> None:
+    A failing tick is logged and counted in ``failures``; the timer goes on.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, core: PoolCore, clock: IReactorTime, interval: float = SHARE_REPORT_INTERVAL
+    ) -> None:
+        super().__init__(interval, self.tick)
+        self.core = core
+        self.clock = clock
+        # Any: mypy without the zope plugin mistypes Interface methods.
+        self._now: Callable[[], float] = cast(Any, clock).seconds
+        self.failures = 0
+
+    def tick(self) -> None:
+        try:
+            self.core.report(self._now())
+        except Exception:
+            self.failures += 1
+            self.log.failure("share report failed ({count} so far)", count=self.failures)
+
+
+class LedgerLink:
+    """The adapter from the core to the ledger store: shares and found blocks as records."""
+
+    def __init__(self, store: LedgerStorePort, policy: RewardPolicy) -> None:
         self.store = store
+        #: Replaced on reload when the fee or the fee address changes.
         self.policy = policy
+
+    def apply_fee(self, fee_basis_points: int, fee_address: str) -> None:
+        """Blocks recorded from now on are split with this fee, credited to this address."""
+        self.policy = replace(
+            self.policy, fee_basis_points=fee_basis_points, fee_address=fee_address
+        )
 
     def add_share(self, share: Share) -> None:
         self.store.add_share(
@@ -234,7 +366,7 @@ class LedgerLink:
             )
         )
 
-    def record_block(self, share: Share, reward: int) -> Awaitable[Any]:
+    async def record_block(self, share: Share, reward: int) -> RecordedBlock:
         found = FoundBlock(
             height=share.height,
             hash=share.block_hash[::-1].hex(),
@@ -243,5 +375,4 @@ class LedgerLink:
             reward=reward,
             found_at=share.time,
         )
-        result: Awaitable[Any] = self.store.record_block(found, self.policy)
-        return result
+        return await self.store.record_block(found, self.policy)

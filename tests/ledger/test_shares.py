@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -12,6 +15,7 @@ from sqlalchemy import func, select
 from twisted.internet import task
 
 from otedama.ledger import db
+from otedama.ledger import shares as shares_module
 from otedama.ledger.shares import (
     DROPPED,
     SPOOLED,
@@ -249,7 +253,18 @@ async def test_a_share_arriving_after_the_ledger_stopped_goes_to_the_spool(
     first = make_store(db_url, spool_dir)
     first.add_share(share(1))
     await first.stop()
+    appended_on: list[str] = []
+    append = first.spool.append
+
+    def recording_append(*args: Any) -> bool:
+        appended_on.append(threading.current_thread().name)
+        return append(*args)
+
+    first.spool.append = recording_append  # type: ignore[method-assign]
     first.add_share(share(2))  # a late share: Stratum was not stopped first
+    assert appended_on == []  # not written (nor fsynced) on the reactor thread ...
+    await first.batcher.flush()
+    assert appended_on == ["ledger-files"]  # ... but on the file thread
     assert (first.batcher.stored, first.batcher.spooled) == (1, 1)
 
     second = make_store(db_url, spool_dir)
@@ -286,3 +301,40 @@ def test_worker_names_with_tabs_backslashes_and_newlines_are_stored_unchanged(
         for r in rows
     ]
     assert stored == odd
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_batchers_timers_survive_a_failing_tick(
+    db_url: str, make_store: Callable[..., LedgerStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick that raises is logged and counted; both timers keep running."""
+    clock = task.Clock()
+    store = make_store(db_url, clock=clock)
+    batcher = store.batcher
+    await batcher.replay_now()
+    failures = {"flush": 1, "spool check": 1}
+    uuid4 = uuid.uuid4
+    has_data = store.spool.has_data
+
+    def failing_uuid4() -> uuid.UUID:
+        if failures["flush"]:
+            failures["flush"] -= 1
+            raise RuntimeError("injected flush failure")
+        return uuid4()
+
+    def failing_has_data() -> bool:
+        if failures["spool check"]:
+            failures["spool check"] -= 1
+            raise RuntimeError("injected spool check failure")
+        return has_data()
+
+    monkeypatch.setattr(shares_module.uuid, "uuid4", failing_uuid4)
+    monkeypatch.setattr(store.spool, "has_data", failing_has_data)
+    store.add_share(share(1))
+    clock.advance(batcher.retry_interval)  # one failing flush tick and one failing check
+    assert batcher.tick_failures == 2
+    assert batcher.buffered == 1  # the failed flush kept its shares
+    clock.advance(batcher.flush_interval)  # the next flush tick runs
+    await batcher.flush()
+    assert batcher.stored == 1 and batcher.tick_failures == 2
+    assert failures == {"flush": 0, "spool check": 0}

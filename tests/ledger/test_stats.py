@@ -190,7 +190,7 @@ def test_pool_stats_sum_the_window_and_count_active_workers(engine: Engine) -> N
     assert stats.shares_in_window == 4
     assert stats.hashrate == (1024 + 1024 + 512 + 4096) * 2**32 / 600
     assert (stats.active_workers, stats.active_addresses) == (3, 2)
-    assert dict(stats.blocks) == {"pending": 1, "confirmed": 1, "orphaned": 1}
+    assert dict(stats.blocks) == {"pending": 1, "confirmed": 1, "orphaned": 1, "rejected": 0}
     assert stats.totals.spendable == 440
     assert [b.height for b in stats.last_blocks] == [3, 2, 1]
     assert len(stats.last_payouts) == 4
@@ -218,7 +218,7 @@ def test_otedama_stats_prints_json_and_a_table(
 
     assert cli.main(["stats", "--format", "json", "--config", config]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["blocks"] == {"pending": 1, "confirmed": 1, "orphaned": 1}
+    assert data["blocks"] == {"pending": 1, "confirmed": 1, "orphaned": 1, "rejected": 0}
     assert data["totals"] == {
         "address": "*",
         "immature": 300,

@@ -2,47 +2,45 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
+from dataclasses import replace
 from typing import Any
 
+import pytest
 import pytest_twisted
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger, formatEvent
 
 from otedama.chain.address import address_to_script
-from otedama.chain.coinbase import build_coinbase
-from otedama.chain.params import get_network
 from otedama.chain.serialize import TxOut
 from otedama.chain.template import BlockTemplate
-from otedama.node.bitcoind import SubmitOutcome, SubmitResult
-from otedama.pool.core import PoolCore
+from otedama.ledger.blocks import RecordedBlock
+from otedama.pool.core import PoolCore, ShareReporter
+from otedama.pool.ports import RewardScheme, SubmitOutcome, SubmitResult
 from otedama.stratum.share import Share
-
-NETWORK = get_network("devnet")
-POOL = "bcrt1qqxlgwddcf0uhsmr9uqesvn3efp00p99t0mcyjs"
-MINER = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
-
-
-class FakeChain:
-    def __init__(self, result: Any) -> None:
-        self.result = result
-        self.blocks: list[bytes] = []
-
-    async def submit_block(self, block: bytes) -> Any:
-        self.blocks.append(block)
-        if isinstance(self.result, Exception):
-            raise self.result
-        return self.result
+from tests.pool.support import MINER, NETWORK, POOL, ScriptedSubmitter, share
 
 
 class FakeLedger:
-    def __init__(self) -> None:
+    """A ShareLedger that keeps what it is given; its first ``failures`` block calls raise."""
+
+    def __init__(self, failures: int = 0) -> None:
         self.shares: list[Share] = []
         self.blocks: list[tuple[Share, int]] = []
+        self.failures = failures
+        self.calls = 0
+        self.shares_when_recorded: list[int] = []
 
     def add_share(self, share: Share) -> None:
         self.shares.append(share)
 
-    async def record_block(self, share: Share, reward: int) -> None:
+    async def record_block(self, share: Share, reward: int) -> RecordedBlock:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise OSError("No space left on device")
         self.blocks.append((share, reward))
+        self.shares_when_recorded.append(len(self.shares))
+        return RecordedBlock(len(self.blocks), True, None, None)
 
 
 def template(value: int = 50_0000_0000) -> BlockTemplate:
@@ -62,24 +60,40 @@ def template(value: int = 50_0000_0000) -> BlockTemplate:
     )
 
 
-def core(result: Any = None, scheme: str = "PPLNS", ledger: FakeLedger | None = None) -> PoolCore:
-    return PoolCore(NETWORK, POOL, scheme, 100, FakeChain(result), ledger)
+ACCEPTED = SubmitResult(SubmitOutcome.ACCEPTED)
 
 
-def share(outputs: list[TxOut], *, is_block: bool = True) -> Share:
-    parts = build_coinbase(7, outputs, 12)
-    return Share(
-        worker=f"{MINER}.rig1",
-        address=MINER,
-        difficulty=Fraction(1, 1000),
-        hash=b"\x01" * 32,
-        job_id="1a",
-        height=7,
-        time=1_800_000_001.0,
-        is_block=is_block,
-        header=bytes(80),
-        coinbase=parts.assemble(bytes(12)),
+def core(
+    result: SubmitResult | Exception | Deferred[SubmitResult] = ACCEPTED,
+    scheme: RewardScheme = RewardScheme.PPLNS,
+    ledger: FakeLedger | None = None,
+    clock: task.Clock | None = None,
+    **bounds: Any,
+) -> PoolCore:
+    return PoolCore(
+        NETWORK,
+        POOL,
+        scheme,
+        100,
+        ScriptedSubmitter(result),
+        ledger,
+        clock=clock or task.Clock(),
+        **bounds,
     )
+
+
+async def found_block(pool: PoolCore, candidate: Share) -> SubmitResult | None:
+    """``block_found`` as Stratum calls it; the core records on the next reactor turn."""
+    submitted = pool.block_found(b"block", candidate)
+    turn(pool)
+    return await submitted
+
+
+def turn(pool: PoolCore) -> None:
+    """Let the core's clock run the calls due now (the next reactor turn)."""
+    clock = pool.clock
+    assert isinstance(clock, task.Clock)
+    clock.advance(0)
 
 
 def test_pooled_coinbase_pays_the_whole_value_to_the_pool_wallet() -> None:
@@ -88,7 +102,7 @@ def test_pooled_coinbase_pays_the_whole_value_to_the_pool_wallet() -> None:
 
 
 def test_solo_coinbase_pays_the_finder_and_the_fee_to_the_pool() -> None:
-    outputs = core(scheme="SOLO").solo_outputs(template(10_000), MINER)
+    outputs = core(scheme=RewardScheme.SOLO).solo_outputs(template(10_000), MINER)
     assert outputs == [
         TxOut(9_900, address_to_script(MINER, NETWORK)),
         TxOut(100, address_to_script(POOL, NETWORK)),
@@ -114,19 +128,21 @@ async def test_an_accepted_block_is_recorded_with_what_the_coinbase_pays_the_poo
     pool = core(SubmitResult(SubmitOutcome.ACCEPTED), ledger=ledger)
     pool_script = address_to_script(POOL, NETWORK)
     found = share([TxOut(49_0000_0000, pool_script), TxOut(1_0000_0000, b"\x51")])
-    await pool.block_found(b"block", found)
+    await found_block(pool, found)
     assert pool.submitter.blocks == [b"block"]  # type: ignore[attr-defined]
     assert ledger.blocks == [(found, 49_0000_0000)]
     assert pool.stats.blocks_accepted == 1
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_rejected_block_is_not_recorded() -> None:
+async def test_a_rejected_block_is_still_recorded_pending_for_the_tracker_to_settle() -> None:
     ledger = FakeLedger()
     pool = core(SubmitResult(SubmitOutcome.REJECTED, "bad-txnmrklroot"), ledger=ledger)
-    await pool.block_found(b"block", share([TxOut(1, b"\x51")]))
-    assert ledger.blocks == []
-    assert pool.stats.blocks_rejected == 1
+    found = share([TxOut(5, address_to_script(POOL, NETWORK))])
+    result = await found_block(pool, found)
+    assert result is not None and result.outcome is SubmitOutcome.REJECTED
+    assert ledger.blocks == [(found, 5)]
+    assert (pool.stats.blocks_rejected, pool.stats.blocks_accepted) == (1, 0)
 
 
 @pytest_twisted.ensureDeferred
@@ -134,17 +150,82 @@ async def test_a_duplicate_or_inconclusive_block_is_still_recorded() -> None:
     for outcome in (SubmitOutcome.DUPLICATE, SubmitOutcome.INCONCLUSIVE):
         ledger = FakeLedger()
         pool = core(SubmitResult(outcome, outcome.value), ledger=ledger)
-        await pool.block_found(b"block", share([TxOut(5, address_to_script(POOL, NETWORK))]))
+        await found_block(pool, share([TxOut(5, address_to_script(POOL, NETWORK))]))
         assert [reward for _, reward in ledger.blocks] == [5]
 
 
+@pytest.mark.parametrize(
+    "error", [TimeoutError("submitblock timed out"), ConnectionResetError("reset by peer")]
+)
 @pytest_twisted.ensureDeferred
-async def test_a_failing_daemon_call_is_logged_and_does_not_raise() -> None:
+async def test_a_submit_that_raises_still_records_the_block_as_pending(error: Exception) -> None:
+    """The daemon may have taken the block before the answer was lost: never drop it."""
     ledger = FakeLedger()
-    pool = core(ConnectionError("daemon away"), ledger=ledger)
-    assert await pool.block_found(b"block", share([TxOut(1, b"\x51")])) is None
+    pool = core(error, ledger=ledger)
+    found = share([TxOut(49_0000_0000, address_to_script(POOL, NETWORK))])
+    assert await found_block(pool, found) is None
+    assert ledger.blocks == [(found, 49_0000_0000)]
+    assert pool.stats.blocks_unanswered == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_block_is_recorded_before_the_daemon_answers() -> None:
+    ledger = FakeLedger()
+    answer: Deferred[SubmitResult] = Deferred()
+    pool = core(answer, ledger=ledger)
+    found = share([TxOut(5, address_to_script(POOL, NETWORK))])
+    submitted = pool.block_found(b"block", found)
+    turn(pool)
+    assert ledger.blocks == [(found, 5)]  # recorded while submitblock is still in flight
+    assert not submitted.called
+    answer.callback(ACCEPTED)
+    assert (await submitted) == ACCEPTED
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_finding_share_is_in_the_ledger_before_its_block_is_recorded() -> None:
+    """Stratum calls share_accepted just after block_found: that share is in the window."""
+    ledger = FakeLedger()
+    pool = core(ledger=ledger)
+    found = share([TxOut(5, address_to_script(POOL, NETWORK))])
+    submitted = pool.block_found(b"block", found)
+    pool.share_accepted(found)
     assert ledger.blocks == []
-    assert pool.stats.blocks_rejected == 1
+    turn(pool)
+    assert (ledger.shares, ledger.blocks) == ([found], [(found, 5)])
+    assert ledger.shares_when_recorded == [1]
+    await submitted
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_ledger_call_is_retried_until_the_block_is_recorded() -> None:
+    clock = task.Clock()
+    ledger = FakeLedger(failures=2)
+    pool = core(ledger=ledger, clock=clock)
+    found = share([TxOut(5, address_to_script(POOL, NETWORK))])
+    submitted = pool.block_found(b"block", found)
+    clock.advance(0)
+    assert ledger.blocks == [] and pool.stats.record_failures == 1
+    clock.advance(1.0)
+    assert ledger.calls == 2 and pool.stats.record_failures == 2
+    clock.advance(2.0)  # backing off: 1 s, then 2 s
+    assert ledger.blocks == [(found, 5)]
+    assert (await submitted) == ACCEPTED
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_daemon_call_is_logged_with_the_block_and_what_happens_next() -> None:
+    events: list[dict[str, Any]] = []
+    pool = core(ConnectionError("daemon away"), ledger=FakeLedger())
+    pool.log = Logger(observer=events.append)
+    found = share([TxOut(1, b"\x51")])
+    assert await found_block(pool, found) is None
+    [failure] = [event for event in events if "log_failure" in event]
+    text = formatEvent(failure)
+    assert found.block_hash[::-1].hex() in text
+    assert "at height 7 got no answer" in text
+    assert "recorded as pending" in text
+    assert "daemon away" in str(failure["log_failure"].value)
 
 
 def test_report_summarises_each_workers_shares_since_the_last_report() -> None:
@@ -158,3 +239,56 @@ def test_report_summarises_each_workers_shares_since_the_last_report() -> None:
     assert lines[0].startswith(f"{one.worker}: 3 shares accepted (difficulty 0.003)")
     assert "3 shares and 0 blocks since start" in lines[0]
     assert pool.report(160.0) == []
+
+
+def test_idle_workers_are_pruned_by_age() -> None:
+    pool = core(worker_max_age=3600.0)
+    old = replace(share([TxOut(1, b"\x51")], is_block=False), worker=f"{MINER}.old", time=1000.0)
+    new = replace(old, worker=f"{MINER}.new", time=4000.0)
+    pool.share_accepted(old)
+    pool.share_accepted(new)
+    pool.report(4000.0)
+    assert list(pool.stats.workers) == [old.worker, new.worker]  # 3000 s idle: kept
+    assert pool.report(4602.0) == []
+    assert list(pool.stats.workers) == [new.worker]
+    assert pool.stats.workers_pruned == 1
+
+
+def test_the_number_of_workers_is_bounded_and_the_least_recently_seen_goes_first() -> None:
+    pool = core(max_workers=2)
+    base = share([TxOut(1, b"\x51")], is_block=False)
+    a, b, c = (replace(base, worker=f"{MINER}.{name}") for name in "abc")
+    pool.share_accepted(a)
+    pool.share_accepted(b)
+    pool.share_accepted(a)  # a is now the most recent
+    pool.share_accepted(c)
+    assert list(pool.stats.workers) == [a.worker, c.worker]
+    assert pool.stats.workers_pruned == 1
+    assert pool.stats.shares == 4
+
+
+def test_the_share_report_timer_survives_a_failing_tick() -> None:
+    clock = task.Clock()
+    pool = core(clock=clock)
+    calls: list[float] = []
+
+    def report(now: float) -> list[str]:
+        calls.append(now)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure")
+        return []
+
+    pool.report = report  # type: ignore[method-assign]
+    reporter = ShareReporter(pool, clock, interval=30.0)
+    events: list[dict[str, Any]] = []
+    reporter.log = Logger(observer=events.append)
+    reporter.startService()
+    try:
+        clock.advance(30.0)  # the failing tick
+        clock.advance(30.0)
+        clock.advance(30.0)
+    finally:
+        reporter.stopService()
+    assert calls == [0.0, 30.0, 60.0, 90.0]
+    assert reporter.failures == 1
+    assert any("share report failed" in formatEvent(e) for e in events if "log_failure" in e)
