@@ -17,6 +17,7 @@ from otedama.config import (
     ConfigError,
     export_config,
     load_config,
+    money_risks,
     reference_markdown,
 )
 
@@ -114,6 +115,8 @@ def _validate(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     print(f"{config_path(args)}: valid")
+    for risk in money_risks(config):
+        print(f"  warning: {risk}" + (" (the node refuses to start)" if risk.refuse else ""))
     for warning in config.unused_warnings():
         print(f"  note: {warning}")
     return 0

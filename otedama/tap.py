@@ -17,7 +17,13 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
-from otedama.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from otedama.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    load_config,
+    refused_start,
+)
 from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
 from otedama.ops.logging import LogControl
@@ -71,6 +77,10 @@ class Options(usage.Options):
         except ConfigError as error:
             problems = "\n  ".join(error.problems)
             raise usage.UsageError(f"invalid configuration {path}:\n  {problems}") from None
+        refused = refused_start(self.config)
+        if refused:
+            problems = "\n  ".join(refused)
+            raise usage.UsageError(f"refusing to start with {path}:\n  {problems}")
 
 
 def makeService(options: Options) -> Any:
