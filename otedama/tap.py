@@ -27,6 +27,7 @@ from otedama.config import (
 from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
 from otedama.ops.logging import LogControl
+from otedama.ops.sdnotify import keep_start_alive
 
 #: How often accepted shares are summarised per worker in the log.
 SHARE_REPORT_INTERVAL = 30.0
@@ -98,13 +99,33 @@ class ChainService(Service):
 
     log = Logger()
 
-    def __init__(self, client: Any, network: str) -> None:
+    def __init__(self, client: Any, network: str, notifier: Any = None, clock: Any = None) -> None:
         self.setName("chain")
         self.client = client
         self.network = network
+        self.notifier = notifier
+        self.clock = clock
 
     def whenReady(self) -> Deferred[Any]:
-        return Deferred.fromCoroutine(self.client.wait_until_ready(self.network))
+        waiting = Deferred.fromCoroutine(self.client.wait_until_ready(self.network))
+        if self.notifier is None:
+            return waiting
+        # A fresh daemon's initial block download outlasts any TimeoutStartSec.
+        return keep_start_alive(
+            waiting, self.notifier, self.clock, self.sync_status, "waiting for the chain backend"
+        )
+
+    async def sync_status(self) -> str:
+        """One line for systemd's STATUS= while the node waits for the daemon."""
+        info = await self.client.get_blockchain_info()
+        if info.initial_block_download:
+            progress = info.verification_progress
+            shown = "" if progress is None else f", {float(progress):.1%} verified"
+            return (
+                f"waiting for bitcoind's initial block download: block {info.blocks} of "
+                f"{info.headers}{shown}"
+            )
+        return f"waiting for the chain backend: {info.chain} at height {info.blocks}"
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -215,7 +236,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         devnet.setServiceParent(node)
 
     client = BitcoindClient(rpc_endpoints(config), clock=reactor, timeout=config.chain.rpc_timeout)
-    ChainService(client, config.chain.network).setServiceParent(node)
+    ChainService(client, config.chain.network, node.notifier, reactor).setServiceParent(node)
 
     store = LedgerStore.from_config(reactor, config)
     ReadyWhen("ledger", store, store.check_schema).setServiceParent(node)
