@@ -878,6 +878,53 @@ def _address_risk(key: str, value: str, network: str) -> str | None:
     return None
 
 
+# -- the start summary -----------------------------------------------------------------
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any password removed (not masked: the summary says nothing of it)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}@{host}"))
+
+
+def start_summary(config: Config) -> str:
+    """One line saying what the node is about to run, for the log at start. No secrets."""
+    chain = config.chain
+    if chain.backend == "devnet":
+        backend = f"embedded devnet on {chain.devnet.listen}"
+    else:
+        first = chain.rpc[0] if chain.rpc else None
+        backend = f"bitcoind at {_without_password(first.url)}" if first else "bitcoind"
+        if first is not None and first.cookie_file:
+            backend += " (cookie)"
+        if len(chain.rpc) > 1:
+            backend += f" (+{len(chain.rpc) - 1} failover)"
+    pool = config.pool
+    rewards = pool.rewards.system
+    if rewards == "PPLNS":
+        rewards += f" over {dump_duration(pool.rewards.window)}"
+    fee = f"fee {pool.fee_percentage} %"
+    if pool.fee_address:
+        fee += f" to {pool.fee_address}"
+    listeners = []
+    if config.stratum.enable:
+        listeners.append(f"stratum {config.stratum.address}")
+    if config.monitoring.health.enabled:
+        listeners.append(f"health {config.monitoring.health.address}")
+    miner = "; built-in CPU miner on" if config.mining.enable_cpu else ""
+    return (
+        f"starting {config.app.name}: network {chain.network}; chain {backend}; "
+        f"database {_without_password(config.database_url)}; "
+        f"pool address {config.payout_address}; rewards {rewards}, {fee}; "
+        f"payouts every {dump_duration(pool.payout_interval)}, minimum "
+        f"{dump_coins(pool.minimum_payout)}; "
+        f"listening on {', '.join(listeners) or 'nothing'}{miner}"
+    )
+
+
 # -- export ----------------------------------------------------------------------------
 
 

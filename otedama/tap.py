@@ -23,6 +23,7 @@ from otedama.config import (
     ConfigError,
     load_config,
     refused_start,
+    start_summary,
 )
 from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
@@ -220,6 +221,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
             max_backups=logging.max_backups,
         )
     node = NodeService(config, reactor, log_control)
+    node.log.info("{summary}", summary=start_summary(config))
     network = get_network(config.chain.network)
 
     if config.chain.backend == "devnet":
