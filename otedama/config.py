@@ -746,22 +746,34 @@ def _address_checks(config: Config) -> list[str]:
 #: would pay an example address or use a placeholder secret there is refused at start.
 PUBLIC_NETWORKS = ("mainnet", "testnet", "testnet4", "signet")
 
+#: Last parts of the keys that hold passwords.
+_SECRET_KEYS = frozenset({"password", "token", "secret"})
+
 #: Keys whose value is an address the node pays.
 ADDRESS_KEYS = ("pool.wallet_address", "pool.fee_address")
 
-#: Values that are obviously placeholders: ``REPLACE…``, ``your_…``, ``<…>``, ``changeme``…
+#: Values that are obviously placeholders (the whole value must match, so a pool named
+#: "Replacement" or "Your Pool" is not one): ``REPLACE…``, ``your_…``, ``<…>``, ``changeme``.
 _PLACEHOLDER = re.compile(
-    r"""^(?:replace|your[_\-\s]|<.*>$|change[_\-]?(?:me|this)|todo|fixme|x{3,}$|example)
-      |your_secure_password|changeme""",
-    re.IGNORECASE | re.VERBOSE,
+    r"replace(?:[_\-\s].*|me)?|your[_\-].*|<[^<>]*>|change[_\-\s]?(?:me|this|it)|x{3,}"
+    r"|todo|fixme|tbd|placeholder",
+    re.IGNORECASE | re.DOTALL,
 )
-_PLACEHOLDER_WORDS = frozenset({"password", "secret", "pass", "admin", "default", "placeholder"})
+#: Words that are placeholders as a password (a database user may well be "admin").
+_PLACEHOLDER_SECRETS = frozenset(
+    {"password", "secret", "pass", "admin", "default", "example", "dummy", "test", "1234"}
+)
 
 
-def is_placeholder(value: str) -> bool:
-    """Whether ``value`` is a stand-in someone forgot to replace (``REPLACE_ME``, …)."""
+def is_placeholder(value: str, *, secret: bool = False) -> bool:
+    """Whether ``value`` is a stand-in someone forgot to replace (``REPLACE_ME``, …).
+
+    With ``secret`` (a password), the usual stand-in words count too.
+    """
     text = value.strip()
-    return bool(_PLACEHOLDER.search(text)) or text.lower() in _PLACEHOLDER_WORDS
+    if _PLACEHOLDER.fullmatch(text) is not None:
+        return True
+    return secret and text.lower() in _PLACEHOLDER_SECRETS
 
 
 #: Generator point of secp256k1: the public key of private key 1, which everyone knows.
@@ -832,12 +844,12 @@ def money_risks(config: Config) -> list[MoneyRisk]:
             continue
         if key.endswith(".url"):
             password = urlsplit(value).password if "://" in value else None
-            if password is not None and is_placeholder(password):
+            if password is not None and is_placeholder(password, secret=True):
                 risks.append(
                     MoneyRisk(key, "the password in this URL is a placeholder; set it", public)
                 )
             continue
-        if is_placeholder(value):
+        if is_placeholder(value, secret=key.rsplit(".", 1)[-1] in _SECRET_KEYS):
             risks.append(MoneyRisk(key, f'"{value}" is a placeholder; set the real value', public))
     return risks
 

@@ -100,15 +100,27 @@ def test_example_address_on_regtest_is_only_a_warning() -> None:
         "changeme",
         "change_me",
         "<your password>",
-        "password",
         "xxxxxx",
+        " REPLACE ME ",
+        "Change-Me",
     ],
 )
 def test_placeholders_are_recognised(value: str) -> None:
     assert is_placeholder(value)
 
 
-@pytest.mark.parametrize("value", ["k9!Lq2#x", "otedama", "/otedama/", "s3cr3t-horse-battery"])
+@pytest.mark.parametrize("value", ["admin", "default", "secret"])
+def test_stand_in_words_are_placeholders_only_as_passwords(value: str) -> None:
+    assert is_placeholder(value, secret=True)
+    assert not is_placeholder(value)
+    config = load_config(data={**mainnet(), "database": {"host": "db", "user": value}}, env={})
+    assert money_risks(config) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["k9!Lq2#x", "otedama", "/otedama/", "s3cr3t-horse-battery", "Replacement Pool", "Your Pool"],
+)
 def test_real_values_are_not_placeholders(value: str) -> None:
     assert not is_placeholder(value)
 
