@@ -328,3 +328,9 @@ def test_every_shipped_config_validates(path: Path) -> None:
     from otedama.cli import main
 
     assert main(["config", "validate", "--config", str(path)]) == 0
+
+
+def test_production_file_logs_once_under_journald() -> None:
+    """stdout is the journal under systemd; a file as well would store every line twice."""
+    logging = load_config(ROOT / "etc" / "production.yaml", env={}).monitoring.logging
+    assert logging.stdout and logging.file is None
