@@ -589,22 +589,9 @@ class _StrictLoader(yaml.SafeLoader):
     a whole number of thousands of digits makes the int constructor raise ValueError.
     """
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                continue
-            key = (key_node.tag, key_node.value)
-            first = seen.setdefault(key, key_node)
-            if first is not key_node:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f'duplicate key "{key_node.value}" (first at line '
-                    f"{first.start_mark.line + 1}, again at line {key_node.start_mark.line + 1})",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
+    def construct_document(self, node: yaml.Node) -> Any:
+        _refuse_duplicate_keys(node, "", set())
+        return super().construct_document(node)
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         if len(node.value) > MAX_NUMBER_TEXT:
@@ -619,6 +606,35 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
+def _refuse_duplicate_keys(node: yaml.Node, where: str, seen: set[int]) -> None:
+    """Raise at the second of two equal keys in any mapping, naming its path and lines."""
+    if id(node) in seen:  # an alias of a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, f"{where}[{index}]", seen)
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first_at: dict[tuple[str, Any], yaml.Node] = {}
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and not key_node.tag.endswith(":merge"):
+            path_ = f"{where}.{key_node.value}" if where else str(key_node.value)
+            first = first_at.setdefault((key_node.tag, key_node.value), key_node)
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f'duplicate key "{path_}" (first at line {first.start_mark.line + 1}, '
+                    f"again at line {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            _refuse_duplicate_keys(value_node, path_, seen)
+        else:
+            _refuse_duplicate_keys(value_node, where, seen)
 
 
 def _load_yaml(text: str) -> Any:

@@ -302,7 +302,13 @@ def test_a_second_section_is_an_error_with_both_lines(tmp_path: Path) -> None:
 def test_a_duplicate_key_inside_a_section_is_an_error(tmp_path: Path) -> None:
     text = "chain:\n  rpc:\n    - url: http://a:8332\n      user: x\n      url: http://b:8332\n"
     [problem] = file_problems(tmp_path, text)
-    assert problem.endswith('duplicate key "url" (first at line 3, again at line 5)')
+    assert problem.endswith('duplicate key "chain.rpc[0].url" (first at line 3, again at line 5)')
+
+
+def test_aliases_and_recursive_anchors_are_walked_once(tmp_path: Path) -> None:
+    problems = file_problems(tmp_path, "x: &a [*a]\ny: *a\n")
+    # Loaded (no duplicate reported, no endless walk), then checked as a config.
+    assert [p.split(":")[0] for p in problems] == ["x", "y"]
 
 
 def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
