@@ -8,7 +8,10 @@ act on are accepted and listed in ``Config.unused`` so the node can warn once at
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -21,6 +24,7 @@ import yaml
 
 from otedama.configschema import (
     MASK,
+    MAX_NUMBER_TEXT,
     ConfigError,
     HostPort,
     Invalid,
@@ -590,12 +594,75 @@ def read_yaml(source: Path) -> Any:
     except OSError as error:
         raise ConfigError([f"{source}: cannot read it ({error.strerror})"]) from None
     try:
-        return yaml.safe_load(text)
+        return _load_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError([f"{source}: not valid YAML{where}: {problem}"]) from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys and over-long whole numbers.
+
+    With the plain loader a second ``stratum:`` section silently replaces the first; and
+    a whole number of thousands of digits makes the int constructor raise ValueError.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _refuse_duplicate_keys(node, "", set())
+        return super().construct_document(node)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > MAX_NUMBER_TEXT:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a number of {len(node.value)} characters (at most {MAX_NUMBER_TEXT})",
+                node.start_mark,
+            )
+        result: int = super().construct_yaml_int(node)
+        return result
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
+def _refuse_duplicate_keys(node: yaml.Node, where: str, seen: set[int]) -> None:
+    """Raise at the second of two equal keys in any mapping, naming its path and lines."""
+    if id(node) in seen:  # an alias of a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, f"{where}[{index}]", seen)
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first_at: dict[tuple[str, Any], yaml.Node] = {}
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and not key_node.tag.endswith(":merge"):
+            path_ = f"{where}.{key_node.value}" if where else str(key_node.value)
+            first = first_at.setdefault((key_node.tag, key_node.value), key_node)
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f'duplicate key "{path_}" (first at line {first.start_mark.line + 1}, '
+                    f"again at line {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            _refuse_duplicate_keys(value_node, path_, seen)
+        else:
+            _refuse_duplicate_keys(value_node, where, seen)
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def load_config(
@@ -692,7 +759,8 @@ def _cross_checks(config: Config) -> list[str]:
     if not stratum.min_difficulty <= stratum.share_difficulty <= stratum.max_difficulty:
         problems.append(
             f"stratum.share_difficulty: {dump_fraction(stratum.share_difficulty)} is outside "
-            f"stratum.min_difficulty..max_difficulty"
+            f"stratum.min_difficulty..max_difficulty ({dump_fraction(stratum.min_difficulty)} "
+            f".. {dump_fraction(stratum.max_difficulty)})"
         )
     problems.extend(_address_checks(config))
     return problems
@@ -714,13 +782,210 @@ def _address_checks(config: Config) -> list[str]:
         ("pool.wallet_address", wallet),
         ("pool.fee_address", config.pool.fee_address),
     ):
-        if not value:
-            continue
+        if not value or is_placeholder(value):
+            continue  # money_risks names a placeholder (and the start refuses it)
         try:
             address_to_script(value, network)
         except AddressError as error:
             problems.append(f'{key}: "{value}" is not a {config.chain.network} address: {error}')
     return problems
+
+
+# -- configs that lose money -----------------------------------------------------------
+
+#: Networks whose coins are worth something (or are shared with strangers): a config that
+#: would pay an example address or use a placeholder secret there is refused at start.
+PUBLIC_NETWORKS = ("mainnet", "testnet", "testnet4", "signet")
+
+#: Last parts of the keys that hold passwords.
+_SECRET_KEYS = frozenset({"password", "token", "secret"})
+
+#: Keys whose value is an address the node pays.
+ADDRESS_KEYS = ("pool.wallet_address", "pool.fee_address")
+
+#: Values that are obviously placeholders (the whole value must match, so a pool named
+#: "Replacement" or "Your Pool" is not one): ``REPLACE…``, ``your_…``, ``<…>``, ``changeme``.
+_PLACEHOLDER = re.compile(
+    r"replace(?:[_\-\s].*|me)?|your[_\-].*|<[^<>]*>|change[_\-\s]?(?:me|this|it)|x{3,}"
+    r"|todo|fixme|tbd|placeholder",
+    re.IGNORECASE | re.DOTALL,
+)
+#: Words that are placeholders as a password (a database user may well be "admin").
+_PLACEHOLDER_SECRETS = frozenset(
+    {"password", "secret", "pass", "admin", "default", "example", "dummy", "test", "1234"}
+)
+
+
+def is_placeholder(value: str, *, secret: bool = False) -> bool:
+    """Whether ``value`` is a stand-in someone forgot to replace (``REPLACE_ME``, …).
+
+    With ``secret`` (a password), the usual stand-in words count too.
+    """
+    text = value.strip()
+    if _PLACEHOLDER.fullmatch(text) is not None:
+        return True
+    return secret and text.lower() in _PLACEHOLDER_SECRETS
+
+
+#: Generator point of secp256k1: the public key of private key 1, which everyone knows.
+_G_X = bytes.fromhex("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+_G_Y = bytes.fromhex("483ada7726a3c4655da4fbfc0e1108a8fd17b448a68554199c47d08ffb10d4b8")
+#: Witness programs of the BIP173/BIP350 test vectors that are not derived from key 1.
+_VECTOR_PROGRAMS = (
+    (0, "000000c4a5cad46221b2a187905e5266362b99d5e91c6ce24d165dab93e86433"),
+    (1, "000000c4a5cad46221b2a187905e5266362b99d5e91c6ce24d165dab93e86433"),
+    (1, "751e76e8199196d454941c45d1b3a323f1433bd6751e76e8199196d454941c45d1b3a323f1433bd6"),
+    (2, "751e76e8199196d454941c45d1b3a323"),
+    (16, "751e"),
+)
+
+
+@functools.cache
+def example_scripts() -> frozenset[bytes]:
+    """scriptPubKeys anyone can spend from or that only exist as test vectors.
+
+    Every standard script of private key 1 (P2PK in P2WSH, P2PKH compressed and
+    uncompressed, P2WPKH, P2SH-P2WPKH, P2TR with the untweaked key) and the other
+    BIP173/BIP350 witness programs. Compared as scripts, so every network's spelling of
+    them (``bc1…``, ``tb1…``, ``bcrt1…``, ``1…``, ``m…``, ``3…``) is caught.
+    """
+    from otedama.chain.address import witness_script
+    from otedama.chain.hashing import hash160
+
+    compressed = (b"\x03" if _G_Y[-1] & 1 else b"\x02") + _G_X
+    uncompressed = b"\x04" + _G_X + _G_Y
+    p2wpkh = witness_script(0, hash160(compressed))
+    scripts = {
+        p2wpkh,
+        b"\x76\xa9\x14" + hash160(compressed) + b"\x88\xac",
+        b"\x76\xa9\x14" + hash160(uncompressed) + b"\x88\xac",
+        b"\xa9\x14" + hash160(p2wpkh) + b"\x87",
+        witness_script(0, hashlib.sha256(b"\x21" + compressed + b"\xac").digest()),
+        witness_script(1, _G_X),
+    }
+    scripts.update(witness_script(v, bytes.fromhex(program)) for v, program in _VECTOR_PROGRAMS)
+    return frozenset(scripts)
+
+
+@dataclass(frozen=True)
+class MoneyRisk:
+    """A config value that would lose money or expose the node; ``refuse``: do not start."""
+
+    key: str
+    message: str
+    refuse: bool
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+def money_risks(config: Config) -> list[MoneyRisk]:
+    """Example addresses and placeholders left in ``config``, each naming its key.
+
+    On a public network (mainnet, testnet, testnet4, signet) every one refuses the start;
+    elsewhere they are warnings, except a placeholder address, which no network can pay.
+    """
+    public = config.chain.network in PUBLIC_NETWORKS
+    risks: list[MoneyRisk] = []
+    for key, value in _strings(dump_section(config, sanitize=False), ""):
+        if key in ADDRESS_KEYS:
+            risk = _address_risk(key, value, config.chain.network)
+            if risk is not None:
+                risks.append(MoneyRisk(key, risk, public or is_placeholder(value)))
+            continue
+        if key.endswith(".url"):
+            password = urlsplit(value).password if "://" in value else None
+            if password is not None and is_placeholder(password, secret=True):
+                risks.append(
+                    MoneyRisk(key, "the password in this URL is a placeholder; set it", public)
+                )
+            continue
+        if is_placeholder(value, secret=key.rsplit(".", 1)[-1] in _SECRET_KEYS):
+            risks.append(MoneyRisk(key, f'"{value}" is a placeholder; set the real value', public))
+    return risks
+
+
+def refused_start(config: Config) -> list[str]:
+    """The problems that keep a node with ``config`` from starting (empty: start)."""
+    return [
+        f"{risk} (refused on {config.chain.network})" for risk in money_risks(config) if risk.refuse
+    ]
+
+
+def _strings(data: Any, where: str) -> list[tuple[str, str]]:
+    if isinstance(data, Mapping):
+        found: list[tuple[str, str]] = []
+        for key, value in data.items():
+            found.extend(_strings(value, f"{where}.{key}" if where else str(key)))
+        return found
+    if isinstance(data, list):
+        return [pair for i, item in enumerate(data) for pair in _strings(item, f"{where}[{i}]")]
+    return [(where, data)] if isinstance(data, str) and data else []
+
+
+def _address_risk(key: str, value: str, network: str) -> str | None:
+    from otedama.chain.address import AddressError, address_to_script
+
+    if is_placeholder(value):
+        return f'"{value}" is a placeholder; set the address whose key you hold'
+    try:
+        script = address_to_script(value, network)
+    except AddressError:
+        return None  # already a config error
+    if script in example_scripts():
+        return (
+            f"{value} is a well-known example address (a BIP173/BIP350 test vector or "
+            "private key 1, whose key is public): anyone can take what is paid to it; "
+            "set an address whose key you hold"
+        )
+    return None
+
+
+# -- the start summary -----------------------------------------------------------------
+
+
+def _without_password(url: str) -> str:
+    """``url`` with any password removed (not masked: the summary says nothing of it)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}@{host}"))
+
+
+def start_summary(config: Config) -> str:
+    """One line saying what the node is about to run, for the log at start. No secrets."""
+    chain = config.chain
+    if chain.backend == "devnet":
+        backend = f"embedded devnet on {chain.devnet.listen}"
+    else:
+        first = chain.rpc[0] if chain.rpc else None
+        backend = f"bitcoind at {_without_password(first.url)}" if first else "bitcoind"
+        if first is not None and first.cookie_file:
+            backend += " (cookie)"
+        if len(chain.rpc) > 1:
+            backend += f" (+{len(chain.rpc) - 1} failover)"
+    pool = config.pool
+    rewards = pool.rewards.system
+    if rewards == "PPLNS":
+        rewards += f" over {dump_duration(pool.rewards.window)}"
+    fee = f"fee {pool.fee_percentage} %"
+    if pool.fee_address:
+        fee += f" to {pool.fee_address}"
+    listeners = []
+    if config.stratum.enable:
+        listeners.append(f"stratum {config.stratum.address}")
+    if config.monitoring.health.enabled:
+        listeners.append(f"health {config.monitoring.health.address}")
+    miner = "; built-in CPU miner on" if config.mining.enable_cpu else ""
+    return (
+        f"starting {config.app.name}: network {chain.network}; chain {backend}; "
+        f"database {_without_password(config.database_url)}; "
+        f"pool address {config.payout_address}; rewards {rewards}, {fee}; "
+        f"payouts every {dump_duration(pool.payout_interval)}, minimum "
+        f"{dump_coins(pool.minimum_payout)}; "
+        f"listening on {', '.join(listeners) or 'nothing'}{miner}"
+    )
 
 
 # -- export ----------------------------------------------------------------------------

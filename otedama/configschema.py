@@ -10,6 +10,7 @@ YAML-ready data for `otedama config export`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,9 +91,18 @@ def section(cls: type[T], *, used: bool = True, doc: str = "") -> Any:
 # -- value parsers ---------------------------------------------------------------------
 
 
+#: Longest value echoed whole in an error message.
+_ECHO = 60
+
+
 def _describe(value: Any) -> str:
+    """A value as an error message shows it; huge values are summarised, not echoed."""
     if isinstance(value, str):
+        if len(value) > _ECHO:
+            return f'"{value[:_ECHO]}…" ({len(value)} characters)'
         return f'"{value}"'
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"a whole number of about {int(value.bit_length() * 0.30103) + 1} digits"
     if value is None:
         return "nothing (null)"
     return repr(value)
@@ -104,10 +114,25 @@ def boolean(value: Any) -> bool:
     raise Invalid(f"expected true/false, got {_describe(value)}")
 
 
+#: No config number needs more: whole numbers fit in a signed 64-bit column.
+MAX_INTEGER = 2**63 - 1
+#: Longest text accepted for a number (``0.00000546``, ``1099511627776``, ``1.5e-3``).
+MAX_NUMBER_TEXT = 40
+#: Decimal exponents a config number may have: difficulties reach about 10**67 (the
+#: sha256d limit), nothing useful is below 10**-30. Bounding the exponent before a value
+#: becomes a Fraction or an int keeps ``1e999999999`` from building a huge integer.
+MAX_EXPONENT = 80
+MIN_EXPONENT = -30
+#: Longest duration accepted (ten years): a timer beyond it is a typo.
+MAX_DURATION = 10 * 365 * 86400.0
+
+
 def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise Invalid(f"expected a whole number, got {_describe(value)}")
+        if abs(value) > MAX_INTEGER:
+            raise Invalid(f"expected a whole number <= {MAX_INTEGER}, got {_describe(value)}")
         if minimum is not None and value < minimum:
             raise Invalid(f"expected a whole number >= {minimum}, got {value}")
         if maximum is not None and value > maximum:
@@ -121,6 +146,10 @@ def number(minimum: float | None = None, maximum: float | None = None) -> Callab
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise Invalid(f"expected a number, got {_describe(value)}")
+        if isinstance(value, int) and abs(value) > MAX_INTEGER:
+            raise Invalid(f"expected a number <= {MAX_INTEGER}, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise Invalid(f"expected a finite number, got {value}")
         if minimum is not None and value < minimum:
             raise Invalid(f"expected a number >= {minimum}, got {value}")
         if maximum is not None and value > maximum:
@@ -176,17 +205,24 @@ _UNITS["d"] = Decimal(86400)
 
 
 def duration(value: Any) -> float:
-    """``30s``, ``2h``, ``3600s``, ``500ms`` or bare seconds -> seconds."""
+    """``30s``, ``2h``, ``3600s``, ``500ms`` or bare seconds -> seconds (at most ten years)."""
+    seconds: Decimal | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise Invalid(f"expected a finite duration, got {value}")
         if value < 0:
-            raise Invalid(f"expected a duration >= 0, got {value}")
-        return float(value)
-    if isinstance(value, str):
+            raise Invalid(f"expected a duration >= 0, got {_describe(value)}")
+        seconds = Decimal(value) if abs(value) <= MAX_INTEGER else None
+    elif isinstance(value, str) and len(value) <= MAX_NUMBER_TEXT:
         match = _DURATION.match(value)
         if match:
             amount, unit = match.groups()
-            return float(Decimal(amount) * _UNITS[unit or "s"])
-    raise Invalid(f"expected a duration like 30s, 2h, 500ms or seconds, got {_describe(value)}")
+            seconds = Decimal(amount) * _UNITS[unit or "s"]
+    if seconds is None and not isinstance(value, int | float):
+        raise Invalid(f"expected a duration like 30s, 2h, 500ms or seconds, got {_describe(value)}")
+    if seconds is None or seconds > Decimal(MAX_DURATION):
+        raise Invalid(f"expected a duration of at most 3650d, got {_describe(value)}")
+    return float(seconds)
 
 
 def dump_duration(seconds: float) -> str:
@@ -210,15 +246,23 @@ def size(bare_unit: int = 1) -> Callable[[Any], int]:
     """
 
     def parse(value: Any) -> int:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value * bare_unit
-        if isinstance(value, str):
+        result: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INTEGER:
+            result = value * bare_unit
+        elif isinstance(value, str) and len(value) <= MAX_NUMBER_TEXT:
             match = _SIZE.match(value)
             if match:
                 amount, unit = match.groups()
                 scale = _SIZE_UNITS[unit.lower()] if unit else bare_unit
-                return int(Decimal(amount) * scale)
-        raise Invalid(f"expected a size like 100MB, 1GiB or a whole number, got {_describe(value)}")
+                if Decimal(amount).adjusted() <= MAX_EXPONENT:
+                    result = int(Decimal(amount) * scale)
+        if result is None:
+            raise Invalid(
+                f"expected a size like 100MB, 1GiB or a whole number, got {_describe(value)}"
+            )
+        if result > MAX_INTEGER:
+            raise Invalid(f"expected a size of at most {MAX_INTEGER} bytes, got {_describe(value)}")
+        return result
 
     return parse
 
@@ -257,15 +301,32 @@ def port(value: Any) -> int:
 
 
 def _decimal(value: Any, what: str) -> Decimal:
+    """A config number as an exact Decimal, bounded in length and magnitude first.
+
+    Decimal arithmetic on the result stays cheap, and turning it into a Fraction or an
+    int cannot build a huge integer (``1e999999999`` is refused here, at once).
+    """
     if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise Invalid(f"expected {what}, got {_describe(value)}")
+    if isinstance(value, int) and abs(value) > MAX_INTEGER:
+        raise Invalid(f"expected {what}, got {_describe(value)} (too large)")
+    # str() first: YAML floats like 0.001 must not carry binary noise.
+    text = str(value).strip()
+    if len(text) > MAX_NUMBER_TEXT:
+        raise Invalid(
+            f"expected {what}, got {_describe(value)} (at most {MAX_NUMBER_TEXT} characters)"
+        )
     try:
-        # str() first: YAML floats like 0.001 must not carry binary noise.
-        result = Decimal(str(value).strip())
+        result = Decimal(text)
     except InvalidOperation:
         raise Invalid(f"expected {what}, got {_describe(value)}") from None
     if not result.is_finite():
         raise Invalid(f"expected {what}, got {_describe(value)}")
+    if result and not MIN_EXPONENT <= result.adjusted() <= MAX_EXPONENT:
+        raise Invalid(
+            f"expected {what}, got {_describe(value)} "
+            f"(its size must lie between 1e{MIN_EXPONENT} and 1e{MAX_EXPONENT})"
+        )
     return result
 
 
@@ -292,6 +353,8 @@ def percentage(value: Any) -> Decimal:
 
 
 SATOSHIS_PER_COIN = 100_000_000
+#: Bitcoin's supply cap in coins: no amount in a config can be larger.
+MAX_COINS = 21_000_000
 
 
 def coin_amount(value: Any) -> int:
@@ -299,6 +362,8 @@ def coin_amount(value: Any) -> int:
     result = _decimal(value, "an amount in coins (e.g. 0.001)")
     if result < 0:
         raise Invalid(f"expected an amount >= 0, got {_describe(value)}")
+    if result > MAX_COINS:
+        raise Invalid(f"expected an amount of at most {MAX_COINS} coins, got {_describe(value)}")
     sats = result * SATOSHIS_PER_COIN
     if sats != sats.to_integral_value():
         raise Invalid(f"expected at most 8 decimal places, got {_describe(value)}")

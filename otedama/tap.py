@@ -15,11 +15,19 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from twisted.python import usage
 
-from otedama.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from otedama.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    load_config,
+    refused_start,
+    start_summary,
+)
 from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
 from otedama.ops.logging import LogControl
 from otedama.ops.reactor import WrongReactor, install_asyncio_reactor
+from otedama.ops.sdnotify import keep_start_alive
 
 if TYPE_CHECKING:
     from otedama.devnet.service import DevnetService
@@ -58,6 +66,10 @@ class Options(usage.Options):
         except ConfigError as error:
             problems = "\n  ".join(error.problems)
             raise usage.UsageError(f"invalid configuration {path}:\n  {problems}") from None
+        refused = refused_start(self.config)
+        if refused:
+            problems = "\n  ".join(refused)
+            raise usage.UsageError(f"refusing to start with {path}:\n  {problems}")
 
 
 def makeService(options: Options) -> Any:
@@ -75,13 +87,33 @@ class ChainService(Service):
 
     log = Logger()
 
-    def __init__(self, client: Any, network: str) -> None:
+    def __init__(self, client: Any, network: str, notifier: Any = None, clock: Any = None) -> None:
         self.setName("chain")
         self.client = client
         self.network = network
+        self.notifier = notifier
+        self.clock = clock
 
     def whenReady(self) -> Deferred[Any]:
-        return Deferred.fromCoroutine(self.client.wait_until_ready(self.network))
+        waiting = Deferred.fromCoroutine(self.client.wait_until_ready(self.network))
+        if self.notifier is None:
+            return waiting
+        # A fresh daemon's initial block download outlasts any TimeoutStartSec.
+        return keep_start_alive(
+            waiting, self.notifier, self.clock, self.sync_status, "waiting for the chain backend"
+        )
+
+    async def sync_status(self) -> str:
+        """One line for systemd's STATUS= while the node waits for the daemon."""
+        info = await self.client.get_blockchain_info()
+        if info.initial_block_download:
+            progress = info.verification_progress
+            shown = "" if progress is None else f", {float(progress):.1%} verified"
+            return (
+                f"waiting for bitcoind's initial block download: block {info.blocks} of "
+                f"{info.headers}{shown}"
+            )
+        return f"waiting for the chain backend: {info.chain} at height {info.blocks}"
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -230,6 +262,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
             max_backups=logging.max_backups,
         )
     node = NodeService(config, reactor, log_control)
+    node.log.info("{summary}", summary=start_summary(config))
     network = get_network(config.chain.network)
 
     if config.chain.backend == "devnet":
@@ -244,7 +277,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         wallet=config.chain.wallet.name,
         wallet_endpoint=wallet_endpoint(config),
     )
-    ChainService(client, config.chain.network).setServiceParent(node)
+    ChainService(client, config.chain.network, node.notifier, reactor).setServiceParent(node)
 
     store = LedgerStore.from_config(reactor, config)
     ReadyWhen("ledger", store, store.check_schema).setServiceParent(node)

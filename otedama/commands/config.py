@@ -17,7 +17,7 @@ from otedama.commands.common import (
     usage_of,
     with_database,
 )
-from otedama.config import export_config, reference_markdown
+from otedama.config import export_config, money_risks, reference_markdown
 from otedama.ledger import db
 
 __all__ = ["register", "round_trip_ms", "server_version", "test_db"]
@@ -52,6 +52,8 @@ def validate(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     print(f"{config_path(args)}: valid")
+    for risk in money_risks(config):
+        print(f"  warning: {risk}" + (" (the node refuses to start)" if risk.refuse else ""))
     for warning in config.unused_warnings():
         print(f"  note: {warning}")
     return 0

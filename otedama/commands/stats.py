@@ -73,11 +73,17 @@ def format_sats(sats: int) -> str:
     return f"{sign}{whole}.{fraction:08d}"
 
 
+def format_span(seconds: float) -> str:
+    """A span as the operator reads it: ``45 s``, ``3.5 min``."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:g} min"
+
+
 def format_table(stats: PoolStats) -> str:
     """The human-readable ``otedama stats`` report."""
-    minutes = stats.window_seconds / 60
     lines = [
-        f"pool hashrate      {format_hashrate(stats.hashrate)} (last {minutes:g} min)",
+        f"pool hashrate      {format_hashrate(stats.hashrate)} "
+        f"(over the last {format_span(stats.span_seconds)} of shares, "
+        f"window {format_span(stats.window_seconds)})",
         f"shares in window   {stats.shares_in_window}",
         f"active workers     {stats.active_workers} ({stats.active_addresses} addresses, last 10 min)",
         "blocks             "

@@ -45,6 +45,8 @@ from otedama.ledger.tables import (
 HASHES_PER_DIFFICULTY = 2**32
 #: Workers with a share in this many seconds count as active.
 ACTIVE_SECONDS = 600.0
+#: The shortest span a pool hashrate is averaged over (a lone first share is not a rate).
+MIN_SPAN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,19 @@ class WorkerRate:
     difficulty: float
     hashrate: float
     last_share_at: float
+
+
+def covered_span(now: float, window: float, first_share_at: float | None) -> float:
+    """The part of the last ``window`` seconds that shares cover, in seconds.
+
+    Right after a start the window reaches back before the first share; dividing by the
+    whole window would under-report (64 s of mining shown as a tenth of its rate). So the
+    span runs from the first share in the window to ``now``, at least
+    ``MIN_SPAN_SECONDS`` and at most ``window``.
+    """
+    if first_share_at is None:
+        return window
+    return min(window, max(now - first_share_at, min(MIN_SPAN_SECONDS, window)))
 
 
 def hashrate(difficulty_sum: float, seconds: float) -> float:
@@ -287,6 +302,8 @@ class PoolStats:
     now: float
     window_seconds: float
     hashrate: float
+    #: The seconds the hashrate is averaged over (see :func:`covered_span`).
+    span_seconds: float
     shares_in_window: int
     active_workers: int
     active_addresses: int
@@ -306,11 +323,14 @@ def pool_stats(connection: Connection, now: float, window: float = 600.0) -> Poo
     """Hashrate, shares, active workers, blocks, total balances and recent payouts."""
     if window <= 0:
         raise ValueError(f"stats window must be positive seconds, got {window}")
-    count, difficulty = connection.execute(
-        select(func.count(), func.coalesce(func.sum(shares.c.difficulty), 0.0)).where(
-            shares.c.created_at > now - window, shares.c.created_at <= now
-        )
+    count, difficulty, first = connection.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(shares.c.difficulty), 0.0),
+            func.min(shares.c.created_at),
+        ).where(shares.c.created_at > now - window, shares.c.created_at <= now)
     ).one()
+    span = covered_span(now, window, None if first is None else float(first))
     active = (
         select(shares.c.address, shares.c.worker)
         .where(shares.c.created_at > now - ACTIVE_SECONDS, shares.c.created_at <= now)
@@ -323,7 +343,8 @@ def pool_stats(connection: Connection, now: float, window: float = 600.0) -> Poo
     return PoolStats(
         now=now,
         window_seconds=window,
-        hashrate=hashrate(float(difficulty), window),
+        hashrate=hashrate(float(difficulty), span),
+        span_seconds=span,
         shares_in_window=int(count),
         active_workers=int(workers),
         active_addresses=int(addresses),

@@ -5,9 +5,20 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+T = TypeVar("T")
+
+#: While a start step waits, systemd's start timeout is pushed this far ahead…
+EXTEND_BY = 90.0
+#: …this often (well inside EXTEND_BY, so one late tick does not let it expire).
+EXTEND_EVERY = 30.0
 
 
 class SystemdNotifier:
@@ -53,3 +64,84 @@ class SystemdNotifier:
 
     def stopping(self) -> bool:
         return self.notify("STOPPING=1")
+
+
+class StartKeepalive:
+    """Keeps systemd waiting, and tells it why, while a slow start step runs.
+
+    The node sends ``READY=1`` only when bitcoind is out of initial block download, which
+    on a fresh mainnet daemon takes days: longer than any ``TimeoutStartSec``. Every
+    ``EXTEND_EVERY`` seconds this sends ``EXTEND_TIMEOUT_USEC`` (pushing the timeout
+    ``EXTEND_BY`` ahead) and a ``STATUS=`` line that ``systemctl status`` shows. The line
+    comes from ``probe()`` (say, the sync progress); a failing probe's error is appended
+    to ``status``.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        notifier: SystemdNotifier,
+        clock: IReactorTime,
+        probe: Callable[[], Awaitable[str]],
+        *,
+        status: str = "starting",
+        every: float = EXTEND_EVERY,
+        extend_by: float = EXTEND_BY,
+    ) -> None:
+        self.notifier = notifier
+        self.status = status
+        self._waiting_for = status
+        self._probe = probe
+        self._extend_usec = int(extend_by * 1_000_000)
+        self._every = every
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = clock
+        self._probing = False
+
+    def start(self) -> None:
+        if self.notifier.enabled:
+            self._loop.start(self._every, now=True).addErrback(
+                lambda failure: self.log.failure("start keepalive stopped", failure)
+            )
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def _tick(self) -> None:
+        self.notifier.notify(f"EXTEND_TIMEOUT_USEC={self._extend_usec}", f"STATUS={self.status}")
+        if not self._probing:
+            self._probing = True
+            ensureDeferred(self._refresh())
+
+    async def _refresh(self) -> None:
+        try:
+            status = await self._probe()
+        except Exception as error:
+            status = f"{self._waiting_for}: {error}"
+        finally:
+            self._probing = False
+        if status != self.status and self._loop.running:
+            self.status = status
+            self.notifier.notify(f"STATUS={status}")
+
+
+def keep_start_alive(
+    waiting: Deferred[T],
+    notifier: SystemdNotifier,
+    clock: IReactorTime,
+    probe: Callable[[], Awaitable[str]],
+    status: str,
+) -> Deferred[T]:
+    """``waiting``, with a :class:`StartKeepalive` running until it fires."""
+    if waiting.called:
+        return waiting
+    keepalive = StartKeepalive(notifier, clock, probe, status=status)
+    keepalive.start()
+
+    def done(result: Any) -> Any:
+        keepalive.stop()
+        return result
+
+    return waiting.addBoth(done)

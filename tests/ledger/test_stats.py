@@ -16,10 +16,12 @@ from otedama.commands.stats import format_hashrate, format_sats, format_table
 from otedama.ledger import db
 from otedama.ledger.shares import ShareRecord, insert_batch
 from otedama.ledger.stats import (
+    MIN_SPAN_SECONDS,
     Balance,
     address_balance,
     balance_totals,
     balances,
+    covered_span,
     hashrate,
     journal_total,
     payout_history,
@@ -188,16 +190,41 @@ def test_pool_stats_sum_the_window_and_count_active_workers(engine: Engine) -> N
     with engine.connect() as c:
         stats = pool_stats(c, NOW, 600.0)
     assert stats.shares_in_window == 4
-    assert stats.hashrate == (1024 + 1024 + 512 + 4096) * 2**32 / 600
+    # The window's shares cover its last 30 s: that is the span the rate is over.
+    assert stats.span_seconds == 30.0
+    assert stats.hashrate == (1024 + 1024 + 512 + 4096) * 2**32 / 30
     assert (stats.active_workers, stats.active_addresses) == (3, 2)
     assert dict(stats.blocks) == {"pending": 1, "confirmed": 1, "orphaned": 1, "rejected": 0}
     assert stats.totals.spendable == 440
     assert [b.height for b in stats.last_blocks] == [3, 2, 1]
     assert len(stats.last_payouts) == 4
     text = format_table(stats)
-    assert "pool hashrate      47.65 GH/s (last 10 min)" in text
+    assert "pool hashrate      952.91 GH/s (over the last 30 s of shares, window 10 min)" in text
     assert "blocks             pending 1, confirmed 1, orphaned 1" in text
     assert "spendable 0.00000440" in text
+
+
+def test_pool_hashrate_right_after_start_divides_by_the_covered_span(engine: Engine) -> None:
+    """64 s of shares at 9 MH/s read as 9 MH/s, not a tenth of it (issue 12 item 5)."""
+    rate = 9e6
+    records = [
+        ShareRecord(NOW - 64 + second, "alice", "cpu", rate / 2**32, "j", 1)
+        for second in range(1, 65)
+    ]
+    with engine.begin() as c:
+        insert_batch(c, "k", records, NOW)
+    with engine.connect() as c:
+        stats = pool_stats(c, NOW, 600.0)
+    assert stats.span_seconds == 63.0
+    assert stats.hashrate == pytest.approx(rate * 64 / 63)
+
+
+def test_covered_span_is_bounded_by_the_window_and_a_floor() -> None:
+    assert covered_span(NOW, 600.0, None) == 600.0
+    assert covered_span(NOW, 600.0, NOW - 900) == 600.0
+    assert covered_span(NOW, 600.0, NOW - 64) == 64.0
+    assert covered_span(NOW, 600.0, NOW) == MIN_SPAN_SECONDS
+    assert covered_span(NOW, 5.0, NOW) == 5.0
 
 
 def test_amounts_and_hashrates_are_formatted_for_people() -> None:
@@ -230,7 +257,7 @@ def test_otedama_stats_prints_json_and_a_table(
 
     assert cli.main(["stats", "--config", config, "--window", "5"]) == 0
     out = capsys.readouterr().out
-    assert "(last 5 min)" in out
+    assert "window 5 min)" in out
     assert "paid      0.00000250" in out
     assert "last payouts" in out
 
