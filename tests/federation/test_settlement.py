@@ -1,0 +1,182 @@
+"""Settlement between federation nodes: exact splits, dust, the output cap, the checker."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from otedama.chain.coinbase import node_commitments
+from otedama.chain.params import COIN
+from otedama.chain.serialize import Transaction, TxOut
+from otedama.federation.settlement import (
+    DUST_THRESHOLD,
+    MAX_OUTPUTS,
+    SettlementError,
+    check_settlement,
+    settlement_coinbase,
+    split_reward,
+    tolerance,
+)
+
+
+def script(n: int) -> bytes:
+    """A P2WPKH scriptPubKey distinct per ``n``."""
+    return b"\x00\x14" + n.to_bytes(20, "big")
+
+
+A, B, C, D = script(1), script(2), script(3), script(4)
+
+scripts = st.integers(min_value=0, max_value=200).map(script)
+weight_maps = st.dictionaries(scripts, st.integers(min_value=0, max_value=10**30), max_size=90)
+rewards = st.integers(min_value=0, max_value=21_000_000 * COIN)
+
+
+def test_worked_example_of_the_docs() -> None:
+    """50 BTC, A finds, window A:B:C:D = 5:3:1.9999:0.0001 (in work units)."""
+    weights = {A: 50_000, B: 30_000, C: 19_999, D: 1}
+    outputs = split_reward(50 * COIN, weights, A)
+    # D's exact part is 50 BTC / 100_000 = 50_000 sat: above the dust threshold.
+    assert outputs == [(A, 2_500_000_000), (B, 1_500_000_000), (C, 999_950_000), (D, 50_000)]
+    tiny = split_reward(1 * COIN, weights, A)
+    # D's part of 1 BTC is 1_000 sat: dust, folded into the finder's output.
+    assert tiny == [(A, 50_001_000), (B, 30_000_000), (C, 19_999_000)]
+
+
+def test_rounding_remainders_go_to_the_largest_fractional_parts() -> None:
+    assert split_reward(100, {A: 1, B: 1, C: 1}, A, dust_threshold=0) == [
+        (A, 34),
+        (B, 33),
+        (C, 33),
+    ]
+    # Equal fractional parts: the smaller script gets the satoshi, whoever finds.
+    assert split_reward(100, {A: 1, B: 1, C: 1}, C, dust_threshold=0) == [
+        (C, 33),
+        (A, 34),
+        (B, 33),
+    ]
+
+
+def test_a_node_alone_pays_itself_everything() -> None:
+    assert split_reward(50 * COIN, {}, A) == [(A, 50 * COIN)]
+    assert split_reward(50 * COIN, {A: 7}, A) == [(A, 50 * COIN)]
+    assert split_reward(50 * COIN, {B: 0}, A) == [(A, 50 * COIN)]
+
+
+def test_a_finder_without_part_and_no_dust_gets_no_output() -> None:
+    assert split_reward(10 * COIN, {B: 1, C: 1}, A) == [(B, 5 * COIN), (C, 5 * COIN)]
+
+
+def test_the_smallest_parts_beyond_the_cap_are_folded_into_the_finder() -> None:
+    weights = {script(i): 1000 + i for i in range(1, 11)}
+    outputs = split_reward(10 * COIN, weights, A, max_outputs=4)
+    assert len(outputs) == 4
+    assert outputs[0][0] == A
+    assert [s for s, _ in outputs[1:]] == [script(10), script(9), script(8)]
+    assert sum(amount for _, amount in outputs) == 10 * COIN
+
+
+@pytest.mark.parametrize(
+    ("reward", "weights", "finder"),
+    [
+        (-1, {}, A),
+        (True, {}, A),
+        (21_000_001 * COIN, {}, A),
+        (1, {A: -1}, A),
+        (1, {A: 1.5}, A),
+        (1, {b"": 1}, A),
+        (1, {}, b""),
+    ],
+)
+def test_impossible_inputs_are_refused(
+    reward: int, weights: dict[bytes, int], finder: bytes
+) -> None:
+    with pytest.raises(SettlementError):
+        split_reward(reward, weights, finder)
+
+
+@given(reward=rewards, weights=weight_maps, finder=scripts)
+def test_the_outputs_add_up_to_the_reward_and_respect_dust_and_cap(
+    reward: int, weights: dict[bytes, int], finder: bytes
+) -> None:
+    outputs = split_reward(reward, weights, finder)
+    assert sum(amount for _, amount in outputs) == reward
+    assert len(outputs) <= MAX_OUTPUTS
+    assert len({s for s, _ in outputs}) == len(outputs)
+    for out_script, amount in outputs:
+        if out_script != finder:
+            assert amount >= DUST_THRESHOLD
+            assert weights.get(out_script, 0) > 0
+    assert outputs[0][0] == finder or all(s != finder for s, _ in outputs)
+
+
+@given(reward=rewards, weights=weight_maps, finder=scripts)
+def test_unfolded_parts_are_within_one_satoshi_of_exact(
+    reward: int, weights: dict[bytes, int], finder: bytes
+) -> None:
+    total = sum(weights.values())
+    for out_script, amount in split_reward(reward, weights, finder):
+        if out_script != finder:
+            exact_floor = reward * weights[out_script] // total
+            assert exact_floor <= amount <= exact_floor + 1
+
+
+@given(reward=rewards, weights=weight_maps, finder=scripts, seed=st.integers())
+def test_the_split_is_deterministic_and_independent_of_order(
+    reward: int, weights: dict[bytes, int], finder: bytes, seed: int
+) -> None:
+    items = list(weights.items())
+    random.Random(seed).shuffle(items)
+    shuffled = dict(items)
+    assert split_reward(reward, weights, finder) == split_reward(reward, shuffled, finder)
+    assert split_reward(reward, weights, finder) == split_reward(reward, dict(weights), finder)
+
+
+@given(reward=rewards, weights=weight_maps, finder=scripts)
+def test_a_coinbase_paying_the_split_is_never_underpaid(
+    reward: int, weights: dict[bytes, int], finder: bytes
+) -> None:
+    outputs = split_reward(reward, weights, finder)
+    check = check_settlement(outputs, weights, finder)
+    assert check.reward == reward
+    assert check.shortfall == 0
+    assert not check.underpaid
+
+
+def test_a_coinbase_paying_only_its_finder_is_underpaid() -> None:
+    weights = {A: 10, B: 60, C: 30}
+    check = check_settlement([TxOut(50 * COIN, A)], weights, A)
+    assert check.shortfall == 45 * COIN
+    assert check.underpaid
+
+
+def test_underpayment_within_the_tolerance_is_accepted() -> None:
+    weights = {A: 50, B: 50}
+    allowed = tolerance(100 * COIN)
+    assert allowed == 5 * COIN + DUST_THRESHOLD
+    fair = split_reward(100 * COIN, weights, A)
+    assert fair == [(A, 50 * COIN), (B, 50 * COIN)]
+    just_inside = [(A, 50 * COIN + allowed), (B, 50 * COIN - allowed)]
+    just_outside = [(A, 50 * COIN + allowed + 1), (B, 50 * COIN - allowed - 1)]
+    assert not check_settlement(just_inside, weights, A).underpaid
+    assert check_settlement(just_outside, weights, A).underpaid
+
+
+def test_paying_oneself_through_another_script_still_counts_as_reward() -> None:
+    """A hidden second output to the finder raises the reward the others are owed."""
+    weights = {A: 50, B: 50}
+    check = check_settlement([(A, 25 * COIN), (B, 25 * COIN), (D, 50 * COIN)], weights, A)
+    assert check.reward == 100 * COIN
+    assert check.shortfall == 25 * COIN
+    assert check.underpaid
+
+
+def test_settlement_coinbase_pays_the_split_and_commits_to_the_node() -> None:
+    outputs = split_reward(50 * COIN, {A: 1, B: 3}, A)
+    parts = settlement_coinbase(101, outputs, b"\x07" * 20, 8, b"/otedama/")
+    tx = Transaction.parse(parts.assemble(bytes(8)))
+    assert [(o.script_pubkey, o.value) for o in tx.outputs[:-1]] == outputs
+    assert node_commitments(tx.outputs) == [b"\x07" * 20]
+    assert check_settlement(tx.outputs, {A: 1, B: 3}, A).shortfall == 0
