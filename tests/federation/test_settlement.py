@@ -35,14 +35,29 @@ rewards = st.integers(min_value=0, max_value=21_000_000 * COIN)
 
 
 def test_worked_example_of_the_docs() -> None:
-    """50 BTC, A finds, window A:B:C:D = 5:3:1.9999:0.0001 (in work units)."""
+    """docs/federation-settlement.md: 324,845,678 sat, work A:B:C:D = 40000:35000:24997:3."""
+    reward = 312_500_000 + 12_345_678
+    weights = {A: 40_000, B: 35_000, C: 24_997, D: 3}
+    # D's part, 9,745 sat + the left-over satoshi, is dust: folded into the finder's.
+    assert split_reward(reward, weights, A) == [
+        (A, 129_948_017),
+        (B, 113_695_987),
+        (C, 81_201_674),
+    ]
+    assert split_reward(reward, weights, B) == [
+        (B, 113_705_733),
+        (A, 129_938_271),
+        (C, 81_201_674),
+    ]
+    selfish = check_settlement([(A, reward)], weights, A)
+    assert (selfish.shortfall, selfish.allowed) == (194_897_661, 16_252_283)
+    assert selfish.underpaid
+
+
+def test_a_part_above_the_dust_threshold_keeps_its_output() -> None:
     weights = {A: 50_000, B: 30_000, C: 19_999, D: 1}
     outputs = split_reward(50 * COIN, weights, A)
-    # D's exact part is 50 BTC / 100_000 = 50_000 sat: above the dust threshold.
     assert outputs == [(A, 2_500_000_000), (B, 1_500_000_000), (C, 999_950_000), (D, 50_000)]
-    tiny = split_reward(1 * COIN, weights, A)
-    # D's part of 1 BTC is 1_000 sat: dust, folded into the finder's output.
-    assert tiny == [(A, 50_001_000), (B, 30_000_000), (C, 19_999_000)]
 
 
 def test_rounding_remainders_go_to_the_largest_fractional_parts() -> None:
