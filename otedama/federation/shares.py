@@ -313,7 +313,7 @@ def _reject(reason: Rejection, detail: str) -> Verdict:
 def verify_share(
     share: FedShare,
     *,
-    share_target: int,
+    federation_target: int,
     tip: ChainTip,
     window_weights: Mapping[bytes, int],
     now: float,
@@ -321,16 +321,17 @@ def verify_share(
 ) -> Verdict:
     """Verify ``share`` against the receiver's state, in the documented order.
 
-    ``share_target`` is the receiver's own federation share target, ``window_weights``
+    ``federation_target`` is the receiver's own federation share target (its window's
+    ``share_target``), ``window_weights``
     its window's payout script -> work (``FederationWindow.script_weights()``) before
     this share is added. The signature was checked by the gossip layer.
     """
     # 1. Proof of work.
-    if share.target > share_target * TARGET_TOLERANCE:
+    if share.target > federation_target * TARGET_TOLERANCE:
         return _reject(
             Rejection.TARGET_TOO_EASY,
             f"claims target {share.target:#x}, more than {TARGET_TOLERANCE}x "
-            f"the federation target {share_target:#x}",
+            f"the federation target {federation_target:#x}",
         )
     if hash_to_int(share.share_hash) > share.target:
         return _reject(

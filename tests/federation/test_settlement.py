@@ -138,6 +138,28 @@ def test_unfolded_parts_are_within_one_satoshi_of_exact(
             assert exact_floor <= amount <= exact_floor + 1
 
 
+@given(
+    reward=rewards,
+    weights=weight_maps,
+    finder=scripts,
+    max_outputs=st.integers(min_value=1, max_value=6),
+)
+def test_the_cap_keeps_the_largest_parts(
+    reward: int, weights: dict[bytes, int], finder: bytes, max_outputs: int
+) -> None:
+    """Every part folded by the cap is no larger than every part that kept its output."""
+    outputs = split_reward(reward, weights, finder, dust_threshold=0, max_outputs=max_outputs)
+    assert len(outputs) <= max_outputs
+    assert sum(amount for _, amount in outputs) == reward
+    uncapped = dict(split_reward(reward, weights, finder, dust_threshold=0, max_outputs=10**6))
+    kept = {s for s, _ in outputs} - {finder}
+    folded = set(uncapped) - kept - {finder}
+    if kept and folded:
+        assert max(uncapped[s] for s in folded) <= min(uncapped[s] for s in kept)
+    for out_script in kept:
+        assert dict(outputs)[out_script] == uncapped[out_script]
+
+
 @given(reward=rewards, weights=weight_maps, finder=scripts, seed=st.integers())
 def test_the_split_is_deterministic_and_independent_of_order(
     reward: int, weights: dict[bytes, int], finder: bytes, seed: int

@@ -41,7 +41,7 @@ OTHER = script(2)
 def verify(share: FedShare, **overrides: Any) -> Verdict:
     """Verify as a receiver at NOW with target EASY, tip TIP and an empty window."""
     context: dict[str, Any] = {
-        "share_target": EASY,
+        "federation_target": EASY,
         "tip": TIP,
         "window_weights": {},
         "now": NOW,
@@ -203,14 +203,14 @@ def test_a_share_on_the_tips_parent_is_accepted_within_the_grace() -> None:
 
 
 def test_a_share_up_to_the_tolerance_easier_is_accepted() -> None:
-    assert verify(make_share(), share_target=EASY // TARGET_TOLERANCE).accepted
+    assert verify(make_share(), federation_target=EASY // TARGET_TOLERANCE).accepted
 
 
 # -- verification: one test per rejection reason, in order --------------------------
 
 
 def test_a_target_easier_than_the_tolerance_is_rejected() -> None:
-    verdict = verify(make_share(), share_target=EASY // TARGET_TOLERANCE - 1)
+    verdict = verify(make_share(), federation_target=EASY // TARGET_TOLERANCE - 1)
     assert verdict.reason is Rejection.TARGET_TOO_EASY
 
 
