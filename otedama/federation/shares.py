@@ -4,7 +4,8 @@ share target, and how a receiver verifies one.
 A ``FedShare`` is a share that met the federation share target: the 80-byte header, the
 coinbase (non-witness serialization) and the merkle branch that links the coinbase to the
 header's merkle root, with the claiming node's id, public key and payout script, the
-block height it was mined at, the target it claims and the time it was found. Pure: no
+block height it was mined at, the target it claims, the time it was found and the
+template time: the moment of the window its coinbase's split was computed from. Pure: no
 I/O, the receiver's time is passed in. ``docs/federation-settlement.md`` states the rules.
 
 **Share target.** ``share_target`` is computed from the window alone, so two nodes with
@@ -31,9 +32,11 @@ between the network target (a federation share need never be harder than a block
 4. the coinbase txid and the branch give the header's merkle root (``BAD_MERKLE_ROOT``);
 5. time bounds: the share is at most ``MAX_AGE`` old (``TOO_OLD``) and at most
    ``MAX_FUTURE`` ahead (``FROM_FUTURE``); the header time is within ``MAX_HEADER_DRIFT``
-   of the share's time (``BAD_HEADER_TIME``);
+   of the share's time (``BAD_HEADER_TIME``); the template time is at most
+   ``MAX_TEMPLATE_AGE`` before the share's time and not after it (``BAD_TEMPLATE_TIME``);
 6. the coinbase splits its reward within the settlement tolerance of the receiver's own
-   window (``UNDERPAYS``; see ``otedama.federation.settlement``).
+   window as of the share's template time (``UNDERPAYS``; see
+   ``otedama.federation.settlement``).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from otedama.chain.coinbase import MAX_NODE_ID_SIZE, encode_height, node_commitments
 from otedama.chain.hashing import sha256d
@@ -59,6 +62,7 @@ __all__ = [
     "MAX_FUTURE",
     "MAX_HEADER_DRIFT",
     "MAX_PAYOUT_SCRIPT",
+    "MAX_TEMPLATE_AGE",
     "PUBLIC_KEY_SIZE",
     "START_FACTOR_BITS",
     "TARGET_TOLERANCE",
@@ -68,6 +72,7 @@ __all__ = [
     "FedShareError",
     "Rejection",
     "Verdict",
+    "WindowWeights",
     "share_target",
     "share_work",
     "verify_share",
@@ -95,6 +100,9 @@ MAX_FUTURE = 15
 """Seconds a share may be ahead of the receiver's clock (clock skew)."""
 MAX_HEADER_DRIFT = 7_200
 """Seconds between the header's ntime and the share's time (Bitcoin's own future bound)."""
+MAX_TEMPLATE_AGE = 300
+"""Seconds a share's template time may precede its time: templates (and so coinbase
+splits) are rebuilt at least every 30 s by the node's block source."""
 START_FACTOR_BITS = 16
 """The easiest federation share target is the network target times 2**16."""
 
@@ -108,6 +116,7 @@ FIELDS = (
     "height",
     "target",
     "time",
+    "template_time",
 )
 """The keys of a share's wire dict, all required."""
 
@@ -158,6 +167,7 @@ class FedShare:
     height: int
     target: int
     time: int
+    template_time: int
     _parsed_header: BlockHeader = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -175,6 +185,7 @@ class FedShare:
         _int("height", self.height, 0, MAX_HEIGHT)
         _int("target", self.target, 1, MAX_TARGET)
         _int("time", self.time, 0, MAX_TIME)
+        _int("template_time", self.template_time, 0, MAX_TIME)
         object.__setattr__(self, "_parsed_header", BlockHeader.parse(self.header))
 
     @property
@@ -205,6 +216,7 @@ class FedShare:
             "height": self.height,
             "target": self.target.to_bytes(32, "big"),
             "time": self.time,
+            "template_time": self.template_time,
         }
 
     @classmethod
@@ -234,6 +246,7 @@ class FedShare:
             height=data["height"],
             target=int.from_bytes(target, "big"),
             time=data["time"],
+            template_time=data["template_time"],
         )
 
 
@@ -289,7 +302,16 @@ class Rejection(StrEnum):
     TOO_OLD = "too-old"
     FROM_FUTURE = "from-future"
     BAD_HEADER_TIME = "bad-header-time"
+    BAD_TEMPLATE_TIME = "bad-template-time"
     UNDERPAYS = "underpays"
+
+
+class WindowWeights(Protocol):
+    """The receiver's window, as ``FederationWindow`` provides it."""
+
+    def script_weights(self, as_of: float) -> Mapping[bytes, int]:
+        """Payout script -> work of the window as of ``as_of``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -315,16 +337,15 @@ def verify_share(
     *,
     federation_target: int,
     tip: ChainTip,
-    window_weights: Mapping[bytes, int],
+    window: WindowWeights,
     now: float,
     tip_grace: float = TIP_GRACE,
 ) -> Verdict:
     """Verify ``share`` against the receiver's state, in the documented order.
 
     ``federation_target`` is the receiver's own federation share target (its window's
-    ``share_target``), ``window_weights``
-    its window's payout script -> work (``FederationWindow.script_weights()``) before
-    this share is added. The signature was checked by the gossip layer.
+    ``at(now).share_target(...)``), ``window`` its federation window before this share
+    is added. The signature was checked by the gossip layer.
     """
     # 1. Proof of work.
     if share.target > federation_target * TARGET_TOLERANCE:
@@ -389,9 +410,16 @@ def verify_share(
             Rejection.BAD_HEADER_TIME,
             f"header time {header.time} is more than {MAX_HEADER_DRIFT}s from {share.time}",
         )
-    # 6. The split, against the receiver's own window.
+    if not share.time - MAX_TEMPLATE_AGE <= share.template_time <= share.time:
+        return _reject(
+            Rejection.BAD_TEMPLATE_TIME,
+            f"template time {share.template_time} is not within {MAX_TEMPLATE_AGE}s "
+            f"before the share time {share.time}",
+        )
+    # 6. The split, against the receiver's own window at the moment the sender split.
+    weights = window.script_weights(share.template_time)
     try:
-        check = check_settlement(coinbase.outputs, window_weights, share.payout_script)
+        check = check_settlement(coinbase.outputs, weights, share.payout_script)
     except SettlementError as e:
         return _reject(Rejection.BAD_COINBASE, f"coinbase outputs cannot be settled: {e}")
     if check.underpaid:

@@ -13,6 +13,7 @@ from otedama.chain.serialize import BlockHeader, TxOut
 from otedama.chain.target import hash_to_int
 from otedama.federation.settlement import Output
 from otedama.federation.shares import ChainTip, FedShare
+from otedama.federation.window import FederationWindow, WindowEntry
 
 NOW = 1_800_000_000
 NODE = b"\x11" * 20
@@ -47,6 +48,8 @@ class ShareSpec:
     coinbase_height: int | None = None
     target: int = EASY
     time: int = NOW
+    template_time: int | None = None
+    """None: 20 s before ``time``."""
     header_time: int | None = None
     txids: Sequence[bytes] = field(default_factory=lambda: list(TXIDS))
     branch: Sequence[bytes] | None = None
@@ -90,4 +93,14 @@ def make_share(spec: ShareSpec | None = None, **changes: object) -> FedShare:
         height=spec.height,
         target=spec.target,
         time=spec.time,
+        template_time=spec.time - 20 if spec.template_time is None else spec.template_time,
     )
+
+
+def window_of(weights: dict[bytes, int], time: int = NOW - 60) -> FederationWindow:
+    """A 2 h window holding one share of ``work`` per payout script at ``time``."""
+    window = FederationWindow(7200)
+    for n, (payout, work) in enumerate(sorted(weights.items())):
+        entry = WindowEntry(sha256d(b"share %d" % n), payout[-20:], payout, work, time)
+        assert window.add(entry, NOW)
+    return window

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from otedama.chain.hashing import sha256d
 from otedama.chain.params import COIN
 from otedama.chain.target import MAX_TARGET
 from otedama.federation.settlement import split_reward
@@ -21,6 +22,7 @@ from otedama.federation.shares import (
     MAX_COINBASE_SIZE,
     MAX_FUTURE,
     MAX_HEADER_DRIFT,
+    MAX_TEMPLATE_AGE,
     START_FACTOR_BITS,
     TARGET_TOLERANCE,
     TIP_GRACE,
@@ -32,8 +34,9 @@ from otedama.federation.shares import (
     share_work,
     verify_share,
 )
+from otedama.federation.window import FederationWindow, WindowEntry
 
-from .shares_support import EASY, NODE, NOW, PAYOUT, TIP, TXIDS, make_share, script
+from .shares_support import EASY, NODE, NOW, PAYOUT, TIP, TXIDS, make_share, script, window_of
 
 OTHER = script(2)
 
@@ -43,7 +46,7 @@ def verify(share: FedShare, **overrides: Any) -> Verdict:
     context: dict[str, Any] = {
         "federation_target": EASY,
         "tip": TIP,
-        "window_weights": {},
+        "window": window_of({}),
         "now": NOW,
     }
     context.update(overrides)
@@ -192,7 +195,7 @@ def test_an_honest_share_is_accepted() -> None:
 def test_a_share_paying_the_window_is_accepted() -> None:
     window = {PAYOUT: 3, OTHER: 1}
     outputs = split_reward(50 * COIN, window, PAYOUT)
-    verdict = verify(make_share(outputs=outputs), window_weights=window)
+    verdict = verify(make_share(outputs=outputs), window=window_of(window))
     assert verdict.accepted, verdict.detail
 
 
@@ -282,10 +285,36 @@ def test_a_header_time_far_from_the_share_time_is_rejected() -> None:
     assert verify(share).reason is Rejection.BAD_HEADER_TIME
 
 
+def test_a_template_time_after_the_share_time_is_rejected() -> None:
+    share = make_share(template_time=NOW + 1)
+    assert verify(share).reason is Rejection.BAD_TEMPLATE_TIME
+
+
+def test_a_template_time_older_than_allowed_is_rejected() -> None:
+    share = make_share(template_time=NOW - MAX_TEMPLATE_AGE - 1)
+    assert verify(share).reason is Rejection.BAD_TEMPLATE_TIME
+    assert verify(make_share(template_time=NOW - MAX_TEMPLATE_AGE)).accepted
+
+
+def test_the_split_is_judged_against_the_window_at_the_template_time() -> None:
+    """Shares that arrived after the sender built its coinbase do not make it unfair."""
+    window = FederationWindow(7200)
+    window.add(WindowEntry(sha256d(b"a"), b"\x01" * 20, PAYOUT, 100, NOW - 200), NOW)
+    window.add(WindowEntry(sha256d(b"b"), b"\x02" * 20, OTHER, 100, NOW - 200), NOW)
+    for n in range(5):  # OTHER's work since the template: four times what it had
+        window.add(WindowEntry(sha256d(b"c%d" % n), b"\x02" * 20, OTHER, 80, NOW - 50), NOW)
+    outputs = split_reward(50 * COIN, window.script_weights(NOW - 100), PAYOUT)
+    assert outputs == [(PAYOUT, 25 * COIN), (OTHER, 25 * COIN)]
+    on_time = make_share(outputs=outputs, template_time=NOW - 100)
+    assert verify(on_time, window=window).accepted
+    claimed_later = make_share(outputs=outputs, template_time=NOW - 10)
+    assert verify(claimed_later, window=window).reason is Rejection.UNDERPAYS
+
+
 def test_a_node_mining_for_itself_alone_is_caught_at_its_first_share() -> None:
     """The window holds other nodes' work; a coinbase paying only the finder underpays."""
     window = {PAYOUT: 1, OTHER: 3}
-    verdict = verify(make_share(), window_weights=window)
+    verdict = verify(make_share(), window=window_of(window))
     assert verdict.reason is Rejection.UNDERPAYS
     assert verdict.settlement is not None
     assert verdict.settlement.shortfall == 37_50_000_000
@@ -299,4 +328,4 @@ def test_checks_run_in_the_documented_order() -> None:
         prev_hash=b"\x55" * 32,
         time=NOW - 10 * MAX_AGE,
     )
-    assert verify(share, window_weights={OTHER: 1}).reason is Rejection.INSUFFICIENT_WORK
+    assert verify(share, window=window_of({OTHER: 1})).reason is Rejection.INSUFFICIENT_WORK

@@ -12,18 +12,29 @@ from hypothesis import strategies as st
 from otedama.chain.hashing import sha256d
 from otedama.config import ConfigError, load_config
 from otedama.federation.shares import START_FACTOR_BITS, share_target, share_work
-from otedama.federation.window import FederationWindow, NodeTotals, WindowEntry
+from otedama.federation.window import (
+    RETENTION_MARGIN,
+    FederationWindow,
+    NodeTotals,
+    WindowEntry,
+)
 
 from .shares_support import EASY, NODE, NOW, PAYOUT, make_share, script
 
 HOUR = 3600.0
 
 
-def entry(n: int, node: int, time: float, work: int = 10, payout: int | None = None) -> WindowEntry:
+def node(n: int) -> bytes:
+    return bytes([n]) * 20
+
+
+def entry(
+    n: int, owner: int, time: float, work: int = 10, payout: int | None = None
+) -> WindowEntry:
     return WindowEntry(
         share_hash=sha256d(n.to_bytes(8, "big")),
-        node_id=bytes([node]) * 20,
-        payout_script=script(node if payout is None else payout),
+        node_id=node(owner),
+        payout_script=script(owner if payout is None else payout),
         work=work,
         time=int(time),
     )
@@ -36,8 +47,9 @@ def test_a_verified_share_enters_once() -> None:
     assert not window.add(share, NOW + 1)
     assert share.share_hash in window
     assert len(window) == 1
-    assert window.node(NODE) == NodeTotals(1, share_work(EASY))
-    assert window.script_weights() == {PAYOUT: share_work(EASY)}
+    state = window.at(NOW)
+    assert state.node(NODE) == NodeTotals(1, share_work(EASY))
+    assert state.script_weights == {PAYOUT: share_work(EASY)}
 
 
 def test_totals_and_parts_are_exact() -> None:
@@ -45,31 +57,48 @@ def test_totals_and_parts_are_exact() -> None:
     window.add(entry(1, 1, NOW, work=1), NOW)
     window.add(entry(2, 2, NOW, work=2), NOW)
     window.add(entry(3, 2, NOW, work=3, payout=9), NOW)
-    assert window.total_work == 6
-    assert window.part(bytes([2]) * 20) == Fraction(5, 6)
-    assert window.part(bytes([7]) * 20) == 0
-    assert window.nodes() == {bytes([1]) * 20: NodeTotals(1, 1), bytes([2]) * 20: NodeTotals(2, 5)}
+    state = window.at(NOW)
+    assert (state.shares, state.total_work) == (3, 6)
+    assert state.part(node(2)) == Fraction(5, 6)
+    assert state.part(node(7)) == 0
+    assert dict(state.nodes) == {node(1): NodeTotals(1, 1), node(2): NodeTotals(2, 5)}
     # A node that changed its payout script is paid on both, by the work under each.
-    assert window.script_weights() == {script(1): 1, script(2): 2, script(9): 3}
+    assert dict(state.script_weights) == {script(1): 1, script(2): 2, script(9): 3}
 
 
 def test_an_empty_window_has_no_parts() -> None:
+    state = FederationWindow(2 * HOUR).at(NOW)
+    assert (state.shares, state.total_work) == (0, 0)
+    assert state.part(NODE) == 0
+    assert dict(state.nodes) == {}
+    assert dict(state.script_weights) == {}
+
+
+def test_the_window_at_a_time_holds_the_shares_of_the_duration_before_it() -> None:
     window = FederationWindow(2 * HOUR)
-    assert window.total_work == 0
-    assert window.part(NODE) == 0
-    assert window.nodes() == {}
-    assert window.script_weights() == {}
+    window.add(entry(1, 1, NOW - 2 * HOUR - 1), NOW)  # kept in the margin only
+    window.add(entry(2, 2, NOW - 2 * HOUR), NOW)
+    window.add(entry(3, 3, NOW - 100), NOW)
+    window.add(entry(4, 4, NOW), NOW)
+    assert len(window) == 4
+    assert list(window.at(NOW).nodes) == [node(2), node(3), node(4)]
+    assert list(window.at(NOW - 100).nodes) == [node(1), node(2), node(3)]
+    assert list(window.at(NOW - 101).nodes) == [node(1), node(2)]
+    assert window.at(NOW - 100).total_work == 30
 
 
-def test_shares_leave_when_they_fall_out_of_the_window() -> None:
+def test_shares_leave_after_the_window_and_its_margin() -> None:
     window = FederationWindow(2 * HOUR)
     window.add(entry(1, 1, NOW), NOW)
     window.add(entry(2, 2, NOW + HOUR), NOW + HOUR)
-    assert window.prune(NOW + 2 * HOUR) == 0
-    assert window.prune(NOW + 2 * HOUR + 1) == 1
-    assert window.nodes() == {bytes([2]) * 20: NodeTotals(1, 10)}
-    assert window.script_weights() == {script(2): 10}
-    assert window.total_work == 10
+    end = NOW + 2 * HOUR + RETENTION_MARGIN
+    assert window.prune(end) == 0
+    assert window.prune(end + 1) == 1
+    assert len(window) == 1
+    state = window.at(end + 1)
+    assert dict(state.nodes) == {node(2): NodeTotals(1, 10)}
+    assert dict(state.script_weights) == {script(2): 10}
+    assert state.total_work == 10
 
 
 def test_a_share_older_than_the_window_is_not_added() -> None:
@@ -87,9 +116,11 @@ def test_memory_is_bounded_by_evicting_the_oldest() -> None:
     for n in range(10):
         window.add(entry(n, n % 2 + 1, NOW + n), NOW + 10)
     assert len(window) == 3
-    assert [entry(n, n % 2 + 1, NOW + n).share_hash in window for n in (7, 8, 9)] == [True] * 3
-    assert window.total_work == 30
-    assert sum(t.work for t in window.nodes().values()) == 30
+    assert all(entry(n, n % 2 + 1, NOW + n).share_hash in window for n in (7, 8, 9))
+    assert not window.add(entry(99, 1, NOW), NOW + 10)  # older than all: evicted at once
+    state = window.at(NOW + 10)
+    assert state.total_work == 30
+    assert sum(t.work for t in state.nodes.values()) == 30
 
 
 @given(
@@ -103,14 +134,16 @@ def test_memory_is_bounded_by_evicting_the_oldest() -> None:
         max_size=40,
     ),
     seed=st.integers(),
+    back=st.integers(min_value=0, max_value=int(RETENTION_MARGIN)),
 )
-def test_totals_match_the_entries_in_any_order(
-    items: list[tuple[int, int, int, int]], seed: int
+def test_the_state_matches_a_recount_in_any_order(
+    items: list[tuple[int, int, int, int]], seed: int, back: int
 ) -> None:
-    """The window's totals equal a recount of what it holds, whatever the arrival order,
-    and two windows fed the same shares in different orders agree."""
+    """The state at any retained time equals a recount of the shares of that window,
+    whatever the arrival order; two windows fed the same shares agree."""
     now = NOW + 4 * HOUR
-    first = {n: entry(n, node, NOW + offset, work) for n, node, offset, work in items}
+    as_of = now - back
+    first = {n: entry(n, owner, NOW + offset, work) for n, owner, offset, work in items}
     entries = list(first.values())
     shuffled = list(entries)
     random.Random(seed).shuffle(shuffled)
@@ -119,34 +152,42 @@ def test_totals_match_the_entries_in_any_order(
         a.add(e, now)
     for e in shuffled:
         b.add(e, now)
-    kept = [e for e in entries if e.time >= now - 2 * HOUR]
-    assert len(a) == len(kept)
-    assert a.total_work == sum(e.work for e in kept)
-    for w in (a, b):
-        scripts: dict[bytes, int] = {}
-        for e in kept:
-            scripts[e.payout_script] = scripts.get(e.payout_script, 0) + e.work
-        assert w.script_weights() == dict(sorted(scripts.items()))
-    assert a.nodes() == b.nodes()
-    assert a.share_target(10, 1 << 200) == b.share_target(10, 1 << 200)
+    kept = [e for e in entries if as_of - 2 * HOUR <= e.time <= as_of]
+    scripts: dict[bytes, int] = {}
+    nodes: dict[bytes, NodeTotals] = {}
+    for e in kept:
+        scripts[e.payout_script] = scripts.get(e.payout_script, 0) + e.work
+        totals = nodes.get(e.node_id, NodeTotals(0, 0))
+        nodes[e.node_id] = NodeTotals(totals.shares + 1, totals.work + e.work)
+    for window in (a, b):
+        state = window.at(as_of)
+        assert state.shares == len(kept)
+        assert state.total_work == sum(e.work for e in kept)
+        assert list(state.script_weights.items()) == sorted(scripts.items())
+        assert list(state.nodes.items()) == sorted(nodes.items())
+    assert a.at(as_of).share_target(10, 1 << 200) == b.at(as_of).share_target(10, 1 << 200)
 
 
-def test_the_window_gives_the_share_target_of_its_totals() -> None:
+def test_the_window_gives_the_share_target_of_its_shares() -> None:
     window = FederationWindow(2 * HOUR)
     network = 1 << 200
-    assert window.share_target(10, network) == network << START_FACTOR_BITS
+    assert window.at(NOW).share_target(10, network) == network << START_FACTOR_BITS
     window.add(entry(1, 1, NOW - 600, work=5 * 10**12), NOW)
     window.add(entry(2, 2, NOW - 300, work=300 * 10**12), NOW)
     window.add(entry(3, 1, NOW, work=300 * 10**12), NOW)
     expected = share_target(605 * 10**12, 5 * 10**12, NOW - 600, NOW, 10, network)
-    assert window.share_target(10, network) == expected
+    assert window.at(NOW).share_target(10, network) == expected
     assert share_work(expected) == 10**13
 
 
-@pytest.mark.parametrize(("duration", "max_entries"), [(0, 1), (-1, 1), (10, 0)])
-def test_impossible_window_sizes_are_refused(duration: float, max_entries: int) -> None:
+@pytest.mark.parametrize(
+    ("duration", "max_entries", "margin"), [(0, 1, 0), (-1, 1, 0), (10, 0, 0), (10, 1, -1)]
+)
+def test_impossible_window_sizes_are_refused(
+    duration: float, max_entries: int, margin: float
+) -> None:
     with pytest.raises(ValueError):
-        FederationWindow(duration, max_entries)
+        FederationWindow(duration, max_entries, margin)
 
 
 def test_config_has_the_federation_interval_and_window() -> None:
