@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from otedama.chain.coinbase import build_coinbase, node_commitment_output
 from otedama.chain.hashing import sha256d
 from otedama.chain.merkle import merkle_branch, root_from_branch, witness_commitment_script
 from otedama.chain.params import COIN
-from otedama.chain.serialize import BlockHeader, TxOut
+from otedama.chain.serialize import BlockHeader, Transaction, TxOut
 from otedama.chain.target import hash_to_int
 from otedama.federation.settlement import Output
 from otedama.federation.shares import ChainTip, FedShare
@@ -55,6 +55,8 @@ class ShareSpec:
     branch: Sequence[bytes] | None = None
     """Branch sent with the share; None: the true one."""
     meets_target: bool = True
+    change_coinbase: Callable[[Transaction], Transaction] | None = None
+    """Applied to the built coinbase before the header commits to it."""
 
 
 def make_share(spec: ShareSpec | None = None, **changes: object) -> FedShare:
@@ -73,6 +75,8 @@ def make_share(spec: ShareSpec | None = None, **changes: object) -> FedShare:
         witness_commitment_script(bytes(32)),
     )
     coinbase = parts.assemble(bytes.fromhex("0102030405060708"))
+    if spec.change_coinbase is not None:
+        coinbase = spec.change_coinbase(Transaction.parse(coinbase)).serialize(witness=False)
     branch = merkle_branch(spec.txids)
     root = root_from_branch(sha256d(coinbase), branch)
     header_time = spec.time if spec.header_time is None else spec.header_time

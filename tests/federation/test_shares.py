@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from otedama.chain.hashing import sha256d
 from otedama.chain.params import COIN
+from otedama.chain.serialize import Transaction, TxOut
 from otedama.chain.target import MAX_TARGET
 from otedama.federation.settlement import split_reward
 from otedama.federation.shares import (
@@ -228,6 +229,26 @@ def test_a_coinbase_that_does_not_parse_is_rejected() -> None:
     broken = replace(share, coinbase=share.coinbase[:-1])
     verdict = verify(broken)
     assert verdict.reason is Rejection.BAD_COINBASE
+
+
+def test_a_transaction_that_is_not_a_coinbase_is_rejected() -> None:
+    def spend(tx: Transaction) -> Transaction:
+        txin = replace(tx.inputs[0], prev_hash=b"\x01" * 32, prev_index=0)
+        return replace(tx, inputs=(txin,))
+
+    verdict = verify(make_share(change_coinbase=spend))
+    assert verdict.reason is Rejection.BAD_COINBASE
+
+
+def test_a_coinbase_with_a_negative_output_is_rejected() -> None:
+    """Consensus forbids it; verification finds it when it sums the outputs."""
+
+    def negative(tx: Transaction) -> Transaction:
+        return replace(tx, outputs=(TxOut(-1, OTHER), *tx.outputs))
+
+    verdict = verify(make_share(change_coinbase=negative))
+    assert verdict.reason is Rejection.BAD_COINBASE
+    assert "negative" in verdict.detail
 
 
 def test_a_coinbase_committing_to_another_node_is_rejected() -> None:
