@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
+from otedama.federation.shares import Rejection
+
 __all__ = [
     "BAD_HALF_LIFE",
     "DEFAULT_MAX_PEERS",
@@ -39,6 +41,7 @@ __all__ = [
     "Penalty",
     "Reputation",
     "Reward",
+    "penalty_for",
 ]
 
 PRIOR = 10.0
@@ -104,6 +107,23 @@ PENALTIES = MappingProxyType(
     }
 )
 """Weight each penalty adds to ``bad``."""
+
+
+_REJECTION_PENALTIES = MappingProxyType(
+    {
+        # An honest node can send these in a race with a new block or a slow link.
+        Rejection.STALE: Penalty.LATE,
+        Rejection.TOO_OLD: Penalty.LATE,
+        Rejection.UNDERPAYS: Penalty.UNDERPAID,
+    }
+)
+
+
+def penalty_for(rejection: Rejection) -> Penalty:
+    """The penalty for sending a federation share rejected for ``rejection``: ``LATE``
+    for a stale or old share (a race an honest node can lose), ``UNDERPAID`` for an
+    unfair split, ``INVALID_SHARE`` for everything else (forged or broken work)."""
+    return _REJECTION_PENALTIES.get(rejection, Penalty.INVALID_SHARE)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from otedama.federation.reputation import (
     Penalty,
     Reputation,
     Reward,
+    penalty_for,
 )
+from otedama.federation.shares import Rejection
 
 PEER = b"\x01" * 32
 OTHER = b"\x02" * 32
@@ -211,3 +213,26 @@ def test_restore_keeps_the_most_recent_within_the_bound() -> None:
     rep = Reputation(max_peers=2)
     rep.restore(records)
     assert [r.peer_key for r in rep.snapshot(START + 5)] == [bytes([3]) * 32, bytes([4]) * 32]
+
+
+@pytest.mark.parametrize(
+    ("rejection", "penalty"),
+    [
+        (Rejection.STALE, Penalty.LATE),
+        (Rejection.TOO_OLD, Penalty.LATE),
+        (Rejection.UNDERPAYS, Penalty.UNDERPAID),
+        (Rejection.INSUFFICIENT_WORK, Penalty.INVALID_SHARE),
+        (Rejection.NOT_COMMITTED, Penalty.INVALID_SHARE),
+        (Rejection.BAD_MERKLE_ROOT, Penalty.INVALID_SHARE),
+    ],
+)
+def test_each_rejection_has_its_penalty(rejection: Rejection, penalty: Penalty) -> None:
+    assert penalty_for(rejection) is penalty
+
+
+def test_a_share_paying_only_its_finder_costs_more_than_a_forged_one(clock: Clock) -> None:
+    rep = Reputation()
+    now = clock.seconds()
+    assert rep.penalise(PEER, penalty_for(Rejection.UNDERPAYS), now) < rep.penalise(
+        OTHER, penalty_for(Rejection.INSUFFICIENT_WORK), now
+    )
