@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import random
 
+import bitcoin
+import bitcoin.core
 import pytest
+from bitcoin.core.script import OP_RETURN
 from hypothesis import given
 from hypothesis import strategies as st
 
 from otedama.chain.coinbase import node_commitments
+from otedama.chain.merkle import merkle_branch, root_from_branch
 from otedama.chain.params import COIN
-from otedama.chain.serialize import Transaction, TxOut
+from otedama.chain.serialize import BlockHeader, Transaction, TxOut
+from otedama.chain.target import hash_to_int
+from otedama.chain.template import BlockTemplate
 from otedama.federation.settlement import (
     DUST_THRESHOLD,
     MAX_OUTPUTS,
@@ -20,6 +27,7 @@ from otedama.federation.settlement import (
     split_reward,
     tolerance,
 )
+from tests.conftest import VECTORS
 
 
 def script(n: int) -> bytes:
@@ -217,3 +225,39 @@ def test_settlement_coinbase_pays_the_split_and_commits_to_the_node() -> None:
     assert [(o.script_pubkey, o.value) for o in tx.outputs[:-1]] == outputs
     assert node_commitments(tx.outputs) == [b"\x07" * 20]
     assert check_settlement(tx.outputs, {A: 1, B: 3}, A).shortfall == 0
+
+
+def test_a_block_with_a_settlement_coinbase_passes_bitcoinlib() -> None:
+    """Independent check: Core's template, our settlement coinbase with the node-id
+    commitment, and python-bitcoinlib's CheckBlock (PoW, merkle root, segwit commitment)."""
+    reply = json.loads((VECTORS / "bitcoind" / "templates-with-txs.json").read_text())
+    template = BlockTemplate.from_rpc(reply["cases"][0]["getblocktemplate"])
+    weights = {A: 5, B: 3, C: 2}
+    outputs = split_reward(template.coinbase_value, weights, B)
+    extranonce = bytes(12)
+    parts = settlement_coinbase(
+        template.height,
+        outputs,
+        b"\x07" * 20,
+        len(extranonce),
+        b"/otedama/",
+        template.default_witness_commitment,
+    )
+    root = root_from_branch(parts.txid(extranonce), merkle_branch(template.txids))
+    for nonce in range(10_000):
+        header = BlockHeader(
+            template.version, template.prev_hash, root, template.curtime, template.bits, nonce
+        )
+        if hash_to_int(header.hash()) <= template.target:
+            break
+    raw = parts.build_block(header, extranonce, [tx.data for tx in template.transactions])
+    bitcoin.SelectParams("regtest")
+    try:
+        theirs = bitcoin.core.CBlock.deserialize(raw)
+        bitcoin.core.CheckBlock(theirs, fCheckPoW=True, cur_time=header.time)
+    finally:
+        bitcoin.SelectParams("mainnet")
+    vout = theirs.vtx[0].vout
+    assert [(bytes(o.scriptPubKey), o.nValue) for o in vout[: len(outputs)]] == outputs
+    assert sum(o.nValue for o in vout) == template.coinbase_value
+    assert list(vout[len(outputs)].scriptPubKey) == [OP_RETURN, b"OTDM" + b"\x07" * 20]
