@@ -225,6 +225,11 @@ class FederationWindow:
             newest_time=newest_time,
         )
 
+    def entries(self) -> list[WindowEntry]:
+        """Every retained entry, oldest first: what the node persists so that after a
+        restart (``add`` each back) its coinbases still pay the window it had."""
+        return [self._entries[share_hash] for _, share_hash in self._by_time]
+
     def script_weights(self, as_of: float) -> Mapping[bytes, int]:
         """Payout script -> work of the window as of ``as_of`` (``at(as_of)``)."""
         return self.at(as_of).script_weights

@@ -180,6 +180,18 @@ def test_the_window_gives_the_share_target_of_its_shares() -> None:
     assert share_work(expected) == 10**13
 
 
+def test_a_window_restored_from_its_entries_is_the_same() -> None:
+    window = FederationWindow(2 * HOUR)
+    for n in range(6):
+        window.add(entry(n, n % 3 + 1, NOW - 1000 * n, work=n + 1), NOW)
+    saved = window.entries()
+    assert [e.time for e in saved] == sorted(e.time for e in saved)
+    restored = FederationWindow(2 * HOUR)
+    for e in saved:
+        assert restored.add(e, NOW + 60)
+    assert restored.at(NOW) == window.at(NOW)
+
+
 @pytest.mark.parametrize(
     ("duration", "max_entries", "margin"), [(0, 1, 0), (-1, 1, 0), (10, 0, 0), (10, 1, -1)]
 )
