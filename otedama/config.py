@@ -363,6 +363,13 @@ class SecurityConfig:
     audit: AuditConfig = section(AuditConfig)
 
 
+def _positive_duration(value: Any) -> float:
+    seconds = duration(value)
+    if seconds <= 0:
+        raise Invalid(f"expected a duration > 0, got {value!r}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class FederationConfig:
     enabled: bool = option(False, boolean)
@@ -371,6 +378,18 @@ class FederationConfig:
     bootstrap_peers: tuple[str, ...] = option([], string_list, dump=list)
     max_peers: int = option(50, integer(0))
     reputation_threshold: float = option(0.5, number(0, 1))
+    share_interval: float = option(
+        10.0,
+        _positive_duration,
+        dump=dump_duration,
+        doc="Aim: one federation share from the whole federation per this interval.",
+    )
+    window: float = option(
+        7200.0,
+        _positive_duration,
+        dump=dump_duration,
+        doc="Federation window: verified federation shares settled in each coinbase.",
+    )
 
 
 @dataclass(frozen=True)

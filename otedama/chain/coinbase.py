@@ -28,14 +28,18 @@ from otedama.chain.serialize import (
 )
 
 __all__ = [
+    "MAX_NODE_ID_SIZE",
     "MAX_SCRIPT_SIG",
     "MIN_SCRIPT_SIG",
+    "NODE_COMMITMENT_TAG",
     "WITNESS_RESERVED_VALUE",
     "CoinbaseError",
     "CoinbaseParts",
     "assemble_block",
     "build_coinbase",
     "encode_height",
+    "node_commitment_output",
+    "node_commitments",
 ]
 
 MIN_SCRIPT_SIG = 2
@@ -46,6 +50,14 @@ WITNESS_RESERVED_VALUE = bytes(32)
 """The coinbase witness that BIP141 commitments are computed with."""
 
 _NULL_PREVOUT = bytes(32)
+
+NODE_COMMITMENT_TAG = b"OTDM"
+"""Prefix of the federation node-id commitment: ``OP_RETURN push(b"OTDM" || node id)``."""
+
+MAX_NODE_ID_SIZE = 32
+"""Longest node id a commitment carries (the whole push stays within 75 bytes)."""
+
+_OP_RETURN = 0x6A
 
 
 class CoinbaseError(ValueError):
@@ -65,6 +77,37 @@ def encode_height(height: int) -> bytes:
     if number[-1] & 0x80:
         number += b"\x00"  # keep the script number positive
     return push_data(number)
+
+
+def node_commitment_output(node_id: bytes) -> TxOut:
+    """The zero-value output committing a coinbase to a federation node:
+    ``OP_RETURN push(NODE_COMMITMENT_TAG || node_id)``.
+
+    The header's proof of work covers the coinbase through the merkle root, so a share
+    whose coinbase carries this output can only be claimed by ``node_id``.
+    """
+    if not isinstance(node_id, bytes) or not 1 <= len(node_id) <= MAX_NODE_ID_SIZE:
+        raise CoinbaseError(f"node id must be 1..{MAX_NODE_ID_SIZE} bytes, got {node_id!r}")
+    return TxOut(0, bytes((_OP_RETURN,)) + push_data(NODE_COMMITMENT_TAG + node_id))
+
+
+def node_commitments(outputs: Sequence[TxOut]) -> list[bytes]:
+    """The node ids committed to by ``outputs`` (see ``node_commitment_output``), in
+    output order. Scripts that merely resemble a commitment (other pushes, trailing
+    bytes, an empty id) are not commitments."""
+    found: list[bytes] = []
+    tag = NODE_COMMITMENT_TAG
+    for out in outputs:
+        script = out.script_pubkey
+        if len(script) < 2 or script[0] != _OP_RETURN:
+            continue
+        size = script[1]
+        if not len(tag) < size <= len(tag) + MAX_NODE_ID_SIZE or len(script) != 2 + size:
+            continue
+        data = script[2:]
+        if data.startswith(tag):
+            found.append(data[len(tag) :])
+    return found
 
 
 def _push_opcode(size: int) -> bytes:

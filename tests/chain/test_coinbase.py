@@ -9,10 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from otedama.chain.coinbase import (
+    NODE_COMMITMENT_TAG,
     CoinbaseError,
     assemble_block,
     build_coinbase,
     encode_height,
+    node_commitment_output,
+    node_commitments,
 )
 from otedama.chain.hashing import sha256d
 from otedama.chain.merkle import merkle_branch, merkle_root, root_from_branch
@@ -229,3 +232,42 @@ def test_long_extranonce_uses_pushdata1() -> None:
     assert parts.coinb1.endswith(b"\x4c\x50")
     script = parts.transaction(b"\x07" * 80).inputs[0].script_sig
     assert script == b"\x51\x4c\x50" + b"\x07" * 80
+
+
+def test_node_commitment_is_an_op_return_of_the_tag_and_node_id() -> None:
+    node_id = bytes(range(20))
+    out = node_commitment_output(node_id)
+    assert out.value == 0
+    assert out.script_pubkey == b"\x6a\x18" + NODE_COMMITMENT_TAG + node_id
+
+
+def test_node_commitment_survives_a_built_coinbase() -> None:
+    """The commitment goes through build_coinbase and is found again in the parsed tx."""
+    node_id = b"\x42" * 32
+    parts = build_coinbase(
+        300, [PAYOUT, node_commitment_output(node_id)], 8, b"/otedama/", COMMITMENT
+    )
+    tx = parts.transaction(bytes(8))
+    assert node_commitments(tx.outputs) == [node_id]
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        COMMITMENT,  # the witness commitment is an OP_RETURN too
+        b"\x6a\x04" + NODE_COMMITMENT_TAG,  # empty node id
+        b"\x6a\x08OTDX" + bytes(4),  # another tag
+        b"\x6a\x08" + NODE_COMMITMENT_TAG + bytes(4) + b"\x00",  # trailing byte
+        b"\x6a\x4c\x08" + NODE_COMMITMENT_TAG + bytes(4),  # non-minimal push
+        b"\x6a",
+        b"",
+    ],
+)
+def test_scripts_resembling_a_commitment_are_not_one(script: bytes) -> None:
+    assert node_commitments([TxOut(0, script)]) == []
+
+
+@pytest.mark.parametrize("node_id", [b"", bytes(33)])
+def test_node_ids_of_impossible_sizes_are_refused(node_id: bytes) -> None:
+    with pytest.raises(CoinbaseError, match="node id"):
+        node_commitment_output(node_id)
