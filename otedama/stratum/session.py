@@ -33,6 +33,7 @@ from otedama.stratum.codec import (
 )
 from otedama.stratum.errors import ERR_OTHER, ERR_UNAUTHORIZED, InvalidParams, Reject, StratumError
 from otedama.stratum.jobs import Job
+from otedama.stratum.numbers import NumberError, bounded_decimal, bounded_number
 from otedama.stratum.share import Share
 from otedama.stratum.vardiff import VardiffWindow, clamp_difficulty
 
@@ -45,6 +46,8 @@ _WORKER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _PASSWORD_SPLIT = re.compile(r"[,;\s]+")
 _MAX_DIFF_HISTORY = 8
 MAX_WORKERS_PER_CONNECTION = 64
+MAX_MINER_NUMBER = Fraction(10**60)
+"""Numbers from miners are capped here before any arithmetic (then clamped to settings)."""
 
 
 def json_difficulty(value: Fraction) -> int | float:
@@ -62,34 +65,35 @@ def _canonical(value: Fraction) -> Fraction:
 
 
 def _number(value: Any, what: str) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise StratumError(ERR_OTHER, f"{what} must be a number, got {value!r}")
-    if isinstance(value, float):
-        if not value > 0 or value == float("inf"):
-            raise StratumError(ERR_OTHER, f"{what} must be positive, got {value!r}")
-        return Fraction(repr(value))
-    if value <= 0:
-        raise StratumError(ERR_OTHER, f"{what} must be positive, got {value!r}")
-    return Fraction(value)
+    """A positive JSON number sent by a miner, capped far above any difficulty."""
+    result = bounded_number(value, MAX_MINER_NUMBER)
+    if result is None:
+        raise StratumError(ERR_OTHER, f"{what} must be a positive number, got {_short(value)}")
+    return result
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut short, for error messages that echo what a miner sent."""
+    text = repr(value)
+    return text if len(text) <= 64 else text[:60] + "..."
 
 
 def parse_password_difficulty(password: str) -> Fraction | None:
     """The ``d=NUMBER`` start difficulty in a password like ``x,d=0.5``, or None.
 
-    Raises ``StratumError`` naming the token when it is not a positive number.
+    Raises ``StratumError`` naming the token when it is not a short positive decimal.
     """
     for token in _PASSWORD_SPLIT.split(password):
         if token[:2].lower() != "d=":
             continue
-        text = token[2:]
         try:
-            value = Fraction(text)
-        except (ValueError, ZeroDivisionError):
+            value = bounded_decimal(token[2:])
+        except NumberError as exc:
             raise StratumError(
-                ERR_OTHER, f"password difficulty {token!r} is not a number (use d=0.5)"
+                ERR_OTHER, f"password difficulty {_short(token)} is not usable: {exc} (use d=0.5)"
             ) from None
         if value <= 0:
-            raise StratumError(ERR_OTHER, f"password difficulty {token!r} must be positive")
+            raise StratumError(ERR_OTHER, f"password difficulty {_short(token)} must be positive")
         return value
     return None
 
@@ -377,9 +381,9 @@ class StratumSession:
         agent = params[0] if params else None
         resume = params[1] if len(params) > 1 else None
         if agent is not None and not isinstance(agent, str):
-            raise InvalidParams(f"user agent must be a string, got {agent!r}")
+            raise InvalidParams(f"user agent must be a string, got {_short(agent)}")
         if resume is not None and not isinstance(resume, str):
-            raise InvalidParams(f"session id must be a string, got {resume!r}")
+            raise InvalidParams(f"session id must be a string, got {_short(resume)}")
         self.user_agent = (agent or "")[:128]
         server = self.server
         if not self.subscribed:
@@ -402,19 +406,19 @@ class StratumSession:
         """``mining.authorize [address[.worker], password]``."""
         params = request.params
         if not params or not isinstance(params[0], str):
-            raise InvalidParams(f"mining.authorize needs a user name, got {params!r}")
+            raise InvalidParams(f"mining.authorize needs a user name, got {_short(params)}")
         password = params[1] if len(params) > 1 else ""
         if password is None:
             password = ""
         if not isinstance(password, str):
-            raise InvalidParams(f"password must be a string, got {password!r}")
+            raise InvalidParams(f"password must be a string, got {_short(password)}")
         user = params[0]
         address, dot, worker_name = user.strip().partition(".")
         network = self.server.settings.network
         if dot and not _WORKER_RE.fullmatch(worker_name):
             raise StratumError(
                 ERR_UNAUTHORIZED,
-                f"worker name {worker_name!r} is invalid: use up to 64 letters, digits, '_', '-' or '.'",
+                f"worker name {_short(worker_name)} is invalid: use up to 64 letters, digits, '_', '-' or '.'",
             )
         try:
             address_to_script(address, network)
@@ -422,13 +426,13 @@ class StratumSession:
             raise StratumError(
                 ERR_UNAUTHORIZED,
                 f"user name must be a {network.name} payout address[.worker]; "
-                f"{address!r} is not: {exc}",
+                f"{_short(address)} is not: {exc}",
             ) from None
         if user not in self.workers and len(self.workers) >= MAX_WORKERS_PER_CONNECTION:
             raise StratumError(
                 ERR_UNAUTHORIZED,
                 f"at most {MAX_WORKERS_PER_CONNECTION} workers per connection; "
-                f"open another connection for {user!r}",
+                f"open another connection for {_short(user)}",
             )
         start = parse_password_difficulty(password)
         if start is not None and not self.workers:
@@ -444,13 +448,17 @@ class StratumSession:
         """``mining.configure [extensions, parameters]`` (BIP310), any time."""
         params = request.params
         if len(params) < 1 or not isinstance(params[0], list):
-            raise InvalidParams(f"mining.configure needs a list of extensions, got {params!r}")
+            raise InvalidParams(
+                f"mining.configure needs a list of extensions, got {_short(params)}"
+            )
         extensions = params[0]
         options = params[1] if len(params) > 1 else {}
         if options is None:
             options = {}
         if not isinstance(options, dict) or not all(isinstance(e, str) for e in extensions):
-            raise InvalidParams(f"mining.configure parameters must be an object, got {params!r}")
+            raise InvalidParams(
+                f"mining.configure parameters must be an object, got {_short(params)}"
+            )
         result: dict[str, Any] = {}
         for name in extensions:
             if name == "version-rolling":
@@ -539,7 +547,7 @@ class StratumSession:
             return
         if not 5 <= len(params) <= 6 or any(type(p) is not str for p in params):
             raise InvalidParams(
-                f"mining.submit needs 5 or 6 strings, got {params!r}",
+                f"mining.submit needs 5 or 6 strings, got {_short(params)}",
             )
         worker = params[0]
         address = self.workers.get(worker)

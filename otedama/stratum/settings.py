@@ -8,6 +8,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from otedama.chain.params import NetworkParams
+from otedama.stratum.numbers import NumberError, bounded_decimal
 
 __all__ = ["StratumSettings"]
 
@@ -23,8 +24,8 @@ def _difficulty(name: str, value: object) -> Fraction:
         result = Fraction(repr(value))
     elif isinstance(value, str):
         try:
-            result = Fraction(value.strip())
-        except (ValueError, ZeroDivisionError):
+            result = bounded_decimal(value.strip())
+        except NumberError:
             result = None
     if result is None or result <= 0:
         raise ValueError(f"stratum {name} must be a positive number, got {value!r}")

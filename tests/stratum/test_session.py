@@ -226,6 +226,23 @@ def test_password_with_a_malformed_d_is_refused_naming_it(stack: Stack) -> None:
     assert reply["error"][0] == 20 and "'d=lots'" in reply["error"][1]
 
 
+@pytest.mark.parametrize("password", ["d=1e999999999", "x,d=1e10000000", "d=" + "9" * 5000])
+def test_password_with_a_huge_d_is_refused_at_once(stack: Stack, password: str) -> None:
+    """Fraction("1e999999999") never returns: the number is bounded before it is built."""
+    miner = stack.miner()
+    reply = miner.call("mining.authorize", [ADDRESS, password])
+    assert reply["error"][0] == 20 and "password difficulty" in reply["error"][1]
+    assert len(reply["error"][1]) < 200
+    assert not miner.session.authorized
+
+
+def test_a_huge_suggested_difficulty_is_capped_before_arithmetic(stack: Stack) -> None:
+    miner = stack.miner()
+    assert miner.call("mining.suggest_difficulty", [10**39])["result"] is True
+    assert miner.call("mining.suggest_difficulty", [1e308])["result"] is True
+    assert miner.start()[0]["params"] == [2**40]
+
+
 def test_several_workers_may_authorize_on_one_connection(hard: Stack) -> None:
     miner = hard.miner()
     miner.start()
