@@ -11,10 +11,11 @@ from typing import Any, cast
 
 from twisted.internet import tcp
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from otedama.stratum.jobs import JobManager
 from otedama.stratum.server import StratumServer
@@ -22,7 +23,7 @@ from otedama.stratum.session import StratumSession
 from otedama.stratum.settings import StratumSettings
 from otedama.stratum.share import ShareSink
 
-__all__ = ["StratumFactory", "StratumProtocol"]
+__all__ = ["OutputGuard", "StratumFactory", "StratumProtocol", "direct_write"]
 
 
 _CONNECTION_DONE = Failure(ConnectionDone())
@@ -65,24 +66,109 @@ def _host_of(addr: IAddress) -> str:
     return host if isinstance(host, str) else str(addr)
 
 
+@implementer(IPushProducer)
+class OutputGuard:
+    """Back-pressure for one connection, registered with its transport as a producer.
+
+    The transport pauses us when its send buffer is full (Twisted's ``bufferSize``): we
+    stop reading from the peer, so a miner that does not read cannot make us answer more.
+    Bytes written while paused are counted; past ``limit`` the connection is dropped.
+    When the buffer drains we are resumed and read again.
+    """
+
+    __slots__ = ("limit", "on_overflow", "paused", "pending", "transport")
+
+    def __init__(self, transport: Any, limit: int, on_overflow: Callable[[], object]) -> None:
+        self.transport = transport
+        self.limit = limit
+        self.on_overflow = on_overflow
+        self.paused = False
+        self.pending = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.pending = 0
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.pending = 0
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self.paused = False
+
+    def wrote(self, size: int) -> None:
+        """``size`` bytes were handed to the transport."""
+        if self.paused:
+            self.pending += size
+            if self.pending > self.limit:
+                self.paused = False  # report once
+                self.on_overflow()
+
+
 class StratumProtocol(Protocol):
-    """Hands bytes to its ``StratumSession``; nothing else."""
+    """Hands bytes to its ``StratumSession`` and enforces the connection's output bound
+    and close-then-abort; nothing else."""
 
     def __init__(self, server: StratumServer, host: str) -> None:
         self.server = server
         self.host = host
         self.session: StratumSession | None = None
+        self.guard: OutputGuard | None = None
+        self._raw_write: Callable[[bytes], object] | None = None
+        self._abort_call: Any = None
 
     def connectionMade(self) -> None:
         # zope interfaces do not type-check without mypy-zope.
         transport: Any = self.transport
-        session = self.server.open_session(
-            self.host, direct_write(transport), transport.loseConnection
-        )
+        self._raw_write = direct_write(transport)
+        session = self.server.open_session(self.host, self.write, self.close)
         if session is None:
             transport.abortConnection()
             return
         self.session = session
+        self.guard = OutputGuard(transport, self.server.settings.max_unsent_bytes, self._overflow)
+        transport.registerProducer(self.guard, True)
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to the miner, counting it against the output bound."""
+        raw = self._raw_write
+        if raw is not None:
+            raw(data)
+            guard = self.guard
+            if guard is not None:
+                guard.wrote(len(data))
+
+    def _overflow(self) -> None:
+        session = self.session
+        self.server.stats.output_overflows += 1
+        if session is not None:
+            session.close(
+                f"more than {self.server.settings.max_unsent_bytes} bytes unsent: "
+                "the miner does not read"
+            )
+
+    def close(self) -> None:
+        """Close after flushing; abort if the peer has not taken the rest within the grace."""
+        transport: Any = self.transport
+        if transport is None or self._abort_call is not None:
+            return
+        if self.guard is not None:
+            # A registered producer would keep a flushed connection open (Twisted
+            # resumes it instead of closing).
+            self.guard = None
+            transport.unregisterProducer()
+        transport.loseConnection()
+        self._abort_call = self.server.clock.callLater(
+            self.server.settings.close_grace, self._abort
+        )
+
+    def _abort(self) -> None:
+        self._abort_call = None
+        self.server.stats.aborted_connections += 1
+        transport: Any = self.transport
+        transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         session = self.session
@@ -90,6 +176,11 @@ class StratumProtocol(Protocol):
             session.data_received(data)
 
     def connectionLost(self, reason: Failure = _CONNECTION_DONE) -> None:
+        call = self._abort_call
+        if call is not None:
+            self._abort_call = None
+            if call.active():
+                call.cancel()
         session = self.session
         if session is not None:
             self.session = None
@@ -121,7 +212,6 @@ class StratumFactory(Factory):
         host = _host_of(addr) if addr is not None else "unknown"
         reason = self.server.refusal(host)
         if reason is not None:
-            self.server.stats.refused_connections += 1
-            self.log.warn("refusing stratum connection: {reason}", reason=reason)
+            self.server.note_refused(host, reason)
             return None
         return StratumProtocol(self.server, host)

@@ -28,12 +28,25 @@ __all__ = ["StratumServer", "StratumStats"]
 
 _EXTRANONCE1_SPACE = 1 << 32
 _RESUMABLE_KEEP = 65536
+_SUMMARY_HOSTS = 1024
+"""Distinct refused hosts remembered per log interval (the rest are only counted)."""
 
 
 class StratumStats:
     """Counters for metrics and the API (plain attributes, cheap to bump)."""
 
-    __slots__ = ("accepted", "bad_lines", "blocks", "refused_connections", "rejected")
+    __slots__ = (
+        "aborted_connections",
+        "accepted",
+        "authorized",
+        "bad_lines",
+        "blocks",
+        "output_overflows",
+        "rate_limited",
+        "refused_connections",
+        "rejected",
+        "timeouts",
+    )
 
     def __init__(self) -> None:
         self.accepted = 0
@@ -41,6 +54,16 @@ class StratumStats:
         self.bad_lines = 0
         self.refused_connections = 0
         self.rejected: Counter[str] = Counter()
+        self.output_overflows = 0
+        """Connections dropped for not reading their replies (``max_unsent_bytes``)."""
+        self.aborted_connections = 0
+        """Closing connections that did not flush within ``close_grace`` and were aborted."""
+        self.timeouts = 0
+        """Connections closed for a subscribe, authorize or idle timeout."""
+        self.rate_limited = 0
+        """Submits refused unchecked over ``max_share_rate``."""
+        self.authorized = 0
+        """Workers authorized."""
 
     def count_reject(self, reject: Reject) -> None:
         """Count one rejected share by its reason."""
@@ -86,6 +109,10 @@ class StratumServer:
         self._extranonce_used: dict[int, StratumSession] = {}
         self._resumable: OrderedDict[int, None] = OrderedDict()
         self._sweep_call: Any = None
+        self._refused: Counter[str] = Counter()
+        self._refused_hosts: Counter[str] = Counter()
+        self._authorized_since = 0
+        self._summary_at = 0.0
         job_manager.add_listener(self.broadcast)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -123,6 +150,8 @@ class StratumServer:
         self.jobs.remove_listener(self.broadcast)
         self.jobs.add_listener(self.broadcast)
         if self._sweep_call is None:
+            now: float = self.clock.seconds()
+            self._summary_at = now
             self._sweep_call = self.clock.callLater(self.settings.sweep_interval, self._sweep)
 
     def stop(self) -> None:
@@ -140,7 +169,53 @@ class StratumServer:
                 session.tick(now)
             except Exception:
                 self.log.failure("stratum sweep failed for {host}", host=session.host)
+        if now - self._summary_at >= self.settings.log_interval:
+            try:
+                self.log_summary(now)
+            except Exception:
+                self.log.failure("stratum log summary failed")
         self._sweep_call = self.clock.callLater(self.settings.sweep_interval, self._sweep)
+
+    def log_summary(self, now: float) -> None:
+        """One line each for the connections refused and the workers authorized since the
+        last summary (an outsider can trigger either at will, so never one line each)."""
+        elapsed = now - self._summary_at
+        self._summary_at = now
+        refused, hosts = self._refused, self._refused_hosts
+        if refused:
+            total = sum(refused.values())
+            top = ", ".join(f"{host} ({count})" for host, count in hosts.most_common(5))
+            self.log.warn(
+                "refused {count} stratum connections in {elapsed:.0f} s: {reasons}; "
+                "top hosts: {hosts}",
+                count=total,
+                elapsed=elapsed,
+                reasons=", ".join(f"{reason} ({n})" for reason, n in refused.most_common()),
+                hosts=top,
+            )
+            self._refused = Counter()
+            self._refused_hosts = Counter()
+        if self._authorized_since:
+            self.log.info(
+                "{count} stratum workers authorized in {elapsed:.0f} s; {sessions} connections",
+                count=self._authorized_since,
+                elapsed=elapsed,
+                sessions=len(self.sessions),
+            )
+            self._authorized_since = 0
+
+    def note_authorized(self) -> None:
+        """A worker authorized (counted for the periodic summary, not logged each)."""
+        self.stats.authorized += 1
+        self._authorized_since += 1
+
+    def note_refused(self, host: str, reason: str) -> None:
+        """A connection from ``host`` was refused for ``reason`` (summarised per interval)."""
+        self.stats.refused_connections += 1
+        self._refused[reason] += 1
+        hosts = self._refused_hosts
+        if host in hosts or len(hosts) < _SUMMARY_HOSTS:
+            hosts[host] += 1
 
     # -- connections -------------------------------------------------------------------
 
@@ -150,7 +225,7 @@ class StratumServer:
         if len(self.sessions) >= settings.max_connections:
             return f"server full ({settings.max_connections} connections)"
         if self._per_host[host] >= settings.max_connections_per_ip:
-            return f"{host} already has {settings.max_connections_per_ip} connections"
+            return f"over {settings.max_connections_per_ip} connections per IP"
         return None
 
     def open_session(
@@ -159,8 +234,7 @@ class StratumServer:
         """A new session for a connection from ``host``, or None when over a limit."""
         reason = self.refusal(host)
         if reason is not None:
-            self.stats.refused_connections += 1
-            self.log.warn("refusing stratum connection: {reason}", reason=reason)
+            self.note_refused(host, reason)
             return None
         session = StratumSession(self, host, write, close, self.clock.seconds())
         self.sessions.add(session)

@@ -46,6 +46,7 @@ _WORKER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _PASSWORD_SPLIT = re.compile(r"[,;\s]+")
 _MAX_DIFF_HISTORY = 8
 MAX_WORKERS_PER_CONNECTION = 64
+MAX_USER_CHARS = 160
 MAX_MINER_NUMBER = Fraction(10**60)
 """Numbers from miners are capped here before any arithmetic (then clamped to settings)."""
 
@@ -98,6 +99,25 @@ def parse_password_difficulty(password: str) -> Fraction | None:
     return None
 
 
+def _user_name(user: str) -> str:
+    """``address[.worker]`` as sent, without surrounding spaces; refuses names that could
+    be logged raw or counted as another worker (control characters, line separators)."""
+    if len(user) > MAX_USER_CHARS:
+        raise StratumError(
+            ERR_UNAUTHORIZED,
+            f"user name of {len(user)} characters is too long (at most {MAX_USER_CHARS}); "
+            "use your payout address[.worker]",
+        )
+    if not user.isprintable():
+        index, char = next((i, c) for i, c in enumerate(user) if not c.isprintable())
+        raise StratumError(
+            ERR_UNAUTHORIZED,
+            f"user name has a control or separator character U+{ord(char):04X} at "
+            f"position {index}; send only your payout address[.worker]",
+        )
+    return user.strip(" ")
+
+
 class StratumSession:
     """The state of one connection; one method per Stratum request."""
 
@@ -120,8 +140,11 @@ class StratumSession:
         "last_activity",
         "last_job_seq",
         "server",
+        "share_time",
+        "share_tokens",
         "start_difficulty",
         "subscribed",
+        "suggested_at",
         "target",
         "user_agent",
         "vardiff_window",
@@ -162,6 +185,9 @@ class StratumSession:
         self.difficulty_floor = settings.min_difficulty
         self.start_difficulty: Fraction | None = None
         self.vardiff_window = VardiffWindow(now)
+        self.share_tokens = float(settings.share_burst)
+        self.share_time = now
+        self.suggested_at: float | None = None
         self.last_job_seq = -1
         self._last_job: Job | None = None
         self._diff_history: list[tuple[int, Fraction, int]] | None = None
@@ -183,8 +209,11 @@ class StratumSession:
         if self.closed:
             return
         now = self.server.clock.seconds()
-        self.last_activity = now
-        for line in self.framer.feed(data):
+        lines = self.framer.feed(data)
+        if lines:
+            # Only complete lines count as activity: a byte trickle keeps nothing alive.
+            self.last_activity = now
+        for line in lines:
             if self.closed:
                 return
             if isinstance(line, LineTooLong):
@@ -206,7 +235,7 @@ class StratumSession:
             return
         handler = _HANDLERS.get(message.method)
         if handler is None:
-            self.write(encode_error(message.id, ERR_OTHER, "Unknown method"))
+            self._abuse(message.id, "Unknown method")
             return
         try:
             handler(self, message, now)
@@ -249,11 +278,16 @@ class StratumSession:
         if self.closed:
             return
         settings = self.server.settings
+        reason = None
         if not self.subscribed and now - self.connected_at >= settings.subscribe_timeout:
-            self.close(f"no mining.subscribe within {settings.subscribe_timeout:g} s")
-            return
-        if now - self.last_activity >= settings.idle_timeout:
-            self.close(f"silent for {settings.idle_timeout:g} s")
+            reason = f"no mining.subscribe within {settings.subscribe_timeout:g} s"
+        elif not self.workers and now - self.connected_at >= settings.authorize_timeout:
+            reason = f"no worker authorized within {settings.authorize_timeout:g} s"
+        elif now - self.last_activity >= settings.idle_timeout:
+            reason = f"no complete line for {settings.idle_timeout:g} s"
+        if reason is not None:
+            self.server.stats.timeouts += 1
+            self.close(reason)
             return
         vardiff = self.server.vardiff
         if vardiff is not None and self._last_job is not None:
@@ -412,8 +446,8 @@ class StratumSession:
             password = ""
         if not isinstance(password, str):
             raise InvalidParams(f"password must be a string, got {_short(password)}")
-        user = params[0]
-        address, dot, worker_name = user.strip().partition(".")
+        user = _user_name(params[0])
+        address, dot, worker_name = user.partition(".")
         network = self.server.settings.network
         if dot and not _WORKER_RE.fullmatch(worker_name):
             raise StratumError(
@@ -437,10 +471,11 @@ class StratumSession:
         start = parse_password_difficulty(password)
         if start is not None and not self.workers:
             self.start_difficulty = start
+        if user not in self.workers:
+            self.server.note_authorized()
         self.workers[user] = address
         if self.address is None:
             self.address = address
-        self.log.info("worker {worker} authorized from {host}", worker=user, host=self.host)
         self.write(encode_result_true(request.id))
         self.start_work()
 
@@ -500,20 +535,39 @@ class StratumSession:
             value = _number(options.get("minimum-difficulty.value"), "minimum-difficulty.value")
         except StratumError:
             return {"minimum-difficulty": False}
-        self._raise_floor(value)
+        self._wish(value, self.server.clock.seconds(), lower=False)
         return {"minimum-difficulty": True}
 
-    def _raise_floor(self, value: Fraction) -> None:
+    def _wish(self, value: Fraction, now: float, lower: bool) -> None:
+        """A miner's wish for its difficulty (``suggest_difficulty``, ``minimum-difficulty``).
+
+        Before the first job it is the start difficulty, as firmware expects. Once working,
+        it becomes the floor vardiff works above, and changes the difficulty at once at most
+        once per ``suggest_interval``: only upwards while vardiff is on (vardiff keeps
+        control: a miner cannot drag its difficulty back to the floor), either way without
+        vardiff (``lower``). Other wishes cost a ``true`` and nothing else.
+        """
         settings = self.server.settings
-        floor = clamp_difficulty(value, settings.min_difficulty, settings.max_difficulty)
-        self.difficulty_floor = floor
+        value = clamp_difficulty(value, settings.min_difficulty, settings.max_difficulty)
         if self._last_job is None:
-            self.start_difficulty = floor
-        else:
-            self.set_difficulty(floor if floor > self.difficulty else self.difficulty)
+            self.difficulty_floor = value
+            self.start_difficulty = value
+            return
+        if lower or value >= self.difficulty_floor:
+            self.difficulty_floor = value
+        if self.server.vardiff is not None and value <= self.difficulty:
+            return
+        if not lower and value <= self.difficulty:
+            return
+        last = self.suggested_at
+        if last is not None and now - last < settings.suggest_interval:
+            return
+        if _canonical(value) != self.difficulty:
+            self.suggested_at = now
+            self.set_difficulty(value)
 
     def on_suggest_difficulty(self, request: Request, now: float) -> None:
-        """``mining.suggest_difficulty [number]``: a floor for this connection's difficulty."""
+        """``mining.suggest_difficulty [number]``: the start difficulty, then a floor."""
         params = request.params
         if len(params) < 1:
             raise InvalidParams("mining.suggest_difficulty needs a number")
@@ -521,14 +575,8 @@ class StratumSession:
             value = _number(params[0], "suggested difficulty")
         except StratumError as exc:
             raise InvalidParams(f"{exc.message}") from None
-        settings = self.server.settings
-        value = clamp_difficulty(value, settings.min_difficulty, settings.max_difficulty)
-        self.difficulty_floor = value
         self.write(encode_result_true(request.id))
-        if self._last_job is None:
-            self.start_difficulty = value
-        else:
-            self.set_difficulty(value)
+        self._wish(value, now, lower=True)
 
     def on_extranonce_subscribe(self, request: Request, now: float) -> None:
         """``mining.extranonce.subscribe``: we will send ``mining.set_extranonce``."""
@@ -552,7 +600,16 @@ class StratumSession:
         worker = params[0]
         address = self.workers.get(worker)
         if address is None:
-            self._reject(request, errors.WORKER_MISMATCH)
+            # Authorized as " addr.rig ": the worker is known by its stripped name.
+            worker = worker.strip(" ")
+            address = self.workers.get(worker)
+            if address is None:
+                self._reject(request, errors.WORKER_MISMATCH)
+                return
+        if not self._take_share_token(now):
+            server.stats.rate_limited += 1
+            self._reject(request, errors.RATE_LIMITED)
+            self._vardiff_share(now)
             return
         job, stale = server.jobs.lookup(params[1])
         if job is None:
@@ -604,14 +661,32 @@ class StratumSession:
             server.sink.share_accepted(share)
         except Exception:
             self.log.failure("share sink failed for a share from {worker}", worker=worker)
-        vardiff = server.vardiff
+        self._vardiff_share(now)
+
+    def _take_share_token(self, now: float) -> bool:
+        """The per-connection share-rate bound: a token bucket of ``share_burst`` submits
+        refilled at ``max_share_rate`` per second."""
+        settings = self.server.settings
+        tokens = self.share_tokens + (now - self.share_time) * settings.max_share_rate
+        self.share_time = now
+        if tokens > settings.share_burst:
+            tokens = float(settings.share_burst)
+        if tokens < 1:
+            self.share_tokens = tokens
+            return False
+        self.share_tokens = tokens - 1
+        return True
+
+    def _vardiff_share(self, now: float) -> None:
+        """Count a share (or a submit refused for rate) towards vardiff's next retarget."""
+        vardiff = self.server.vardiff
         if vardiff is not None:
             new = vardiff.on_share(
                 self.vardiff_window,
                 now,
                 self.difficulty,
                 self.difficulty_floor,
-                server.settings.max_difficulty,
+                self.server.settings.max_difficulty,
             )
             if new is not None:
                 self.set_difficulty(new)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import fail
+from twisted.logger import LogLevel
 
 from otedama.chain.address import address_to_script
 from otedama.chain.params import get_network
@@ -29,6 +30,7 @@ from .conftest import (
     RecordingSink,
     Stack,
     StackMaker,
+    logged,
     make_template,
     payout_outputs,
     regtest_settings,
@@ -759,7 +761,7 @@ def test_replies_from_a_miner_and_notifications_are_ignored(stack: Stack) -> Non
 
 
 def test_a_failing_sink_is_logged_and_the_miner_still_gets_its_verdict(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, log_events: list[dict[str, Any]]
 ) -> None:
     miner = stack.miner()
     miner.start()
@@ -772,6 +774,12 @@ def test_a_failing_sink_is_logged_and_the_miner_still_gets_its_verdict(
     nonce = mine(job, miner.session.extranonce1, at_most=job.network_target)
     assert submit(miner, job, nonce)["result"] is True
     assert stack.server.stats.accepted == 1
+    (line,) = logged(log_events, LogLevel.critical)
+    assert line == "share sink failed for a share from " + ADDRESS + ".rig1"
+    (event,) = [e for e in log_events if "log_failure" in e]
+    assert event["log_failure"].check(RuntimeError) and "ledger down" in str(
+        event["log_failure"].value
+    )
     assert miner.call("mining.suggest_difficulty", [1])["result"] is True
 
 
@@ -847,7 +855,7 @@ def test_solo_miners_get_work_paying_their_own_address(make_stack: StackMaker) -
 
 
 def test_a_failed_block_submission_is_logged_and_the_share_still_counts(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, log_events: list[dict[str, Any]]
 ) -> None:
     failures: list[str] = []
 
@@ -863,3 +871,7 @@ def test_a_failed_block_submission_is_logged_and_the_share_still_counts(
     assert submit(miner, job, nonce)["result"] is True
     assert failures == [job.job_id]
     assert stack.sink.shares[-1].is_block
+    block_hash = stack.sink.shares[-1].block_hash[::-1].hex()
+    assert logged(log_events, LogLevel.critical) == [f"submitting block {block_hash} failed"]
+    (event,) = [e for e in log_events if "log_failure" in e]
+    assert "daemon said no" in str(event["log_failure"].value)
