@@ -72,39 +72,71 @@ class OutputGuard:
 
     The transport pauses us when its send buffer is full (Twisted's ``bufferSize``): we
     stop reading from the peer, so a miner that does not read cannot make us answer more.
-    Bytes written while paused are counted; past ``limit`` the connection is dropped.
-    When the buffer drains we are resumed and read again.
+    Bytes written while paused are counted; past ``limit``, or when the transport stays
+    full for ``stall_timeout`` seconds, ``on_overflow`` drops the connection. When the
+    buffer drains we are resumed and read again.
     """
 
-    __slots__ = ("limit", "on_overflow", "paused", "pending", "transport")
+    __slots__ = (
+        "_stall_call",
+        "clock",
+        "limit",
+        "on_overflow",
+        "paused",
+        "pending",
+        "stall_timeout",
+        "transport",
+    )
 
-    def __init__(self, transport: Any, limit: int, on_overflow: Callable[[], object]) -> None:
+    def __init__(
+        self,
+        transport: Any,
+        limit: int,
+        on_overflow: Callable[[], object],
+        clock: Any,
+        stall_timeout: float,
+    ) -> None:
         self.transport = transport
         self.limit = limit
         self.on_overflow = on_overflow
+        self.clock = clock
+        self.stall_timeout = stall_timeout
         self.paused = False
         self.pending = 0
+        self._stall_call: Any = None
 
     def pauseProducing(self) -> None:
         self.paused = True
         self.pending = 0
         self.transport.pauseProducing()
+        if self._stall_call is None:
+            self._stall_call = self.clock.callLater(self.stall_timeout, self._overflow)
 
     def resumeProducing(self) -> None:
-        self.paused = False
-        self.pending = 0
+        self._stopped()
         self.transport.resumeProducing()
 
     def stopProducing(self) -> None:
+        self._stopped()
+
+    def _stopped(self) -> None:
         self.paused = False
+        self.pending = 0
+        call, self._stall_call = self._stall_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _overflow(self) -> None:
+        self._stall_call = None
+        self._stopped()  # report once
+        self.on_overflow()
 
     def wrote(self, size: int) -> None:
         """``size`` bytes were handed to the transport."""
         if self.paused:
             self.pending += size
             if self.pending > self.limit:
-                self.paused = False  # report once
-                self.on_overflow()
+                self._overflow()
 
 
 class StratumProtocol(Protocol):
@@ -128,7 +160,14 @@ class StratumProtocol(Protocol):
             transport.abortConnection()
             return
         self.session = session
-        self.guard = OutputGuard(transport, self.server.settings.max_unsent_bytes, self._overflow)
+        settings = self.server.settings
+        self.guard = OutputGuard(
+            transport,
+            settings.max_unsent_bytes,
+            self._overflow,
+            self.server.clock,
+            settings.stall_timeout,
+        )
         transport.registerProducer(self.guard, True)
 
     def write(self, data: bytes) -> None:
@@ -144,9 +183,10 @@ class StratumProtocol(Protocol):
         session = self.session
         self.server.stats.output_overflows += 1
         if session is not None:
+            settings = self.server.settings
             session.close(
-                f"more than {self.server.settings.max_unsent_bytes} bytes unsent: "
-                "the miner does not read"
+                f"the miner does not read its replies (over {settings.max_unsent_bytes} "
+                f"bytes or {settings.stall_timeout:g} s unsent)"
             )
 
     def close(self) -> None:
@@ -154,10 +194,12 @@ class StratumProtocol(Protocol):
         transport: Any = self.transport
         if transport is None or self._abort_call is not None:
             return
-        if self.guard is not None:
+        guard = self.guard
+        if guard is not None:
             # A registered producer would keep a flushed connection open (Twisted
             # resumes it instead of closing).
             self.guard = None
+            guard.stopProducing()
             transport.unregisterProducer()
         transport.loseConnection()
         self._abort_call = self.server.clock.callLater(

@@ -43,7 +43,7 @@ class StratumSettings:
     Bounds on what one connection may cost: ``authorize_timeout`` seconds from connecting
     to a first authorized worker; ``idle_timeout`` without a complete line;
     ``max_unsent_bytes`` written while the transport's own buffer is full (the miner does
-    not read) before it is dropped; ``close_grace`` seconds for a closing connection to
+    not read), or ``stall_timeout`` seconds of a full buffer, before it is dropped; ``close_grace`` seconds for a closing connection to
     flush before it is aborted; ``max_share_rate`` submits per second on average (bursts
     of ``share_burst``) before submits are refused unchecked; a ``suggest_difficulty``
     changes a working connection's difficulty at most once per ``suggest_interval``.
@@ -70,6 +70,7 @@ class StratumSettings:
     authorize_timeout: float = 60.0
     max_unsent_bytes: int = 1024 * 1024
     close_grace: float = 5.0
+    stall_timeout: float = 60.0
     max_share_rate: float = 20.0
     share_burst: int = 100
     suggest_interval: float = 60.0
@@ -96,6 +97,7 @@ class StratumSettings:
             "sweep_interval",
             "authorize_timeout",
             "close_grace",
+            "stall_timeout",
             "max_share_rate",
             "suggest_interval",
             "log_interval",

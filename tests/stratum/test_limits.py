@@ -75,6 +75,21 @@ def test_a_miner_that_does_not_read_is_paused_then_dropped_past_the_output_bound
     assert miner.transport.producer is None  # a producer would keep the close from closing
 
 
+def test_a_miner_whose_buffer_stays_full_is_dropped_after_the_stall_timeout(
+    make_stack: StackMaker,
+) -> None:
+    stack = make_stack(stall_timeout=30, close_grace=5)
+    miner = stack.miner()
+    miner.start()
+    miner.protocol.guard.pauseProducing()
+    stack.clock.advance(29)
+    assert not miner.closed
+    stack.clock.advance(1)
+    assert miner.closed and stack.server.stats.output_overflows == 1
+    stack.clock.advance(5)
+    assert miner.transport.disconnected and stack.server.stats.aborted_connections == 1
+
+
 def test_a_miner_that_reads_again_is_resumed_and_kept(make_stack: StackMaker) -> None:
     stack = make_stack(max_unsent_bytes=4096)
     miner = stack.miner()
@@ -86,6 +101,7 @@ def test_a_miner_that_reads_again_is_resumed_and_kept(make_stack: StackMaker) ->
     assert miner.transport.producerState == "producing"
     for _ in range(100):
         miner.call("mining.configure", [["version-rolling"], {}])
+    stack.clock.advance(120)  # no stall timer left behind by the resumed pause
     assert not miner.closed and stack.server.stats.output_overflows == 0
 
 
