@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         subscribe_timeout=3600.0,
         idle_timeout=3600.0,
         abuse_threshold=1_000_000,
+        # The bench measures the server flat out: no per-connection share-rate bound.
+        max_share_rate=1e9,
+        share_burst=1_000_000_000,
     )
     jobs = JobManager(
         lambda template: [TxOut(template.coinbase_value, script)],
