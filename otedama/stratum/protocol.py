@@ -29,7 +29,7 @@ __all__ = ["OutputGuard", "StratumFactory", "StratumProtocol", "direct_write"]
 _CONNECTION_DONE = Failure(ConnectionDone())
 
 
-def direct_write(transport: Any) -> Callable[[bytes], object]:
+def direct_write(transport: Any, guard: OutputGuard | None = None) -> Callable[[bytes], object]:
     """``transport.write``, but bytes go to a plain TCP socket at once when nothing is queued.
 
     Twisted queues every write until the reactor reports the socket writable: two
@@ -37,11 +37,23 @@ def direct_write(transport: Any) -> Callable[[bytes], object]:
     miners takes seconds. When Twisted holds nothing for the socket, this sends now;
     whatever the kernel does not take is queued through ``transport.write`` as usual, so
     the byte order never changes. TLS and other transports get their own ``write``.
+
+    ``guard`` is told of every byte queued in the transport (sent bytes cannot count
+    towards its bound, and a paused transport always has bytes queued).
     """
     if type(transport) is not tcp.Server or not all(
         hasattr(transport, name) for name in ("_tempDataLen", "dataBuffer", "offset")
     ):
-        return cast(Callable[[bytes], object], transport.write)
+        plain = cast(Callable[[bytes], object], transport.write)
+        if guard is None:
+            return plain
+
+        def guarded(data: bytes) -> None:
+            plain(data)
+            if guard.paused:
+                guard.wrote(len(data))
+
+        return guarded
 
     def write(data: bytes) -> None:
         if (
@@ -51,12 +63,15 @@ def direct_write(transport: Any) -> Callable[[bytes], object]:
             or not transport.connected
         ):
             transport.write(data)
+        else:
+            sent = transport.writeSomeData(data)
+            if not isinstance(sent, int) or sent <= 0:
+                transport.write(data)
+            elif sent < len(data):
+                transport.write(data[sent:])
             return
-        sent = transport.writeSomeData(data)
-        if not isinstance(sent, int) or sent <= 0:
-            transport.write(data)
-        elif sent < len(data):
-            transport.write(data[sent:])
+        if guard is not None and guard.paused:
+            guard.wrote(len(data))
 
     return write
 
@@ -148,36 +163,27 @@ class StratumProtocol(Protocol):
         self.host = host
         self.session: StratumSession | None = None
         self.guard: OutputGuard | None = None
-        self._raw_write: Callable[[bytes], object] | None = None
         self._abort_call: Any = None
 
     def connectionMade(self) -> None:
         # zope interfaces do not type-check without mypy-zope.
         transport: Any = self.transport
-        self._raw_write = direct_write(transport)
-        session = self.server.open_session(self.host, self.write, self.close)
+        server = self.server
+        settings = server.settings
+        guard = OutputGuard(
+            transport,
+            settings.max_unsent_bytes,
+            self._overflow,
+            server.clock,
+            settings.stall_timeout,
+        )
+        session = server.open_session(self.host, direct_write(transport, guard), self.close)
         if session is None:
             transport.abortConnection()
             return
         self.session = session
-        settings = self.server.settings
-        self.guard = OutputGuard(
-            transport,
-            settings.max_unsent_bytes,
-            self._overflow,
-            self.server.clock,
-            settings.stall_timeout,
-        )
-        transport.registerProducer(self.guard, True)
-
-    def write(self, data: bytes) -> None:
-        """Send ``data`` to the miner, counting it against the output bound."""
-        raw = self._raw_write
-        if raw is not None:
-            raw(data)
-            guard = self.guard
-            if guard is not None:
-                guard.wrote(len(data))
+        self.guard = guard
+        transport.registerProducer(guard, True)
 
     def _overflow(self) -> None:
         session = self.session

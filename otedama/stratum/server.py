@@ -10,15 +10,18 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
+from fractions import Fraction
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from otedama.chain.target import difficulty_to_target
+from otedama.stratum.codec import encode_notification
 from otedama.stratum.errors import Reject
 from otedama.stratum.jobs import Job, JobManager
-from otedama.stratum.session import StratumSession
+from otedama.stratum.session import StratumSession, canonical_difficulty, json_difficulty
 from otedama.stratum.settings import StratumSettings
 from otedama.stratum.share import Share, ShareSink
 from otedama.stratum.validator import ShareValidator
@@ -28,6 +31,8 @@ __all__ = ["StratumServer", "StratumStats"]
 
 _EXTRANONCE1_SPACE = 1 << 32
 _RESUMABLE_KEEP = 65536
+_DIFFICULTY_LINES = 1024
+"""Encoded ``mining.set_difficulty`` lines kept (vardiff values have 3 digits: few)."""
 _SUMMARY_HOSTS = 1024
 """Distinct refused hosts remembered per log interval (the rest are only counted)."""
 
@@ -103,6 +108,8 @@ class StratumServer:
             else None
         )
         self.stats = StratumStats()
+        self.start_difficulty = self._start_difficulty(settings)
+        self._difficulty_lines: dict[tuple[int, int], bytes] = {}
         self.sessions: set[StratumSession] = set()
         self._per_host: Counter[str] = Counter()
         self._extranonce_next = 1
@@ -134,6 +141,7 @@ class StratumServer:
             )
             settings = replace(settings, network=old.network, extranonce2_size=old.extranonce2_size)
         self.settings = settings
+        self.start_difficulty = self._start_difficulty(settings)
         self.vardiff = (
             Vardiff(settings.target_share_interval, settings.retarget_interval)
             if settings.vardiff
@@ -144,6 +152,23 @@ class StratumServer:
             session.difficulty_floor = clamp_difficulty(
                 session.difficulty_floor, settings.min_difficulty, settings.max_difficulty
             )
+
+    @staticmethod
+    def _start_difficulty(settings: StratumSettings) -> tuple[Fraction, int]:
+        value = canonical_difficulty(settings.start_difficulty)
+        return value, difficulty_to_target(value, settings.network.algorithm)
+
+    def difficulty_line(self, value: Fraction) -> bytes:
+        """The ``mining.set_difficulty`` line for ``value``, encoded once per value."""
+        # Keyed by the integer pair: hashing a Fraction costs a modular inverse.
+        key = (value.numerator, value.denominator)
+        line = self._difficulty_lines.get(key)
+        if line is None:
+            line = encode_notification("mining.set_difficulty", [json_difficulty(value)])
+            if len(self._difficulty_lines) >= _DIFFICULTY_LINES:
+                self._difficulty_lines.clear()
+            self._difficulty_lines[key] = line
+        return line
 
     def start(self) -> None:
         """Start the periodic sweep (and listening to the job manager, after a stop)."""

@@ -21,10 +21,12 @@ from otedama.chain.target import difficulty_to_target
 from otedama.stratum import errors
 from otedama.stratum.codec import (
     CodecError,
+    JsonId,
     LineFramer,
     LineTooLong,
     Request,
     encode_error,
+    encode_id,
     encode_notification,
     encode_response,
     encode_result_false,
@@ -40,7 +42,13 @@ from otedama.stratum.vardiff import VardiffWindow, clamp_difficulty
 if TYPE_CHECKING:
     from otedama.stratum.server import StratumServer
 
-__all__ = ["StratumSession", "json_difficulty", "parse_password_difficulty"]
+__all__ = [
+    "StratumSession",
+    "canonical_difficulty",
+    "json_difficulty",
+    "parse_password_difficulty",
+    "subscribe_reply",
+]
 
 _WORKER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _PASSWORD_SPLIT = re.compile(r"[,;\s]+")
@@ -58,7 +66,18 @@ def json_difficulty(value: Fraction) -> int | float:
     return float(value)
 
 
-def _canonical(value: Fraction) -> Fraction:
+def subscribe_reply(msg_id: JsonId, sub_id: str, extranonce2_size: int) -> bytes:
+    """The ``mining.subscribe`` reply, built without ``json.dumps`` (a reconnect storm
+    sends thousands at once); ``sub_id`` is hex, so it needs no escaping."""
+    return (
+        b'{"id":'
+        + encode_id(msg_id)
+        + b',"result":[[["mining.set_difficulty","%s"],["mining.notify","%s"]],"%s",%d],'
+        b'"error":null}\n' % (sub_id.encode(), sub_id.encode(), sub_id.encode(), extranonce2_size)
+    )
+
+
+def canonical_difficulty(value: Fraction) -> Fraction:
     """The difficulty a miner reads back from the JSON number we send."""
     if value.denominator == 1:
         return value
@@ -180,8 +199,7 @@ class StratumSession:
         self.address: str | None = None
         self.version_rolling = False
         self.version_mask = 0
-        self.difficulty = _canonical(settings.start_difficulty)
-        self.target = difficulty_to_target(self.difficulty, settings.network.algorithm)
+        self.difficulty, self.target = server.start_difficulty
         self.difficulty_floor = settings.min_difficulty
         self.start_difficulty: Fraction | None = None
         self.vardiff_window = VardiffWindow(now)
@@ -310,7 +328,9 @@ class StratumSession:
         the current job, re-sent after ``mining.set_difficulty``, at the lower of the two.
         """
         settings = self.server.settings
-        value = _canonical(clamp_difficulty(value, self.difficulty_floor, settings.max_difficulty))
+        value = canonical_difficulty(
+            clamp_difficulty(value, self.difficulty_floor, settings.max_difficulty)
+        )
         if value == self.difficulty:
             return
         old, old_target = self.difficulty, self.target
@@ -340,8 +360,7 @@ class StratumSession:
             first, second = history[0], history[1]
             merged = first if first[1] <= second[1] else second
             history[0:2] = [(second[0], merged[1], merged[2])]
-        self.write(encode_notification("mining.set_difficulty", [json_difficulty(value)]))
-        self.write(job.notify_update)
+        self.write(self.server.difficulty_line(value) + job.notify_update)
         self.last_job_seq = seq
 
     def difficulty_for(self, job: Job) -> tuple[Fraction, int]:
@@ -365,10 +384,8 @@ class StratumSession:
         self.last_job_seq = job.seq
         if first:
             self.vardiff_window.reset(self.server.clock.seconds())
-            self.write(
-                encode_notification("mining.set_difficulty", [json_difficulty(self.difficulty)])
-            )
-            self.write(job.notify_clean)
+            # One write (one send) for the difficulty and the first job.
+            self.write(self.server.difficulty_line(self.difficulty) + job.notify_clean)
         else:
             self.write(job.notify_line(clean))
 
@@ -383,7 +400,7 @@ class StratumSession:
             return
         if self.start_difficulty is not None:
             settings = self.server.settings
-            value = _canonical(
+            value = canonical_difficulty(
                 clamp_difficulty(
                     self.start_difficulty, self.difficulty_floor, settings.max_difficulty
                 )
@@ -423,16 +440,8 @@ class StratumSession:
         if not self.subscribed:
             self.extranonce1 = server.allocate_extranonce1(self, resume)
             self.subscribed = True
-        sub_id = self.extranonce1_hex
         self.write(
-            encode_response(
-                request.id,
-                [
-                    [["mining.set_difficulty", sub_id], ["mining.notify", sub_id]],
-                    sub_id,
-                    server.settings.extranonce2_size,
-                ],
-            )
+            subscribe_reply(request.id, self.extranonce1_hex, server.settings.extranonce2_size)
         )
         self.start_work()
 
@@ -562,7 +571,7 @@ class StratumSession:
         last = self.suggested_at
         if last is not None and now - last < settings.suggest_interval:
             return
-        if _canonical(value) != self.difficulty:
+        if canonical_difficulty(value) != self.difficulty:
             self.suggested_at = now
             self.set_difficulty(value)
 

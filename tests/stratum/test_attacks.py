@@ -97,7 +97,7 @@ class Node:
         """The node's protocol for ``client``'s connection."""
         local = client.transport.getHost().port  # type: ignore[union-attr]
         for session in self.server.sessions:
-            protocol = session.write.__self__
+            protocol = session.close_callback.__self__
             if protocol.transport.getPeer().port == local:
                 return protocol
         raise AssertionError("no server-side connection for the client")
@@ -130,7 +130,7 @@ async def node() -> AsyncIterator[Node]:
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     yield Node(factory, jobs, port)
     for session in list(factory.server.sessions):
-        session.write.__self__.transport.abortConnection()
+        session.close_callback.__self__.transport.abortConnection()
     await port.stopListening()
     factory.doStop()
 

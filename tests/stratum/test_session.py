@@ -18,9 +18,10 @@ from otedama.chain.params import get_network
 from otedama.chain.serialize import TxOut
 from otedama.chain.target import difficulty_to_target
 from otedama.chain.template import BlockTemplate
+from otedama.stratum.codec import encode_notification, encode_response
 from otedama.stratum.jobs import Job, JobManager
 from otedama.stratum.protocol import StratumFactory
-from otedama.stratum.session import MAX_WORKERS_PER_CONNECTION
+from otedama.stratum.session import MAX_WORKERS_PER_CONNECTION, subscribe_reply
 from otedama.stratum.validator import build_header
 
 from .conftest import (
@@ -122,6 +123,21 @@ def methods(lines: list[dict[str, Any]]) -> list[str]:
 
 
 # -- subscribe ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("msg_id", [1, 2**40, "abc", 'q"\\', None])
+def test_the_hand_built_subscribe_reply_is_the_json_one(msg_id: Any) -> None:
+    sub = "0000002a"
+    expected = encode_response(
+        msg_id, [[["mining.set_difficulty", sub], ["mining.notify", sub]], sub, 8]
+    )
+    assert subscribe_reply(msg_id, sub, 8) == expected
+
+
+def test_set_difficulty_lines_are_encoded_once_per_value(stack: Stack) -> None:
+    line = stack.server.difficulty_line(Fraction(1, 2))
+    assert line == encode_notification("mining.set_difficulty", [0.5])
+    assert stack.server.difficulty_line(Fraction(2, 4)) is line
 
 
 def test_subscribe_gives_a_unique_extranonce1_and_extranonce2_size_8(stack: Stack) -> None:
