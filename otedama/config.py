@@ -243,6 +243,9 @@ class StratumConfig:
     idle_timeout: float = option(
         600.0, duration, dump=dump_duration, doc="Close connections silent this long."
     )
+    authorize_timeout: float = option(
+        60.0, duration, dump=dump_duration, doc="Close connections not authorized this long."
+    )
     extranonce2_size: int = option(8, integer(2, 16), doc="Bytes of extranonce2 per miner.")
     pool_tag: str = option("/otedama/", string, doc="Text put in each coinbase scriptSig.")
     protocols: ProtocolsConfig = section(ProtocolsConfig)

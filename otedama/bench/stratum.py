@@ -83,6 +83,7 @@ class BenchConfig:
     url: str | None = None
     server_reactor: str = "asyncio"
     connect_batch: int = 500
+    storm: int = 0
 
 
 @dataclass
@@ -112,6 +113,9 @@ class BenchResult:
     server_cpu_seconds: float = 0.0
     shares_per_server_cpu_second: float = 0.0
     load_average: list[float] = field(default_factory=list)
+    storm_miners: int = 0
+    storm_seconds: float = 0.0
+    storm_server_cpu_seconds: float = 0.0
 
 
 class LoadMiner(Protocol):
@@ -386,14 +390,15 @@ class LoadGenerator:
         hello = await first
         return "127.0.0.1", int(hello["port"])
 
-    async def connect(self, host: str, port: int, total: int) -> None:
-        """Open miners until ``total`` are ready (in batches), or fail loudly."""
+    async def connect(self, host: str, port: int, total: int, batch_size: int = 0) -> None:
+        """Open miners until ``total`` are ready (in batches of ``batch_size``, default
+        ``connect_batch``), or fail loudly."""
         from twisted.internet.endpoints import TCP4ClientEndpoint
 
         endpoint = TCP4ClientEndpoint(self.reactor, host, port, timeout=60)
         factory: Any = Factory.forProtocol(lambda: LoadMiner(self))
         while len(self.miners) < total:
-            batch = min(self.config.connect_batch, total - len(self.miners))
+            batch = min(batch_size or self.config.connect_batch, total - len(self.miners))
             done: Deferred[None] = Deferred()
             self._ready_waiter = (len(self.miners) + batch, done)
             for _ in range(batch):
@@ -516,6 +521,18 @@ class LoadGenerator:
         self.result.fanout_p50_ms = percentile(all_latencies, 0.50) * 1000
         self.result.fanout_p99_ms = percentile(all_latencies, 0.99) * 1000
 
+    async def storm(self, host: str, port: int, count: int) -> None:
+        """A reconnect storm: ``count`` more miners connect at once (subscribe, authorize);
+        time until the last one has its first job."""
+        result = self.result
+        start_ready = len(self.ready)
+        cpu0 = self._server_cpu()
+        start = time.monotonic()
+        await self.connect(host, port, len(self.miners) + count, batch_size=count)
+        result.storm_seconds = time.monotonic() - start
+        result.storm_server_cpu_seconds = self._server_cpu() - cpu0
+        result.storm_miners = len(self.ready) - start_ready
+
     def _rss_text(self, kib: int) -> str:
         return f"{kib / 1024:.1f} MiB" if self.server_pid else "n/a (--url)"
 
@@ -599,6 +616,20 @@ class LoadGenerator:
                 f" server sent all by p50 {percentile(result.fanout_server_sent_ms, 0.5):.1f} ms,"
                 f" max {max(result.fanout_server_sent_ms, default=0):.1f} ms"
             )
+        if config.storm > 0:
+            out(f"reconnect storm: {config.storm} miners connecting at once ...")
+            await self.storm(host, port, config.storm)
+            server_cpu = (
+                f"; server CPU {result.storm_server_cpu_seconds:.2f} s"
+                f" ({result.storm_server_cpu_seconds / result.storm_miners * 1000:.2f} ms"
+                " per miner)"
+                if self.server_pid and result.storm_miners
+                else ""
+            )
+            out(
+                f"reconnect storm: {result.storm_miners} miners connected, authorized and"
+                f" had their first job after {result.storm_seconds:.2f} s{server_cpu}"
+            )
         if result.rss_base_kib and result.memory_connections:
             per = (result.rss_connected_kib - result.rss_base_kib) / result.memory_connections
             out(
@@ -651,6 +682,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--blocks", type=int, default=5, help="new blocks in the fan-out rounds")
     parser.add_argument(
+        "--storm",
+        type=int,
+        default=0,
+        help="reconnect storm: N more miners connecting at once, timed until the last has"
+        " its first job (0: skip)",
+    )
+    parser.add_argument(
         "--url", default=None, help="bench an already running server (no memory or fan-out figures)"
     )
     parser.add_argument(
@@ -677,7 +715,11 @@ def run_stratum_bench(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         url=args.url,
         server_reactor=args.server_reactor,
+        storm=args.storm,
     )
+    if config.storm < 0:
+        print(f"otedama bench stratum: --storm must be >= 0 (got {config.storm})")
+        return 2
     if config.connections < 1 or config.window < 1 or config.rate < 0 or config.blocks < 1:
         print(
             "otedama bench stratum: --connections, --window and --blocks must be >= 1 and"

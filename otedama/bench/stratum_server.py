@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         subscribe_timeout=3600.0,
         idle_timeout=3600.0,
         abuse_threshold=1_000_000,
+        # The bench measures the server flat out: no per-connection share-rate bound.
+        max_share_rate=1e9,
+        share_burst=1_000_000_000,
     )
     jobs = JobManager(
         lambda template: [TxOut(template.coinbase_value, script)],
@@ -177,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             jobs.on_template(template)
             t1 = time.monotonic()
-            transports = [getattr(s.write, "__self__", None) for s in factory.server.sessions]
+            # A session's close callback is its protocol's bound ``close``.
+            protocols = [
+                getattr(s.close_callback, "__self__", None) for s in factory.server.sessions
+            ]
+            transports = [getattr(p, "transport", None) for p in protocols]
             wait_flushed([t for t in transports if t is not None], blocks[0], t0, t1)
         elif command == "stats":
             server = factory.server

@@ -8,8 +8,10 @@ failed, with the address, so a misconfigured payout address is caught at start-u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import Enum
+from functools import lru_cache
+from typing import cast
 
 from otedama.chain.hashing import sha256d
 from otedama.chain.params import NETWORKS, NetworkParams, get_network
@@ -48,6 +50,13 @@ _BECH32_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _BECH32_INDEX = {c: i for i, c in enumerate(_BECH32_CHARSET)}
 _BECH32_MAX_LEN = 90
 _MAX_ADDRESS_LEN = 100
+
+
+def _reduce_xor(values: Iterable[int]) -> int:
+    result = 0
+    for value in values:
+        result ^= value
+    return result
 
 
 def _show(text: str) -> str:
@@ -115,14 +124,19 @@ def base58check_decode(text: str) -> bytes:
 # --- bech32 / bech32m ----------------------------------------------------------------
 
 
+_GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+# The XOR of the generator terms selected by each 5-bit top value: one lookup per
+# character instead of five tests (BIP173's loop, unrolled).
+_POLYMOD_TABLE = tuple(
+    _reduce_xor(_GENERATOR[i] for i in range(5) if (top >> i) & 1) for top in range(32)
+)
+
+
 def _polymod(values: Sequence[int]) -> int:
-    generator = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+    table = _POLYMOD_TABLE
     chk = 1
     for value in values:
-        top = chk >> 25
-        chk = (chk & 0x1FFFFFF) << 5 ^ value
-        for i in range(5):
-            chk ^= generator[i] if ((top >> i) & 1) else 0
+        chk = ((chk & 0x1FFFFFF) << 5 ^ value) ^ table[chk >> 25]
     return chk
 
 
@@ -143,9 +157,10 @@ def bech32_decode(text: str) -> tuple[str, list[int], Encoding]:
     shown = _show(text)
     if len(text) > _BECH32_MAX_LEN:
         raise AddressError(f"{shown} is {len(text)} characters, over the bech32 limit of 90")
-    for pos, char in enumerate(text):
-        if not 33 <= ord(char) <= 126:
-            raise AddressError(f"invalid character {char!r} at position {pos} in {shown}")
+    if not (text.isascii() and text.isprintable()) or " " in text:
+        for pos, char in enumerate(text):
+            if not 33 <= ord(char) <= 126:
+                raise AddressError(f"invalid character {char!r} at position {pos} in {shown}")
     if text.lower() != text and text.upper() != text:
         raise AddressError(f"{shown} mixes upper and lower case")
     lowered = text.lower()
@@ -157,14 +172,12 @@ def bech32_decode(text: str) -> tuple[str, list[int], Encoding]:
     if len(lowered) - sep - 1 < 6:
         raise AddressError(f"{shown} is too short for a bech32 checksum")
     hrp = lowered[:sep]
-    data = []
-    for pos in range(sep + 1, len(lowered)):
-        digit = _BECH32_INDEX.get(lowered[pos])
-        if digit is None:
-            raise AddressError(
-                f"invalid bech32 character {text[pos]!r} at position {pos} in {shown}"
-            )
-        data.append(digit)
+    index = _BECH32_INDEX
+    found = [index.get(char) for char in lowered[sep + 1 :]]
+    if None in found:
+        pos = sep + 1 + found.index(None)
+        raise AddressError(f"invalid bech32 character {text[pos]!r} at position {pos} in {shown}")
+    data = cast(list[int], found)
     check = _polymod(_hrp_expand(hrp) + data)
     for encoding in Encoding:
         if check == encoding.value:
@@ -218,8 +231,14 @@ def encode_segwit_address(hrp: str, version: int, program: bytes) -> str:
 
 def decode_segwit_address(hrp: str, address: str) -> tuple[int, bytes]:
     """(witness version, program) of a segwit ``address`` that must carry ``hrp``."""
+    return _segwit_program(hrp, address, bech32_decode(address))
+
+
+def _segwit_program(
+    hrp: str, address: str, decoded: tuple[str, list[int], Encoding]
+) -> tuple[int, bytes]:
     shown = _show(address)
-    got_hrp, data, encoding = bech32_decode(address)
+    got_hrp, data, encoding = decoded
     if got_hrp != hrp:
         raise AddressError(f"address {shown} has human-readable part {got_hrp!r}, expected {hrp!r}")
     if not data:
@@ -263,21 +282,31 @@ def _looks_segwit(lowered: str) -> bool:
 
 
 def address_to_script(address: str, network: NetworkParams | str) -> bytes:
-    """The scriptPubKey paying ``address`` on ``network`` (a ``NetworkParams`` or a name)."""
+    """The scriptPubKey paying ``address`` on ``network`` (a ``NetworkParams`` or a name).
+
+    Valid addresses are remembered (a few thousand): a farm reconnecting at once
+    authorizes with the same few addresses over and over.
+    """
     params = _params(network)
     if not isinstance(address, str):
         raise AddressError(f"address must be a string, got {address!r}")
+    return _address_to_script(address, params)
+
+
+@lru_cache(maxsize=4096)
+def _address_to_script(address: str, params: NetworkParams) -> bytes:
     if not address:
         raise AddressError("empty address")
     shown = _show(address)
     if len(address) > _MAX_ADDRESS_LEN:
         raise AddressError(f"address {shown} is {len(address)} characters, too long")
     try:
-        hrp, _, _ = bech32_decode(address)
+        decoded = bech32_decode(address)
     except AddressError:
         if _looks_segwit(address.lower()):
             raise
         return _base58_to_script(address, params)
+    hrp = decoded[0]
     if hrp != params.bech32_hrp:
         owners = _networks_with_hrp(hrp)
         if owners:
@@ -286,7 +315,7 @@ def address_to_script(address: str, network: NetworkParams | str) -> bytes:
             f"address {shown} has unknown human-readable part {hrp!r}; "
             f"{params.name} addresses start with {params.bech32_hrp}1"
         )
-    return witness_script(*decode_segwit_address(hrp, address))
+    return witness_script(*_segwit_program(hrp, address, decoded))
 
 
 def _base58_to_script(address: str, params: NetworkParams) -> bytes:

@@ -12,8 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from otedama.stratum.numbers import json_int
+
 __all__ = [
     "DEFAULT_MAX_LINE",
+    "MAX_ERROR_CHARS",
+    "MAX_ID_CHARS",
     "CodecError",
     "LineFramer",
     "LineTooLong",
@@ -34,9 +38,15 @@ __all__ = [
 DEFAULT_MAX_LINE = 16 * 1024
 """Longest accepted line in bytes, without the newline."""
 
+MAX_ID_CHARS = 64
+"""Longest string id accepted (and so echoed in a reply); longer lines are refused."""
+
+MAX_ERROR_CHARS = 256
+"""Error messages are cut to this length so a reply never echoes a miner's bulk."""
+
 JsonId = int | str | None
 
-_decode = json.JSONDecoder().decode
+_decode = json.JSONDecoder(parse_int=json_int).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +152,15 @@ Message = Request | Notification | Response
 
 
 def _check_id(value: Any) -> JsonId:
-    if value is None or isinstance(value, str):
+    if value is None:
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_ID_CHARS:
+            raise CodecError(f"message id of {len(value)} characters exceeds {MAX_ID_CHARS}")
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise CodecError(f"message id must be a number, a string or null, got {value!r}")
+    raise CodecError(f"message id must be a number, a string or null, got {type(value).__name__}")
 
 
 def parse_message(line: bytes | str) -> Message:
@@ -207,7 +221,11 @@ def encode_response(msg_id: JsonId, result: Any, error: Any = None) -> bytes:
 
 
 def encode_error(msg_id: JsonId, code: int, message: str) -> bytes:
-    """An error reply in ckpool's form: ``result: null``, ``error: [code, message, null]``."""
+    """An error reply in ckpool's form: ``result: null``, ``error: [code, message, null]``.
+
+    ``message`` is cut to ``MAX_ERROR_CHARS``."""
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 3] + "..."
     return _dumps({"id": msg_id, "result": None, "error": [code, message, None]})
 
 

@@ -21,7 +21,7 @@ __all__ = [
 ]
 # The fixed share rejections (module constants below): BAD_EXTRANONCE2, BAD_NONCE,
 # BAD_NTIME, BAD_VERSION, DUPLICATE, JOB_NOT_FOUND, LOW_DIFFICULTY, NOT_SUBSCRIBED, STALE,
-# UNAUTHORIZED, WORKER_MISMATCH.
+# RATE_LIMITED, UNAUTHORIZED, WORKER_MISMATCH.
 
 ERR_OTHER = 20
 ERR_JOB_NOT_FOUND = 21
@@ -79,3 +79,4 @@ BAD_NONCE = Reject(ERR_OTHER, "Invalid nonce")
 NOT_SUBSCRIBED = Reject(ERR_NOT_SUBSCRIBED, "Not subscribed")
 UNAUTHORIZED = Reject(ERR_UNAUTHORIZED, "Unauthorized worker")
 WORKER_MISMATCH = Reject(ERR_OTHER, "Worker mismatch")
+RATE_LIMITED = Reject(ERR_OTHER, "Too many shares, slow down")

@@ -10,15 +10,18 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
+from fractions import Fraction
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from otedama.chain.target import difficulty_to_target
+from otedama.stratum.codec import encode_notification
 from otedama.stratum.errors import Reject
 from otedama.stratum.jobs import Job, JobManager
-from otedama.stratum.session import StratumSession
+from otedama.stratum.session import StratumSession, canonical_difficulty, json_difficulty
 from otedama.stratum.settings import StratumSettings
 from otedama.stratum.share import Share, ShareSink
 from otedama.stratum.validator import ShareValidator
@@ -28,12 +31,27 @@ __all__ = ["StratumServer", "StratumStats"]
 
 _EXTRANONCE1_SPACE = 1 << 32
 _RESUMABLE_KEEP = 65536
+_DIFFICULTY_LINES = 1024
+"""Encoded ``mining.set_difficulty`` lines kept (vardiff values have 3 digits: few)."""
+_SUMMARY_HOSTS = 1024
+"""Distinct refused hosts remembered per log interval (the rest are only counted)."""
 
 
 class StratumStats:
     """Counters for metrics and the API (plain attributes, cheap to bump)."""
 
-    __slots__ = ("accepted", "bad_lines", "blocks", "refused_connections", "rejected")
+    __slots__ = (
+        "aborted_connections",
+        "accepted",
+        "authorized",
+        "bad_lines",
+        "blocks",
+        "output_overflows",
+        "rate_limited",
+        "refused_connections",
+        "rejected",
+        "timeouts",
+    )
 
     def __init__(self) -> None:
         self.accepted = 0
@@ -41,6 +59,16 @@ class StratumStats:
         self.bad_lines = 0
         self.refused_connections = 0
         self.rejected: Counter[str] = Counter()
+        self.output_overflows = 0
+        """Connections dropped for not reading their replies (``max_unsent_bytes``)."""
+        self.aborted_connections = 0
+        """Closing connections that did not flush within ``close_grace`` and were aborted."""
+        self.timeouts = 0
+        """Connections closed for a subscribe, authorize or idle timeout."""
+        self.rate_limited = 0
+        """Submits refused unchecked over ``max_share_rate``."""
+        self.authorized = 0
+        """Workers authorized."""
 
     def count_reject(self, reject: Reject) -> None:
         """Count one rejected share by its reason."""
@@ -80,12 +108,18 @@ class StratumServer:
             else None
         )
         self.stats = StratumStats()
+        self.start_difficulty = self._start_difficulty(settings)
+        self._difficulty_lines: dict[tuple[int, int], bytes] = {}
         self.sessions: set[StratumSession] = set()
         self._per_host: Counter[str] = Counter()
         self._extranonce_next = 1
         self._extranonce_used: dict[int, StratumSession] = {}
         self._resumable: OrderedDict[int, None] = OrderedDict()
         self._sweep_call: Any = None
+        self._refused: Counter[str] = Counter()
+        self._refused_hosts: Counter[str] = Counter()
+        self._authorized_since = 0
+        self._summary_at = 0.0
         job_manager.add_listener(self.broadcast)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -107,6 +141,7 @@ class StratumServer:
             )
             settings = replace(settings, network=old.network, extranonce2_size=old.extranonce2_size)
         self.settings = settings
+        self.start_difficulty = self._start_difficulty(settings)
         self.vardiff = (
             Vardiff(settings.target_share_interval, settings.retarget_interval)
             if settings.vardiff
@@ -118,11 +153,30 @@ class StratumServer:
                 session.difficulty_floor, settings.min_difficulty, settings.max_difficulty
             )
 
+    @staticmethod
+    def _start_difficulty(settings: StratumSettings) -> tuple[Fraction, int]:
+        value = canonical_difficulty(settings.start_difficulty)
+        return value, difficulty_to_target(value, settings.network.algorithm)
+
+    def difficulty_line(self, value: Fraction) -> bytes:
+        """The ``mining.set_difficulty`` line for ``value``, encoded once per value."""
+        # Keyed by the integer pair: hashing a Fraction costs a modular inverse.
+        key = (value.numerator, value.denominator)
+        line = self._difficulty_lines.get(key)
+        if line is None:
+            line = encode_notification("mining.set_difficulty", [json_difficulty(value)])
+            if len(self._difficulty_lines) >= _DIFFICULTY_LINES:
+                self._difficulty_lines.clear()
+            self._difficulty_lines[key] = line
+        return line
+
     def start(self) -> None:
         """Start the periodic sweep (and listening to the job manager, after a stop)."""
         self.jobs.remove_listener(self.broadcast)
         self.jobs.add_listener(self.broadcast)
         if self._sweep_call is None:
+            now: float = self.clock.seconds()
+            self._summary_at = now
             self._sweep_call = self.clock.callLater(self.settings.sweep_interval, self._sweep)
 
     def stop(self) -> None:
@@ -140,7 +194,53 @@ class StratumServer:
                 session.tick(now)
             except Exception:
                 self.log.failure("stratum sweep failed for {host}", host=session.host)
+        if now - self._summary_at >= self.settings.log_interval:
+            try:
+                self.log_summary(now)
+            except Exception:
+                self.log.failure("stratum log summary failed")
         self._sweep_call = self.clock.callLater(self.settings.sweep_interval, self._sweep)
+
+    def log_summary(self, now: float) -> None:
+        """One line each for the connections refused and the workers authorized since the
+        last summary (an outsider can trigger either at will, so never one line each)."""
+        elapsed = now - self._summary_at
+        self._summary_at = now
+        refused, hosts = self._refused, self._refused_hosts
+        if refused:
+            total = sum(refused.values())
+            top = ", ".join(f"{host} ({count})" for host, count in hosts.most_common(5))
+            self.log.warn(
+                "refused {count} stratum connections in {elapsed:.0f} s: {reasons}; "
+                "top hosts: {hosts}",
+                count=total,
+                elapsed=elapsed,
+                reasons=", ".join(f"{reason} ({n})" for reason, n in refused.most_common()),
+                hosts=top,
+            )
+            self._refused = Counter()
+            self._refused_hosts = Counter()
+        if self._authorized_since:
+            self.log.info(
+                "{count} stratum workers authorized in {elapsed:.0f} s; {sessions} connections",
+                count=self._authorized_since,
+                elapsed=elapsed,
+                sessions=len(self.sessions),
+            )
+            self._authorized_since = 0
+
+    def note_authorized(self) -> None:
+        """A worker authorized (counted for the periodic summary, not logged each)."""
+        self.stats.authorized += 1
+        self._authorized_since += 1
+
+    def note_refused(self, host: str, reason: str) -> None:
+        """A connection from ``host`` was refused for ``reason`` (summarised per interval)."""
+        self.stats.refused_connections += 1
+        self._refused[reason] += 1
+        hosts = self._refused_hosts
+        if host in hosts or len(hosts) < _SUMMARY_HOSTS:
+            hosts[host] += 1
 
     # -- connections -------------------------------------------------------------------
 
@@ -150,7 +250,7 @@ class StratumServer:
         if len(self.sessions) >= settings.max_connections:
             return f"server full ({settings.max_connections} connections)"
         if self._per_host[host] >= settings.max_connections_per_ip:
-            return f"{host} already has {settings.max_connections_per_ip} connections"
+            return f"over {settings.max_connections_per_ip} connections per IP"
         return None
 
     def open_session(
@@ -159,8 +259,7 @@ class StratumServer:
         """A new session for a connection from ``host``, or None when over a limit."""
         reason = self.refusal(host)
         if reason is not None:
-            self.stats.refused_connections += 1
-            self.log.warn("refusing stratum connection: {reason}", reason=reason)
+            self.note_refused(host, reason)
             return None
         session = StratumSession(self, host, write, close, self.clock.seconds())
         self.sessions.add(session)

@@ -21,10 +21,12 @@ from otedama.chain.target import difficulty_to_target
 from otedama.stratum import errors
 from otedama.stratum.codec import (
     CodecError,
+    JsonId,
     LineFramer,
     LineTooLong,
     Request,
     encode_error,
+    encode_id,
     encode_notification,
     encode_response,
     encode_result_false,
@@ -33,18 +35,28 @@ from otedama.stratum.codec import (
 )
 from otedama.stratum.errors import ERR_OTHER, ERR_UNAUTHORIZED, InvalidParams, Reject, StratumError
 from otedama.stratum.jobs import Job
+from otedama.stratum.numbers import NumberError, bounded_decimal, bounded_number
 from otedama.stratum.share import Share
 from otedama.stratum.vardiff import VardiffWindow, clamp_difficulty
 
 if TYPE_CHECKING:
     from otedama.stratum.server import StratumServer
 
-__all__ = ["StratumSession", "json_difficulty", "parse_password_difficulty"]
+__all__ = [
+    "StratumSession",
+    "canonical_difficulty",
+    "json_difficulty",
+    "parse_password_difficulty",
+    "subscribe_reply",
+]
 
 _WORKER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _PASSWORD_SPLIT = re.compile(r"[,;\s]+")
 _MAX_DIFF_HISTORY = 8
 MAX_WORKERS_PER_CONNECTION = 64
+MAX_USER_CHARS = 160
+MAX_MINER_NUMBER = Fraction(10**60)
+"""Numbers from miners are capped here before any arithmetic (then clamped to settings)."""
 
 
 def json_difficulty(value: Fraction) -> int | float:
@@ -54,7 +66,18 @@ def json_difficulty(value: Fraction) -> int | float:
     return float(value)
 
 
-def _canonical(value: Fraction) -> Fraction:
+def subscribe_reply(msg_id: JsonId, sub_id: str, extranonce2_size: int) -> bytes:
+    """The ``mining.subscribe`` reply, built without ``json.dumps`` (a reconnect storm
+    sends thousands at once); ``sub_id`` is hex, so it needs no escaping."""
+    return (
+        b'{"id":'
+        + encode_id(msg_id)
+        + b',"result":[[["mining.set_difficulty","%s"],["mining.notify","%s"]],"%s",%d],'
+        b'"error":null}\n' % (sub_id.encode(), sub_id.encode(), sub_id.encode(), extranonce2_size)
+    )
+
+
+def canonical_difficulty(value: Fraction) -> Fraction:
     """The difficulty a miner reads back from the JSON number we send."""
     if value.denominator == 1:
         return value
@@ -62,36 +85,56 @@ def _canonical(value: Fraction) -> Fraction:
 
 
 def _number(value: Any, what: str) -> Fraction:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise StratumError(ERR_OTHER, f"{what} must be a number, got {value!r}")
-    if isinstance(value, float):
-        if not value > 0 or value == float("inf"):
-            raise StratumError(ERR_OTHER, f"{what} must be positive, got {value!r}")
-        return Fraction(repr(value))
-    if value <= 0:
-        raise StratumError(ERR_OTHER, f"{what} must be positive, got {value!r}")
-    return Fraction(value)
+    """A positive JSON number sent by a miner, capped far above any difficulty."""
+    result = bounded_number(value, MAX_MINER_NUMBER)
+    if result is None:
+        raise StratumError(ERR_OTHER, f"{what} must be a positive number, got {_short(value)}")
+    return result
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut short, for error messages that echo what a miner sent."""
+    text = repr(value)
+    return text if len(text) <= 64 else text[:60] + "..."
 
 
 def parse_password_difficulty(password: str) -> Fraction | None:
     """The ``d=NUMBER`` start difficulty in a password like ``x,d=0.5``, or None.
 
-    Raises ``StratumError`` naming the token when it is not a positive number.
+    Raises ``StratumError`` naming the token when it is not a short positive decimal.
     """
     for token in _PASSWORD_SPLIT.split(password):
         if token[:2].lower() != "d=":
             continue
-        text = token[2:]
         try:
-            value = Fraction(text)
-        except (ValueError, ZeroDivisionError):
+            value = bounded_decimal(token[2:])
+        except NumberError as exc:
             raise StratumError(
-                ERR_OTHER, f"password difficulty {token!r} is not a number (use d=0.5)"
+                ERR_OTHER, f"password difficulty {_short(token)} is not usable: {exc} (use d=0.5)"
             ) from None
         if value <= 0:
-            raise StratumError(ERR_OTHER, f"password difficulty {token!r} must be positive")
+            raise StratumError(ERR_OTHER, f"password difficulty {_short(token)} must be positive")
         return value
     return None
+
+
+def _user_name(user: str) -> str:
+    """``address[.worker]`` as sent, without surrounding spaces; refuses names that could
+    be logged raw or counted as another worker (control characters, line separators)."""
+    if len(user) > MAX_USER_CHARS:
+        raise StratumError(
+            ERR_UNAUTHORIZED,
+            f"user name of {len(user)} characters is too long (at most {MAX_USER_CHARS}); "
+            "use your payout address[.worker]",
+        )
+    if not user.isprintable():
+        index, char = next((i, c) for i, c in enumerate(user) if not c.isprintable())
+        raise StratumError(
+            ERR_UNAUTHORIZED,
+            f"user name has a control or separator character U+{ord(char):04X} at "
+            f"position {index}; send only your payout address[.worker]",
+        )
+    return user.strip(" ")
 
 
 class StratumSession:
@@ -116,8 +159,11 @@ class StratumSession:
         "last_activity",
         "last_job_seq",
         "server",
+        "share_time",
+        "share_tokens",
         "start_difficulty",
         "subscribed",
+        "suggested_at",
         "target",
         "user_agent",
         "vardiff_window",
@@ -153,11 +199,13 @@ class StratumSession:
         self.address: str | None = None
         self.version_rolling = False
         self.version_mask = 0
-        self.difficulty = _canonical(settings.start_difficulty)
-        self.target = difficulty_to_target(self.difficulty, settings.network.algorithm)
+        self.difficulty, self.target = server.start_difficulty
         self.difficulty_floor = settings.min_difficulty
         self.start_difficulty: Fraction | None = None
         self.vardiff_window = VardiffWindow(now)
+        self.share_tokens = float(settings.share_burst)
+        self.share_time = now
+        self.suggested_at: float | None = None
         self.last_job_seq = -1
         self._last_job: Job | None = None
         self._diff_history: list[tuple[int, Fraction, int]] | None = None
@@ -179,8 +227,11 @@ class StratumSession:
         if self.closed:
             return
         now = self.server.clock.seconds()
-        self.last_activity = now
-        for line in self.framer.feed(data):
+        lines = self.framer.feed(data)
+        if lines:
+            # Only complete lines count as activity: a byte trickle keeps nothing alive.
+            self.last_activity = now
+        for line in lines:
             if self.closed:
                 return
             if isinstance(line, LineTooLong):
@@ -202,7 +253,7 @@ class StratumSession:
             return
         handler = _HANDLERS.get(message.method)
         if handler is None:
-            self.write(encode_error(message.id, ERR_OTHER, "Unknown method"))
+            self._abuse(message.id, "Unknown method")
             return
         try:
             handler(self, message, now)
@@ -245,11 +296,16 @@ class StratumSession:
         if self.closed:
             return
         settings = self.server.settings
+        reason = None
         if not self.subscribed and now - self.connected_at >= settings.subscribe_timeout:
-            self.close(f"no mining.subscribe within {settings.subscribe_timeout:g} s")
-            return
-        if now - self.last_activity >= settings.idle_timeout:
-            self.close(f"silent for {settings.idle_timeout:g} s")
+            reason = f"no mining.subscribe within {settings.subscribe_timeout:g} s"
+        elif not self.workers and now - self.connected_at >= settings.authorize_timeout:
+            reason = f"no worker authorized within {settings.authorize_timeout:g} s"
+        elif now - self.last_activity >= settings.idle_timeout:
+            reason = f"no complete line for {settings.idle_timeout:g} s"
+        if reason is not None:
+            self.server.stats.timeouts += 1
+            self.close(reason)
             return
         vardiff = self.server.vardiff
         if vardiff is not None and self._last_job is not None:
@@ -272,7 +328,9 @@ class StratumSession:
         the current job, re-sent after ``mining.set_difficulty``, at the lower of the two.
         """
         settings = self.server.settings
-        value = _canonical(clamp_difficulty(value, self.difficulty_floor, settings.max_difficulty))
+        value = canonical_difficulty(
+            clamp_difficulty(value, self.difficulty_floor, settings.max_difficulty)
+        )
         if value == self.difficulty:
             return
         old, old_target = self.difficulty, self.target
@@ -302,8 +360,7 @@ class StratumSession:
             first, second = history[0], history[1]
             merged = first if first[1] <= second[1] else second
             history[0:2] = [(second[0], merged[1], merged[2])]
-        self.write(encode_notification("mining.set_difficulty", [json_difficulty(value)]))
-        self.write(job.notify_update)
+        self.write(self.server.difficulty_line(value) + job.notify_update)
         self.last_job_seq = seq
 
     def difficulty_for(self, job: Job) -> tuple[Fraction, int]:
@@ -327,10 +384,8 @@ class StratumSession:
         self.last_job_seq = job.seq
         if first:
             self.vardiff_window.reset(self.server.clock.seconds())
-            self.write(
-                encode_notification("mining.set_difficulty", [json_difficulty(self.difficulty)])
-            )
-            self.write(job.notify_clean)
+            # One write (one send) for the difficulty and the first job.
+            self.write(self.server.difficulty_line(self.difficulty) + job.notify_clean)
         else:
             self.write(job.notify_line(clean))
 
@@ -345,7 +400,7 @@ class StratumSession:
             return
         if self.start_difficulty is not None:
             settings = self.server.settings
-            value = _canonical(
+            value = canonical_difficulty(
                 clamp_difficulty(
                     self.start_difficulty, self.difficulty_floor, settings.max_difficulty
                 )
@@ -377,24 +432,16 @@ class StratumSession:
         agent = params[0] if params else None
         resume = params[1] if len(params) > 1 else None
         if agent is not None and not isinstance(agent, str):
-            raise InvalidParams(f"user agent must be a string, got {agent!r}")
+            raise InvalidParams(f"user agent must be a string, got {_short(agent)}")
         if resume is not None and not isinstance(resume, str):
-            raise InvalidParams(f"session id must be a string, got {resume!r}")
+            raise InvalidParams(f"session id must be a string, got {_short(resume)}")
         self.user_agent = (agent or "")[:128]
         server = self.server
         if not self.subscribed:
             self.extranonce1 = server.allocate_extranonce1(self, resume)
             self.subscribed = True
-        sub_id = self.extranonce1_hex
         self.write(
-            encode_response(
-                request.id,
-                [
-                    [["mining.set_difficulty", sub_id], ["mining.notify", sub_id]],
-                    sub_id,
-                    server.settings.extranonce2_size,
-                ],
-            )
+            subscribe_reply(request.id, self.extranonce1_hex, server.settings.extranonce2_size)
         )
         self.start_work()
 
@@ -402,19 +449,19 @@ class StratumSession:
         """``mining.authorize [address[.worker], password]``."""
         params = request.params
         if not params or not isinstance(params[0], str):
-            raise InvalidParams(f"mining.authorize needs a user name, got {params!r}")
+            raise InvalidParams(f"mining.authorize needs a user name, got {_short(params)}")
         password = params[1] if len(params) > 1 else ""
         if password is None:
             password = ""
         if not isinstance(password, str):
-            raise InvalidParams(f"password must be a string, got {password!r}")
-        user = params[0]
-        address, dot, worker_name = user.strip().partition(".")
+            raise InvalidParams(f"password must be a string, got {_short(password)}")
+        user = _user_name(params[0])
+        address, dot, worker_name = user.partition(".")
         network = self.server.settings.network
         if dot and not _WORKER_RE.fullmatch(worker_name):
             raise StratumError(
                 ERR_UNAUTHORIZED,
-                f"worker name {worker_name!r} is invalid: use up to 64 letters, digits, '_', '-' or '.'",
+                f"worker name {_short(worker_name)} is invalid: use up to 64 letters, digits, '_', '-' or '.'",
             )
         try:
             address_to_script(address, network)
@@ -422,21 +469,22 @@ class StratumSession:
             raise StratumError(
                 ERR_UNAUTHORIZED,
                 f"user name must be a {network.name} payout address[.worker]; "
-                f"{address!r} is not: {exc}",
+                f"{_short(address)} is not: {exc}",
             ) from None
         if user not in self.workers and len(self.workers) >= MAX_WORKERS_PER_CONNECTION:
             raise StratumError(
                 ERR_UNAUTHORIZED,
                 f"at most {MAX_WORKERS_PER_CONNECTION} workers per connection; "
-                f"open another connection for {user!r}",
+                f"open another connection for {_short(user)}",
             )
         start = parse_password_difficulty(password)
         if start is not None and not self.workers:
             self.start_difficulty = start
+        if user not in self.workers:
+            self.server.note_authorized()
         self.workers[user] = address
         if self.address is None:
             self.address = address
-        self.log.info("worker {worker} authorized from {host}", worker=user, host=self.host)
         self.write(encode_result_true(request.id))
         self.start_work()
 
@@ -444,13 +492,17 @@ class StratumSession:
         """``mining.configure [extensions, parameters]`` (BIP310), any time."""
         params = request.params
         if len(params) < 1 or not isinstance(params[0], list):
-            raise InvalidParams(f"mining.configure needs a list of extensions, got {params!r}")
+            raise InvalidParams(
+                f"mining.configure needs a list of extensions, got {_short(params)}"
+            )
         extensions = params[0]
         options = params[1] if len(params) > 1 else {}
         if options is None:
             options = {}
         if not isinstance(options, dict) or not all(isinstance(e, str) for e in extensions):
-            raise InvalidParams(f"mining.configure parameters must be an object, got {params!r}")
+            raise InvalidParams(
+                f"mining.configure parameters must be an object, got {_short(params)}"
+            )
         result: dict[str, Any] = {}
         for name in extensions:
             if name == "version-rolling":
@@ -492,20 +544,39 @@ class StratumSession:
             value = _number(options.get("minimum-difficulty.value"), "minimum-difficulty.value")
         except StratumError:
             return {"minimum-difficulty": False}
-        self._raise_floor(value)
+        self._wish(value, self.server.clock.seconds(), lower=False)
         return {"minimum-difficulty": True}
 
-    def _raise_floor(self, value: Fraction) -> None:
+    def _wish(self, value: Fraction, now: float, lower: bool) -> None:
+        """A miner's wish for its difficulty (``suggest_difficulty``, ``minimum-difficulty``).
+
+        Before the first job it is the start difficulty, as firmware expects. Once working,
+        it becomes the floor vardiff works above, and changes the difficulty at once at most
+        once per ``suggest_interval``: only upwards while vardiff is on (vardiff keeps
+        control: a miner cannot drag its difficulty back to the floor), either way without
+        vardiff (``lower``). Other wishes cost a ``true`` and nothing else.
+        """
         settings = self.server.settings
-        floor = clamp_difficulty(value, settings.min_difficulty, settings.max_difficulty)
-        self.difficulty_floor = floor
+        value = clamp_difficulty(value, settings.min_difficulty, settings.max_difficulty)
         if self._last_job is None:
-            self.start_difficulty = floor
-        else:
-            self.set_difficulty(floor if floor > self.difficulty else self.difficulty)
+            self.difficulty_floor = value
+            self.start_difficulty = value
+            return
+        if lower or value >= self.difficulty_floor:
+            self.difficulty_floor = value
+        if self.server.vardiff is not None and value <= self.difficulty:
+            return
+        if not lower and value <= self.difficulty:
+            return
+        last = self.suggested_at
+        if last is not None and now - last < settings.suggest_interval:
+            return
+        if canonical_difficulty(value) != self.difficulty:
+            self.suggested_at = now
+            self.set_difficulty(value)
 
     def on_suggest_difficulty(self, request: Request, now: float) -> None:
-        """``mining.suggest_difficulty [number]``: a floor for this connection's difficulty."""
+        """``mining.suggest_difficulty [number]``: the start difficulty, then a floor."""
         params = request.params
         if len(params) < 1:
             raise InvalidParams("mining.suggest_difficulty needs a number")
@@ -513,14 +584,8 @@ class StratumSession:
             value = _number(params[0], "suggested difficulty")
         except StratumError as exc:
             raise InvalidParams(f"{exc.message}") from None
-        settings = self.server.settings
-        value = clamp_difficulty(value, settings.min_difficulty, settings.max_difficulty)
-        self.difficulty_floor = value
         self.write(encode_result_true(request.id))
-        if self._last_job is None:
-            self.start_difficulty = value
-        else:
-            self.set_difficulty(value)
+        self._wish(value, now, lower=True)
 
     def on_extranonce_subscribe(self, request: Request, now: float) -> None:
         """``mining.extranonce.subscribe``: we will send ``mining.set_extranonce``."""
@@ -539,12 +604,21 @@ class StratumSession:
             return
         if not 5 <= len(params) <= 6 or any(type(p) is not str for p in params):
             raise InvalidParams(
-                f"mining.submit needs 5 or 6 strings, got {params!r}",
+                f"mining.submit needs 5 or 6 strings, got {_short(params)}",
             )
         worker = params[0]
         address = self.workers.get(worker)
         if address is None:
-            self._reject(request, errors.WORKER_MISMATCH)
+            # Authorized as " addr.rig ": the worker is known by its stripped name.
+            worker = worker.strip(" ")
+            address = self.workers.get(worker)
+            if address is None:
+                self._reject(request, errors.WORKER_MISMATCH)
+                return
+        if not self._take_share_token(now):
+            server.stats.rate_limited += 1
+            self._reject(request, errors.RATE_LIMITED)
+            self._vardiff_share(now)
             return
         job, stale = server.jobs.lookup(params[1])
         if job is None:
@@ -596,14 +670,32 @@ class StratumSession:
             server.sink.share_accepted(share)
         except Exception:
             self.log.failure("share sink failed for a share from {worker}", worker=worker)
-        vardiff = server.vardiff
+        self._vardiff_share(now)
+
+    def _take_share_token(self, now: float) -> bool:
+        """The per-connection share-rate bound: a token bucket of ``share_burst`` submits
+        refilled at ``max_share_rate`` per second."""
+        settings = self.server.settings
+        tokens = self.share_tokens + (now - self.share_time) * settings.max_share_rate
+        self.share_time = now
+        if tokens > settings.share_burst:
+            tokens = float(settings.share_burst)
+        if tokens < 1:
+            self.share_tokens = tokens
+            return False
+        self.share_tokens = tokens - 1
+        return True
+
+    def _vardiff_share(self, now: float) -> None:
+        """Count a share (or a submit refused for rate) towards vardiff's next retarget."""
+        vardiff = self.server.vardiff
         if vardiff is not None:
             new = vardiff.on_share(
                 self.vardiff_window,
                 now,
                 self.difficulty,
                 self.difficulty_floor,
-                server.settings.max_difficulty,
+                self.server.settings.max_difficulty,
             )
             if new is not None:
                 self.set_difficulty(new)

@@ -8,6 +8,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from otedama.chain.params import NetworkParams
+from otedama.stratum.numbers import NumberError, bounded_decimal
 
 __all__ = ["StratumSettings"]
 
@@ -23,8 +24,8 @@ def _difficulty(name: str, value: object) -> Fraction:
         result = Fraction(repr(value))
     elif isinstance(value, str):
         try:
-            result = Fraction(value.strip())
-        except (ValueError, ZeroDivisionError):
+            result = bounded_decimal(value.strip())
+        except NumberError:
             result = None
     if result is None or result <= 0:
         raise ValueError(f"stratum {name} must be a positive number, got {value!r}")
@@ -38,6 +39,16 @@ class StratumSettings:
     Difficulties are exact ``Fraction``s (below 1 allowed). ``max_connections`` is
     ``stratum.max_workers``; ``version_mask`` is the BIP310 mask the server allows miners
     to roll; ``network`` decides which payout addresses ``mining.authorize`` accepts.
+
+    Bounds on what one connection may cost: ``authorize_timeout`` seconds from connecting
+    to a first authorized worker; ``idle_timeout`` without a complete line;
+    ``max_unsent_bytes`` written while the transport's own buffer is full (the miner does
+    not read), or ``stall_timeout`` seconds of a full buffer, before it is dropped; ``close_grace`` seconds for a closing connection to
+    flush before it is aborted; ``max_share_rate`` submits per second on average (bursts
+    of ``share_burst``) before submits are refused unchecked; a ``suggest_difficulty``
+    changes a working connection's difficulty at most once per ``suggest_interval``.
+    Refused connections and authorizations are logged as a summary every
+    ``log_interval`` seconds.
     """
 
     network: NetworkParams
@@ -56,6 +67,14 @@ class StratumSettings:
     abuse_threshold: int = 10
     version_mask: int = 0x1FFFE000
     sweep_interval: float = 5.0
+    authorize_timeout: float = 60.0
+    max_unsent_bytes: int = 1024 * 1024
+    close_grace: float = 5.0
+    stall_timeout: float = 60.0
+    max_share_rate: float = 20.0
+    share_burst: int = 100
+    suggest_interval: float = 60.0
+    log_interval: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("start_difficulty", "min_difficulty", "max_difficulty"):
@@ -76,6 +95,12 @@ class StratumSettings:
             "subscribe_timeout",
             "idle_timeout",
             "sweep_interval",
+            "authorize_timeout",
+            "close_grace",
+            "stall_timeout",
+            "max_share_rate",
+            "suggest_interval",
+            "log_interval",
         ):
             value = getattr(self, name)
             if not value > 0:
@@ -84,9 +109,13 @@ class StratumSettings:
             raise ValueError(
                 f"stratum extranonce2_size must be 2..16 bytes, got {self.extranonce2_size!r}"
             )
-        for name in ("max_connections", "max_connections_per_ip", "abuse_threshold"):
+        for name in ("max_connections", "max_connections_per_ip", "abuse_threshold", "share_burst"):
             if getattr(self, name) < 1:
                 raise ValueError(f"stratum {name} must be at least 1, got {getattr(self, name)!r}")
+        if self.max_unsent_bytes < 4096:
+            raise ValueError(
+                f"stratum max_unsent_bytes must be >= 4096, got {self.max_unsent_bytes!r}"
+            )
         if self.max_line_bytes < 256:
             raise ValueError(f"stratum max_line_bytes must be >= 256, got {self.max_line_bytes!r}")
         if not 0 <= self.version_mask <= 0xFFFFFFFF:

@@ -365,3 +365,35 @@ def test_arbitrary_text_only_ever_raises_address_error(text: str, network: str) 
     except AddressError:
         return
     assert script_to_address(script, network) is not None
+
+
+def _reference_polymod(values: list[int]) -> int:
+    """BIP173's polymod exactly as the BIP writes it."""
+    generator = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
+    chk = 1
+    for value in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ value
+        for i in range(5):
+            chk ^= generator[i] if ((top >> i) & 1) else 0
+    return chk
+
+
+@given(st.lists(st.integers(min_value=0, max_value=31), max_size=120))
+def test_table_polymod_equals_the_bips_loop(values: list[int]) -> None:
+    from otedama.chain.address import _polymod
+
+    assert _polymod(values) == _reference_polymod(values)
+
+
+def test_repeated_addresses_are_answered_from_the_cache_and_errors_are_not_cached() -> None:
+    from otedama.chain.address import _address_to_script
+
+    address = "bcrt1qsv2hexjrhpa8qwxr4la2nmmkmdh8hxkje996rc"
+    first = address_to_script(address, "regtest")
+    hits = _address_to_script.cache_info().hits
+    assert address_to_script(address, get_network("regtest")) == first
+    assert _address_to_script.cache_info().hits == hits + 1
+    for _ in range(2):
+        with pytest.raises(AddressError, match="is for regtest"):
+            address_to_script(address, "mainnet")

@@ -14,6 +14,7 @@ from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import StringTransport
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.python.failure import Failure
 
 from otedama.chain.address import address_to_script
@@ -24,6 +25,8 @@ from otedama.chain.template import BlockTemplate, TemplateTx
 from otedama.stratum.codec import encode_request
 from otedama.stratum.jobs import JobManager
 from otedama.stratum.protocol import StratumFactory, StratumProtocol
+from otedama.stratum.server import StratumServer
+from otedama.stratum.session import StratumSession
 from otedama.stratum.settings import StratumSettings
 from otedama.stratum.share import Share
 
@@ -192,6 +195,22 @@ def make_stack() -> Iterator[StackMaker]:
 @pytest.fixture
 def stack(make_stack: StackMaker) -> Stack:
     return make_stack()
+
+
+@pytest.fixture
+def log_events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every event the Stratum server, its sessions and its factory log during the test."""
+    events: list[dict[str, Any]] = []
+    for cls in (StratumSession, StratumServer, StratumFactory):
+        monkeypatch.setattr(cls, "log", Logger(observer=events.append))
+    return events
+
+
+def logged(events: list[dict[str, Any]], level: LogLevel | None = None) -> list[str]:
+    """The formatted text of ``events`` (at ``level`` when given)."""
+    return [
+        formatEvent(event) for event in events if level is None or event.get("log_level") == level
+    ]
 
 
 def load_jsonl(name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

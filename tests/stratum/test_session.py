@@ -11,15 +11,17 @@ from typing import Any
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import fail
+from twisted.logger import LogLevel
 
 from otedama.chain.address import address_to_script
 from otedama.chain.params import get_network
 from otedama.chain.serialize import TxOut
 from otedama.chain.target import difficulty_to_target
 from otedama.chain.template import BlockTemplate
+from otedama.stratum.codec import encode_notification, encode_response
 from otedama.stratum.jobs import Job, JobManager
 from otedama.stratum.protocol import StratumFactory
-from otedama.stratum.session import MAX_WORKERS_PER_CONNECTION
+from otedama.stratum.session import MAX_WORKERS_PER_CONNECTION, subscribe_reply
 from otedama.stratum.validator import build_header
 
 from .conftest import (
@@ -29,6 +31,7 @@ from .conftest import (
     RecordingSink,
     Stack,
     StackMaker,
+    logged,
     make_template,
     payout_outputs,
     regtest_settings,
@@ -120,6 +123,21 @@ def methods(lines: list[dict[str, Any]]) -> list[str]:
 
 
 # -- subscribe ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("msg_id", [1, 2**40, "abc", 'q"\\', None])
+def test_the_hand_built_subscribe_reply_is_the_json_one(msg_id: Any) -> None:
+    sub = "0000002a"
+    expected = encode_response(
+        msg_id, [[["mining.set_difficulty", sub], ["mining.notify", sub]], sub, 8]
+    )
+    assert subscribe_reply(msg_id, sub, 8) == expected
+
+
+def test_set_difficulty_lines_are_encoded_once_per_value(stack: Stack) -> None:
+    line = stack.server.difficulty_line(Fraction(1, 2))
+    assert line == encode_notification("mining.set_difficulty", [0.5])
+    assert stack.server.difficulty_line(Fraction(2, 4)) is line
 
 
 def test_subscribe_gives_a_unique_extranonce1_and_extranonce2_size_8(stack: Stack) -> None:
@@ -224,6 +242,23 @@ def test_password_with_a_malformed_d_is_refused_naming_it(stack: Stack) -> None:
     miner = stack.miner()
     reply = miner.call("mining.authorize", [ADDRESS, "d=lots"])
     assert reply["error"][0] == 20 and "'d=lots'" in reply["error"][1]
+
+
+@pytest.mark.parametrize("password", ["d=1e999999999", "x,d=1e10000000", "d=" + "9" * 5000])
+def test_password_with_a_huge_d_is_refused_at_once(stack: Stack, password: str) -> None:
+    """Fraction("1e999999999") never returns: the number is bounded before it is built."""
+    miner = stack.miner()
+    reply = miner.call("mining.authorize", [ADDRESS, password])
+    assert reply["error"][0] == 20 and "password difficulty" in reply["error"][1]
+    assert len(reply["error"][1]) < 200
+    assert not miner.session.authorized
+
+
+def test_a_huge_suggested_difficulty_is_capped_before_arithmetic(stack: Stack) -> None:
+    miner = stack.miner()
+    assert miner.call("mining.suggest_difficulty", [10**39])["result"] is True
+    assert miner.call("mining.suggest_difficulty", [1e308])["result"] is True
+    assert miner.start()[0]["params"] == [2**40]
 
 
 def test_several_workers_may_authorize_on_one_connection(hard: Stack) -> None:
@@ -742,7 +777,7 @@ def test_replies_from_a_miner_and_notifications_are_ignored(stack: Stack) -> Non
 
 
 def test_a_failing_sink_is_logged_and_the_miner_still_gets_its_verdict(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, log_events: list[dict[str, Any]]
 ) -> None:
     miner = stack.miner()
     miner.start()
@@ -755,6 +790,12 @@ def test_a_failing_sink_is_logged_and_the_miner_still_gets_its_verdict(
     nonce = mine(job, miner.session.extranonce1, at_most=job.network_target)
     assert submit(miner, job, nonce)["result"] is True
     assert stack.server.stats.accepted == 1
+    (line,) = logged(log_events, LogLevel.critical)
+    assert line == "share sink failed for a share from " + ADDRESS + ".rig1"
+    (event,) = [e for e in log_events if "log_failure" in e]
+    assert event["log_failure"].check(RuntimeError) and "ledger down" in str(
+        event["log_failure"].value
+    )
     assert miner.call("mining.suggest_difficulty", [1])["result"] is True
 
 
@@ -830,7 +871,7 @@ def test_solo_miners_get_work_paying_their_own_address(make_stack: StackMaker) -
 
 
 def test_a_failed_block_submission_is_logged_and_the_share_still_counts(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, log_events: list[dict[str, Any]]
 ) -> None:
     failures: list[str] = []
 
@@ -846,3 +887,7 @@ def test_a_failed_block_submission_is_logged_and_the_share_still_counts(
     assert submit(miner, job, nonce)["result"] is True
     assert failures == [job.job_id]
     assert stack.sink.shares[-1].is_block
+    block_hash = stack.sink.shares[-1].block_hash[::-1].hex()
+    assert logged(log_events, LogLevel.critical) == [f"submitting block {block_hash} failed"]
+    (event,) = [e for e in log_events if "log_failure" in e]
+    assert "daemon said no" in str(event["log_failure"].value)
