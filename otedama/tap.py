@@ -209,6 +209,7 @@ STRATUM_LIVE_KEYS = tuple(
         "max_connections_per_ip",
         "subscribe_timeout",
         "idle_timeout",
+        "authorize_timeout",
     )
 )
 
@@ -230,6 +231,7 @@ def stratum_settings(config: Config) -> Any:
         max_connections_per_ip=stratum.max_connections_per_ip,
         subscribe_timeout=stratum.subscribe_timeout,
         idle_timeout=stratum.idle_timeout,
+        authorize_timeout=stratum.authorize_timeout,
     )
 
 

@@ -279,3 +279,13 @@ def test_configuration_docs_list_every_key() -> None:
 
     page = (ROOT / "docs" / "configuration.md").read_text()
     assert reference_markdown() in page, "regenerate with: otedama config reference"
+
+
+def test_stratum_timeouts_reach_the_server_settings_and_apply_on_reload() -> None:
+    from otedama.tap import STRATUM_LIVE_KEYS, stratum_settings
+
+    config = load({"stratum": {"authorize_timeout": "17s", "idle_timeout": "9m"}})
+    settings = stratum_settings(config)
+    assert settings.authorize_timeout == 17
+    assert settings.idle_timeout == 540
+    assert "stratum.authorize_timeout" in STRATUM_LIVE_KEYS
