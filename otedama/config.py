@@ -521,7 +521,11 @@ class ChainConfig:
         [], _rpc_list, dump=_dump_rpc, doc="Daemons, tried in order (failover)."
     )
     poll_interval: float = option(
-        5.0, duration, dump=dump_duration, doc="Template poll when long polling is unavailable."
+        5.0,
+        duration,
+        dump=dump_duration,
+        doc="Template poll when long polling is unavailable; the longest back-off after a "
+        "failed template request.",
     )
     rpc_timeout: float = option(30.0, duration, dump=dump_duration, doc="Per-call RPC timeout.")
     devnet: DevnetConfig = section(DevnetConfig)

@@ -335,10 +335,13 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         clock=reactor,
         poll_interval=config.chain.poll_interval,
         refresh_interval=config.stratum.job_timeout,
+        retry_max=config.chain.poll_interval,
     )
     source.subscribe(jobs.on_template)
+    follow_the_chain(client, source, core)
     health = NodeHealth(reactor, template_max_age=max(300.0, 4 * config.stratum.job_timeout))
     source.subscribe(health.on_template)
+    watch_the_chain(health, source, core)
     health.checks["database"] = lambda: ledger_check(store)
     source.setName("templates")
     source.setServiceParent(node)
@@ -374,6 +377,20 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         endpoint = serverFromString(reactor, settings.address.server_endpoint())
         ListenerService("health", endpoint, site).setServiceParent(node)
     return node
+
+
+def follow_the_chain(client: Any, source: Any, core: Any) -> None:
+    """Outage recovery: after a block the daemon took, the next template goes to miners at
+    once (so they do not find a second block at the same height), and when the daemon
+    answers any call again the template source stops waiting out its back-off."""
+    core.on_block(lambda _share, _result: source.refresh_soon())
+    client.transport.on_recovery(source.wake)
+
+
+def watch_the_chain(health: NodeHealth, source: Any, core: Any) -> None:
+    """The chain check is degraded as soon as templates or ``submitblock`` fail."""
+    health.chain_troubles["templates"] = source.trouble
+    health.chain_troubles["submitblock"] = core.submit_trouble
 
 
 def health_root(path: str, leaf: Any) -> Any:

@@ -12,7 +12,7 @@ no failover, no retry. The chain view (``chainview.py``) and the wallet view
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +92,7 @@ class RpcTransport:
         self._backoff = (backoff_initial, backoff_max)
         self._ids = itertools.count(1)
         self._active = 0
+        self._recovery_listeners: list[Callable[[], object]] = []
         self._pool: Any = None
         if http_client is None:
             http_client = self._default_http_client(clock)
@@ -149,6 +150,11 @@ class RpcTransport:
         """The clock that times calls (the reactor in the node)."""
         return self._clock
 
+    def on_recovery(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` whenever an endpoint that was failing answers again (any
+        call: the template source uses it to stop waiting out its back-off)."""
+        self._recovery_listeners.append(callback)
+
     async def call_first(self, method: str, params: list[Any], *, path: str = "") -> Any:
         """A call that must not move: first endpoint only, no failover, no automatic retry
         (a wallet call whose outcome is unclear must be looked up, not sent again)."""
@@ -197,7 +203,8 @@ class RpcTransport:
 
     def _succeeded(self, index: int) -> None:
         state = self._states[index]
-        if state.failures and len(self._states) > 1:
+        recovered = state.failures > 0
+        if recovered and len(self._states) > 1:
             self.log.info("bitcoind at {url} answers again", url=state.endpoint.url)
         state.failures = 0
         state.retry_at = 0.0
@@ -208,6 +215,12 @@ class RpcTransport:
                 url=state.endpoint.url,
             )
             self._active = index
+        if recovered:
+            for callback in list(self._recovery_listeners):
+                try:
+                    callback()
+                except Exception:
+                    self.log.failure("RPC recovery listener {callback!r} failed", callback=callback)
 
     def _failed(self, index: int, error: NodeError) -> None:
         state = self._states[index]

@@ -49,6 +49,9 @@ MAX_WORKERS = 100_000
 #: up to ``RECORD_RETRY_MAX``, until it succeeds: the block is never given up.
 RECORD_RETRY_FIRST = 1.0
 RECORD_RETRY_MAX = 60.0
+#: After a ``submitblock`` without an answer, the chain health stays degraded this long
+#: (or until a later ``submitblock`` is answered).
+SUBMIT_TROUBLE_WINDOW = 600.0
 #: How often accepted shares are summarised per worker in the log.
 SHARE_REPORT_INTERVAL = 30.0
 
@@ -122,6 +125,7 @@ class PoolCore:
         self._reported: dict[str, _Reported] = {}
         self._last_report: float | None = None
         self._on_block: list[Callable[[Share, SubmitResult], None]] = []
+        self._unanswered: tuple[float, str] | None = None
 
     def apply_fee(self, fee_basis_points: int, fee_address: str) -> None:
         """A reloaded fee and fee address: SOLO coinbases built from now on use them."""
@@ -180,8 +184,13 @@ class PoolCore:
         result: SubmitResult | None
         try:
             result = await self.submitter.submit_block(block)
-        except Exception:
+        except Exception as error:
             self.stats.blocks_unanswered += 1
+            self._unanswered = (
+                cast(Any, self.clock).seconds(),
+                f"submitblock for block {block_hash} at height {share.height} got no "
+                f"answer: {error}",
+            )
             self.log.failure(
                 "submitblock for {hash} at height {height} got no answer; the daemon may "
                 "have it. It is recorded as pending and the block tracker settles it "
@@ -198,7 +207,19 @@ class PoolCore:
                 callback(share, result)
         return result
 
+    def submit_trouble(self) -> str | None:
+        """Why block submission looks broken (for ``/health``): the last ``submitblock``
+        got no answer, less than ``SUBMIT_TROUBLE_WINDOW`` ago. None otherwise."""
+        if self._unanswered is None:
+            return None
+        at, reason = self._unanswered
+        age = cast(Any, self.clock).seconds() - at
+        if age >= SUBMIT_TROUBLE_WINDOW:
+            return None
+        return f"{reason} ({age:.0f} s ago)"
+
     def _judged(self, result: SubmitResult, share: Share, block_hash: str) -> None:
+        self._unanswered = None
         outcome = result.outcome
         if outcome is SubmitOutcome.REJECTED:
             self.stats.blocks_rejected += 1

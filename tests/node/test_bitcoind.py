@@ -253,6 +253,24 @@ async def test_failed_endpoint_backs_off_then_is_preferred_again(
 
 
 @pytest_twisted.ensureDeferred
+async def test_recovery_listeners_hear_when_a_failing_daemon_answers_again(
+    harness: Harness,
+) -> None:
+    daemon = harness.daemon()
+    daemon.stub.on("getblockcount", [Reply(502, b"Bad Gateway"), Reply.result(1), Reply.result(2)])
+    client = harness.client(daemon.url)
+    heard: list[str] = []
+    client.transport.on_recovery(lambda: heard.append("again"))
+    with pytest.raises(RpcProtocolError):
+        await client.get_block_count()
+    assert heard == []
+    assert await client.get_block_count() == 1
+    assert heard == ["again"]
+    assert await client.get_block_count() == 2  # not failing before: nothing to hear
+    assert heard == ["again"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_timeout_fails_over_to_the_next_endpoint(harness: Harness, clock: Clock) -> None:
     slow, fast = harness.daemon(), harness.daemon()
     slow.stub.hang("getbestblockhash")

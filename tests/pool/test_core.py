@@ -15,7 +15,7 @@ from otedama.chain.address import address_to_script
 from otedama.chain.serialize import TxOut
 from otedama.chain.template import BlockTemplate
 from otedama.ledger.blocks import RecordedBlock
-from otedama.pool.core import PoolCore, ShareReporter
+from otedama.pool.core import SUBMIT_TROUBLE_WINDOW, PoolCore, ShareReporter
 from otedama.pool.ports import RewardScheme, SubmitOutcome, SubmitResult
 from otedama.stratum.share import Share
 from tests.pool.support import MINER, NETWORK, POOL, ScriptedSubmitter, share
@@ -226,6 +226,39 @@ async def test_a_failing_daemon_call_is_logged_with_the_block_and_what_happens_n
     assert "at height 7 got no answer" in text
     assert "recorded as pending" in text
     assert "daemon away" in str(failure["log_failure"].value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unanswered_submitblock_is_a_chain_trouble_until_answered_or_old() -> None:
+    clock = task.Clock()
+    submitter = ScriptedSubmitter(ConnectionError("cannot reach bitcoind"))
+    pool = PoolCore(NETWORK, POOL, RewardScheme.PPLNS, 100, submitter, FakeLedger(), clock=clock)
+    assert pool.submit_trouble() is None
+    found = share([TxOut(1, address_to_script(POOL, NETWORK))])
+    await found_block(pool, found)
+    trouble = pool.submit_trouble()
+    assert trouble is not None
+    assert f"submitblock for block {found.block_hash[::-1].hex()} at height 7" in trouble
+    assert "cannot reach bitcoind" in trouble
+    clock.advance(SUBMIT_TROUBLE_WINDOW - 1)
+    assert pool.submit_trouble() is not None
+    clock.advance(1)
+    assert pool.submit_trouble() is None
+    await found_block(pool, found)
+    assert pool.submit_trouble() is not None
+    submitter.result = ACCEPTED
+    await found_block(pool, found)
+    assert pool.submit_trouble() is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_block_callbacks_run_for_blocks_the_daemon_took_only() -> None:
+    taken: list[SubmitOutcome] = []
+    for result in (ACCEPTED, SubmitResult(SubmitOutcome.REJECTED, "bad-txnmrklroot")):
+        pool = core(result, ledger=FakeLedger())
+        pool.on_block(lambda _share, r: taken.append(r.outcome))
+        await found_block(pool, share([TxOut(1, address_to_script(POOL, NETWORK))]))
+    assert taken == [SubmitOutcome.ACCEPTED]
 
 
 def test_report_summarises_each_workers_shares_since_the_last_report() -> None:
