@@ -200,7 +200,9 @@ class PoolConfig:
         "", string, doc="Address that receives the pool's coinbase and the fee."
     )
     fee_address: str | None = option(
-        None, optional_string, doc="Where fees are credited (default: wallet_address)."
+        None,
+        optional_string,
+        doc="Where fees are paid (default: none; the fee stays as wallet balance).",
     )
     rewards: RewardsConfig = section(RewardsConfig)
 

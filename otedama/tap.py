@@ -298,6 +298,8 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         reactor,
         interval=config.pool.payout_interval,
         minimum_payout_sats=config.pool.minimum_payout,
+        # The fee credited to the pool's own address is already in its wallet: keep it.
+        kept_addresses={config.payout_address},
     )
     payouts.setName("payouts")
     payouts.setServiceParent(node)

@@ -206,9 +206,12 @@ def record_block(
     if split.fee:
         entries.append(_entry(now, split.fee_address, FEE, split.fee, block_id, note))
     if split.paid_in_coinbase:
+        # SOLO: the coinbase paid the finder and the fee (to the fee address, or to the
+        # pool's wallet): book both as paid so no payout sends them a second time.
+        paid = [*split.credits.items(), *([(split.fee_address, split.fee)] if split.fee else [])]
         entries.extend(
             _entry(now, address, PAYOUT, -amount, block_id, f"{note}: paid in the coinbase")
-            for address, amount in split.credits.items()
+            for address, amount in paid
         )
     if entries:
         connection.execute(insert(journal), entries)

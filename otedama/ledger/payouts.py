@@ -32,7 +32,7 @@ connection lost, an unexpected error) may or may not have paid, so the batch sta
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
@@ -222,8 +222,13 @@ def create_batch(
     minimum_payout_sats: int,
     max_recipients: int,
     refused_addresses: frozenset[str] = frozenset(),
+    kept_addresses: frozenset[str] = frozenset(),
 ) -> PayoutBatch | None:
     """Reserve every spendable balance of at least the minimum for one new batch.
+
+    ``kept_addresses`` (the pool's own wallet address) are never paid: their balance (the
+    pool's fee when no separate fee address is configured) is already in the wallet, and
+    sending it there again would only cost an output and a transaction fee.
 
     Makes the batch row, its items and the ``payout`` debits together, or nothing: None
     when nobody is owed enough, or when an earlier batch is still ``committed`` (it must
@@ -243,7 +248,9 @@ def create_batch(
         (
             (address, amount)
             for address, amount in spendable_balances(connection).items()
-            if amount >= minimum_payout_sats and address not in refused_addresses
+            if amount >= minimum_payout_sats
+            and address not in refused_addresses
+            and address not in kept_addresses
         ),
         key=lambda item: (-item[1], item[0]),
     )[:max_recipients]
@@ -385,8 +392,10 @@ def _check_schedule(interval: float, minimum_payout_sats: int) -> None:
 class PayoutProcessor(Service):
     """Pays confirmed balances every ``interval`` seconds, exactly once (see the module doc).
 
-    ``crash_hook(step)`` is a test seam: it is called after each step named in
-    :data:`CRASH_POINTS`, so the crash tests can kill the process exactly there.
+    ``kept_addresses`` are the pool wallet's own addresses: their balances stay in the
+    wallet and are never sent (see :func:`create_batch`). ``crash_hook(step)`` is a test
+    seam: it is called after each step named in :data:`CRASH_POINTS`, so the crash tests
+    can kill the process exactly there.
     """
 
     log = Logger()
@@ -402,6 +411,7 @@ class PayoutProcessor(Service):
         *,
         confirmations: int = 1,
         search_depth: int = 10_000,
+        kept_addresses: Iterable[str] = (),
         crash_hook: Callable[[str], None] | None = None,
     ) -> None:
         _check_schedule(interval, minimum_payout_sats)
@@ -423,6 +433,7 @@ class PayoutProcessor(Service):
             raise ValueError(f"payout search depth must be at least 1, got {search_depth}")
         self.search_depth = search_depth
         self.crash_hook = crash_hook
+        self.kept_addresses = frozenset(kept_addresses)
         #: Addresses the wallet called invalid (-5); left out of new batches until restart.
         self.refused_addresses: set[str] = set()
         #: What the latest tick did (None before the first).
@@ -527,6 +538,7 @@ class PayoutProcessor(Service):
                 minimum_payout_sats=self.minimum_payout_sats,
                 max_recipients=self.max_recipients_per_batch,
                 refused_addresses=refused,
+                kept_addresses=self.kept_addresses,
             )
         )
         if new_batch is None:

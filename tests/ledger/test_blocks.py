@@ -124,10 +124,13 @@ async def test_solo_credits_the_finder_and_marks_it_paid_in_the_coinbase(
         ("alice", "credit", REWARD - fee),
         (FEE, "fee", fee),
         ("alice", "payout", -(REWARD - fee)),
+        (FEE, "payout", -fee),  # the coinbase paid the fee output too
     ]
     await store.run(lambda c: c.execute(blocks.update().values(status=CONFIRMED)))
     alice = await store.balance("alice")
     assert (alice.spendable, alice.paid) == (0, REWARD - fee)
+    operator = await store.balance(FEE)
+    assert (operator.spendable, operator.paid) == (0, fee)  # never paid a second time
 
 
 def recorded_hash(height: int) -> str:

@@ -241,6 +241,42 @@ async def test_pplns_block_credits_flow_through_maturity_to_payout(store, clock,
     assert await store.run(journal_total) == 0
 
 
+@pytest_twisted.ensureDeferred
+async def test_the_fee_on_the_pools_own_address_stays_in_the_wallet(store, clock, wallet):
+    """No separate fee address: the fee is credited to the pool's wallet address, whose
+    coins the wallet already holds; sendmany never pays the pool's own address."""
+    pool_address = "bcrt1q" + "0" * 38
+    policy = RewardPolicy("PPLNS", 100, pool_address, pplns_window=3600)
+
+    def setup(connection: Connection) -> None:
+        connection.execute(
+            insert(shares),
+            [
+                {
+                    "created_at": 100.0,
+                    "address": ALICE,
+                    "worker": "w",
+                    "difficulty": 1.0,
+                    "job_id": "j",
+                    "height": 1,
+                    "share_hash": None,
+                }
+            ],
+        )
+        found = FoundBlock(1, "cd" * 32, ALICE, "w", 50 * COIN, 200.0)
+        recorded = record_block(connection, found, policy, 200.0)
+        confirm_block(connection, recorded.block_id, 100, 300.0)
+
+    await store.run(setup)
+    processor, _ = make_processor(store, wallet, clock, kept_addresses=[pool_address])
+    await processor.tick()
+    await processor.tick()
+
+    assert wallet.paid() == {ALICE: 4_950_000_000}
+    assert [list(tx["amounts"]) for tx in wallet.transactions] == [[ALICE]]
+    assert (await store.run(balances))[pool_address].spendable == 50_000_000
+
+
 # -- wallet refusals (definite) ----------------------------------------------------------
 
 
