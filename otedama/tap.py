@@ -262,6 +262,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
             max_backups=logging.max_backups,
         )
     node = NodeService(config, reactor, log_control)
+    node.expect_start_errors(*operator_errors())
     node.log.info("{summary}", summary=start_summary(config))
     network = get_network(config.chain.network)
 
@@ -379,6 +380,16 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         endpoint = serverFromString(reactor, settings.address.server_endpoint())
         ListenerService("health", endpoint, site).setServiceParent(node)
     return node
+
+
+def operator_errors() -> tuple[type[BaseException], ...]:
+    """Start failures whose message says the cause and what to do (wrong RPC credentials,
+    a daemon on another chain, a missing or unmigrated database): one log line each."""
+    from otedama.ledger.db import DatabaseError
+    from otedama.node.chainview import ChainMismatchError
+    from otedama.node.rpc import RpcAuthError
+
+    return (RpcAuthError, ChainMismatchError, DatabaseError)
 
 
 def follow_the_chain(client: Any, source: Any, core: Any) -> None:

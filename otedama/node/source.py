@@ -154,6 +154,8 @@ class TemplateSource(Service):
         except CancelledError:
             raise
         except Exception as e:
+            if not self.running:
+                raise CancelledError() from None
             self._failed(e)
             self.wake()
         else:
@@ -227,6 +229,9 @@ class TemplateSource(Service):
         except CancelledError:
             raise
         except Exception as e:
+            if not self.running:
+                # Stopped while the request was out: whatever it failed with is the stop.
+                raise CancelledError() from None
             if isinstance(e, RpcTimeout) and longpollid is not None:
                 return None
             attempts.count += 1

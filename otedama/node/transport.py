@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
 from otedama.node.rpc import (
@@ -332,8 +334,14 @@ def _reasons(error: ResponseFailed) -> str:
 
 
 def _is_cancellation(error: Exception) -> bool:
-    if isinstance(error, CancelledError):
+    """Our own cancel (a stop), in any of the shapes the HTTP client wraps it in: a
+    ResponseFailed, a RequestTransmissionFailed (a list of Failures), a cancelled connect."""
+    if isinstance(error, CancelledError | ConnectingCancelledError):
         return True
-    if isinstance(error, ResponseFailed):
-        return any(f.check(CancelledError) for f in error.reasons)
+    reasons = getattr(error, "reasons", None)
+    if isinstance(reasons, list):
+        return any(
+            isinstance(f, Failure) and f.check(CancelledError, ConnectingCancelledError)
+            for f in reasons
+        )
     return False

@@ -11,6 +11,7 @@ closes before the ledger flushes and the database goes last.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import signal
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
@@ -33,6 +35,25 @@ STOP_TIMEOUT = 8.0
 EXIT_START_FAILED = 1
 
 ReloadHook = Callable[[Config, Config], None]
+
+#: Says what an expected start failure means for the operator (cause and what to do).
+Explain = Callable[[BaseException], str]
+
+
+def explain_listen_error(error: BaseException) -> str:
+    """A port the node cannot bind: the cause and what to do, in one line."""
+    assert isinstance(error, CannotListenError)
+    cause = str(error).rstrip(".")
+    code = getattr(error.socketError, "errno", None)
+    if code == errno.EADDRINUSE:
+        return (
+            f"{cause}; another process (often a second node, or an old one still stopping) "
+            f"holds that port: find it with `ss -ltnp 'sport = :{error.port}'`, stop it or "
+            "choose another port"
+        )
+    if code == errno.EACCES:
+        return f"{cause}; ports below 1024 need privileges: choose a port above 1023"
+    return f"{cause}; check the listen address in the config: it must be one of this host's"
 
 
 class ListenerService(Service):
@@ -95,6 +116,11 @@ class NodeService(MultiService):
         self._starting: Deferred[None] | None = None
         self._started: list[Any] = []
         self._previous_sighup: Any = None
+        #: Start failures an operator causes and can fix (bad credentials, a busy port,
+        #: a missing database): logged as one line with the cause, without a traceback.
+        self.expected_errors: dict[type[BaseException], Explain] = {
+            CannotListenError: explain_listen_error
+        }
 
     # twistd asks the Application for an ILogObserver before it starts logging: give it
     # ours so the node's level, format and file apply from the first line.
@@ -126,8 +152,25 @@ class NodeService(MultiService):
         self.notifier.ready("serving")
         self.ready.callback(None)
 
+    def expect_start_errors(self, *kinds: type[BaseException], explain: Explain = str) -> None:
+        """Start failures of these kinds are the operator's to fix, and their message
+        (or ``explain(error)``) says the cause and what to do: log them as one line."""
+        for kind in kinds:
+            self.expected_errors[kind] = explain
+
+    def explain(self, error: BaseException) -> str | None:
+        """The one-line cause of an expected start failure; None for an unexpected one."""
+        for kind, explain in self.expected_errors.items():
+            if isinstance(error, kind):
+                return explain(error)
+        return None
+
     def _start_failed(self, failure: Any) -> None:
-        self.log.failure("the node could not start; stopping", failure)
+        cause = self.explain(failure.value)
+        if cause is None:
+            self.log.failure("the node could not start; stopping", failure)
+        else:
+            self.log.critical("the node could not start: {cause}", cause=cause)
         if not self.ready.called:
             self.ready.errback(failure)
             self.ready.addErrback(lambda _: None)

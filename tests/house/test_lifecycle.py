@@ -264,14 +264,22 @@ def test_twistd_with_another_reactor_is_refused(tmp_path: Path) -> None:
     assert "Otedama needs the asyncio reactor" in result.stdout + result.stderr
 
 
-def test_a_part_that_cannot_start_stops_the_node_with_status_1(tmp_path: Path) -> None:
-    """The devnet's port is taken: the node says why and exits 1 (systemd restarts it)."""
+@pytest.mark.parametrize("taken_by", ["devnet", "stratum"])
+def test_a_part_that_cannot_start_stops_the_node_with_status_1(
+    tmp_path: Path, taken_by: str
+) -> None:
+    """A port is taken: the node says why in one line and exits 1 (systemd restarts it)."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         config_file = tmp_path / "otedama.yaml"
-        config_file.write_text(yaml.safe_dump(node_config(tmp_path, port)))
+        if taken_by == "devnet":
+            config = node_config(tmp_path, port)
+        else:
+            config = node_config(tmp_path, stratum__address=f"127.0.0.1:{port}")
+        config["monitoring"]["logging"]["format"] = "text"
+        config_file.write_text(yaml.safe_dump(config))
         subprocess.run(
             [str(OTEDAMA), "migrate", "up", "--config", str(config_file)],
             cwd=tmp_path,
@@ -287,8 +295,14 @@ def test_a_part_that_cannot_start_stops_the_node_with_status_1(tmp_path: Path) -
             timeout=60,
         )
     assert result.returncode == 1
-    assert "the node could not start" in result.stdout
-    assert "Address already in use" in result.stdout
+    [failed] = [line for line in result.stdout.splitlines() if "#critical]" in line]
+    assert f"the node could not start: Couldn't listen on 127.0.0.1:{port}: " in failed
+    assert "Address already in use; another process" in failed
+    assert f"ss -ltnp 'sport = :{port}'" in failed
+    assert "Traceback" not in result.stdout
+    # The template request the stop cancels is not reported as a chain failure.
+    assert "getting a block template failed" not in result.stdout
+    assert "CancelledError" not in result.stdout
 
 
 def test_loading_the_plugin_and_command_installs_no_reactor() -> None:

@@ -447,3 +447,17 @@ def test_refresh_soon_on_a_stopped_source_does_nothing() -> None:
     s.source.stopService()
     s.source.refresh_soon()
     assert s.client.open_calls() == []
+
+
+def test_a_request_that_fails_because_the_source_stopped_is_not_reported() -> None:
+    """The HTTP client may wrap our own cancel in a connection error (a busy Stratum port
+    stops the node while the first template request is out): that is no chain failure."""
+    s = Source(longpoll=False)
+    (call,) = s.client.open_calls()
+    s.source.running = False  # stopping: stopService would cancel; the error wins the race
+    call.deferred.errback(
+        RpcConnectionError("cannot reach bitcoind at http://127.0.0.1:1: [CancelledError]")
+    )
+    assert s.logs.count("getting a block template failed") == 0
+    assert s.source.trouble() is None
+    assert s.logs.count("crashed") == 0
