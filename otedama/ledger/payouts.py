@@ -57,6 +57,7 @@ from otedama.ledger.tables import (
     payout_batches,
     payout_items,
 )
+from otedama.ops.outage import OutageLog
 
 __all__ = [
     "CRASH_POINTS",
@@ -441,6 +442,8 @@ class PayoutProcessor(Service):
         self._loop: LoopingCall | None = None
         self._busy = False
         self._idle_waiters: list[Deferred[None]] = []
+        #: A wallet or database outage: one warning when it starts, one info when it ends.
+        self._outage = OutageLog("payout tick", f"every {interval:g} s")
 
     # -- service ---------------------------------------------------------------------
 
@@ -492,12 +495,14 @@ class PayoutProcessor(Service):
         return Deferred.fromCoroutine(self._logged_tick())
 
     async def _logged_tick(self) -> None:
+        outage = self._outage
+        outage.retry = f"every {self.interval:g} s"
         try:
             await self.tick()
         except Exception:
-            self.log.failure(
-                "payout tick failed; trying again in {interval} s", interval=self.interval
-            )
+            outage.failed(self.log)
+        else:
+            outage.succeeded(self.log)
 
     # -- one tick --------------------------------------------------------------------
 

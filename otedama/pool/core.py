@@ -31,6 +31,7 @@ from otedama.chain.serialize import Transaction, TxOut
 from otedama.chain.template import BlockTemplate
 from otedama.ledger.blocks import FoundBlock, RecordedBlock, RewardPolicy
 from otedama.ledger.shares import ShareRecord
+from otedama.ops.outage import OutageLog
 from otedama.pool.ports import (
     BlockSubmitter,
     LedgerStorePort,
@@ -263,17 +264,16 @@ class PoolCore:
         # returns: start on the next reactor turn so that share is in the block's window.
         await deferLater(self.clock, 0)
         delay = RECORD_RETRY_FIRST
+        outage = OutageLog(f"recording block {block_hash} in the ledger", "with back-off")
         while True:
             try:
                 await ledger.record_block(share, reward)
-                return
             except Exception:
                 self.stats.record_failures += 1
-                self.log.failure(
-                    "could not record block {hash} in the ledger; trying again in {delay} s",
-                    hash=block_hash,
-                    delay=delay,
-                )
+                outage.failed(self.log)
+            else:
+                outage.succeeded(self.log)
+                return
             await deferLater(self.clock, delay)
             delay = min(delay * 2, RECORD_RETRY_MAX)
 

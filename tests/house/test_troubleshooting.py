@@ -24,6 +24,13 @@ QUOTED = [
         "block templates are coming again after {count} failed attempts",
     ),
     ("invalid configuration /etc/otedama.yaml:", "invalid configuration {path}:"),
+    ("block maturity check failed: {error}; retrying every 30 s", '"block maturity check"'),
+    ("payout tick failed: {error}; retrying every 600 s", '"payout tick"'),
+    (
+        "failed: {error}; retrying every 30 s (logged once until it works again)",
+        "{what} failed: {error}; retrying {retry} (logged once until it works again)",
+    ),
+    ("block maturity check works again after {count}", "{what} works again after {count}"),
     ("refusing to start with /etc/otedama.yaml:", "refusing to start with {path}:"),
     ("is a placeholder; set the address whose key you hold", "is a placeholder; set the address"),
     ("is a well-known\nexample address", "is a well-known example address"),

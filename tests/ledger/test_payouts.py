@@ -18,7 +18,7 @@ from payout_fake_wallet import COIN, FileWallet, WalletError
 from payout_support import batch_states, credit, journal_rows, spendable
 from sqlalchemy import Connection, func, insert, select, text
 from twisted.internet import task
-from twisted.logger import Logger
+from twisted.logger import Logger, formatEvent
 
 from otedama.ledger.blocks import (
     FoundBlock,
@@ -555,10 +555,24 @@ async def test_a_failing_tick_is_logged_and_the_loop_goes_on(store, clock, walle
     processor.tick = broken  # type: ignore[method-assign]
     processor.startService()
     clock.advance(600)
-    await processor.stopService()
+    clock.advance(600)
 
-    assert len(calls) == 2
-    assert "payout tick failed; trying again in 600 s" in logged(events)
+    assert len(calls) == 3
+    shown = [e for e in events if e["log_level"].name != "debug"]
+    assert [formatEvent(e) for e in shown] == [
+        "payout tick failed: database gone; retrying every 600 s "
+        "(logged once until it works again)"
+    ]
+    assert "log_failure" not in shown[0]
+
+    async def working() -> TickReport:
+        return TickReport()
+
+    processor.tick = working  # type: ignore[method-assign]
+    clock.advance(600)
+    await processor.stopService()
+    assert formatEvent(events[-1]) == "payout tick works again after 3 failed attempts"
+    assert events[-1]["log_level"].name == "info"
 
 
 @pytest_twisted.ensureDeferred

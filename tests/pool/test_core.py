@@ -202,6 +202,8 @@ async def test_a_failing_ledger_call_is_retried_until_the_block_is_recorded() ->
     clock = task.Clock()
     ledger = FakeLedger(failures=2)
     pool = core(ledger=ledger, clock=clock)
+    events: list[dict[str, Any]] = []
+    pool.log = Logger(observer=events.append)
     found = share([TxOut(5, address_to_script(POOL, NETWORK))])
     submitted = pool.block_found(b"block", found)
     clock.advance(0)
@@ -211,6 +213,19 @@ async def test_a_failing_ledger_call_is_retried_until_the_block_is_recorded() ->
     clock.advance(2.0)  # backing off: 1 s, then 2 s
     assert ledger.blocks == [(found, 5)]
     assert (await submitted) == ACCEPTED
+    shown = [
+        (e["log_level"].name, formatEvent(e)) for e in events if e["log_level"].name != "debug"
+    ]
+    hash_hex = found.block_hash[::-1].hex()
+    assert [level for level, _ in shown] == ["info", "warn", "info"]  # found, failed, recorded
+    assert shown[1][1] == (
+        f"recording block {hash_hex} in the ledger failed: No space left on device; retrying "
+        "with back-off (logged once until it works again)"
+    )
+    assert (
+        shown[-1][1]
+        == f"recording block {hash_hex} in the ledger works again after 2 failed attempts"
+    )
 
 
 @pytest_twisted.ensureDeferred
