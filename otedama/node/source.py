@@ -305,7 +305,8 @@ class TemplateSource(Service):
             return
         if tip_changed:
             self._tip_epoch += 1
-            self.log.info(
+            # Debug: the job manager logs the new template (with its transactions) once.
+            self.log.debug(
                 "new block template at height {height} on {prev}",
                 height=template.height,
                 prev=template.prev_hash_hex,

@@ -56,6 +56,14 @@ def explain_listen_error(error: BaseException) -> str:
     return f"{cause}; check the listen address in the config: it must be one of this host's"
 
 
+def host_port(address: Any) -> str:
+    """``127.0.0.1:3333`` (``[::1]:3333``) for a TCP address; other kinds as they print."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None or port is None:
+        return str(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class ListenerService(Service):
     """Listens on a server endpoint; ``whenReady`` fires once the port is bound."""
 
@@ -74,7 +82,9 @@ class ListenerService(Service):
 
         def listening(port: Any) -> Any:
             self.port = port
-            self.log.info("{name} listening on {address}", name=self.name, address=port.getHost())
+            self.log.info(
+                "{name} listening on {address}", name=self.name, address=host_port(port.getHost())
+            )
             return port
 
         self._ready.addCallback(listening)

@@ -178,7 +178,12 @@ class PoolCore:
         return Deferred.fromCoroutine(self._submit(block, share))
 
     async def _submit(self, block: bytes, share: Share) -> SubmitResult | None:
-        """Record the candidate as pending and submit it, neither waiting for the other."""
+        """Record the candidate as pending and submit it, neither waiting for the other.
+
+        A block the daemon took goes to the ``on_block`` callbacks at once (the next job
+        must not wait for the ledger); the one log line for the block comes once both the
+        verdict and the ledger's record are in.
+        """
         block_hash = share.block_hash[::-1].hex()
         self.stats.blocks_submitted += 1
         recording = self._record_candidate(share, block_hash)
@@ -201,11 +206,16 @@ class PoolCore:
             )
             result = None
         else:
-            self._judged(result, share, block_hash)
-        await recording
-        if result is not None and result.outcome is not SubmitOutcome.REJECTED:
-            for callback in self._on_block:
-                callback(share, result)
+            self._count(result, share)
+            if result.outcome is not SubmitOutcome.REJECTED:
+                for callback in list(self._on_block):
+                    try:
+                        callback(share, result)
+                    except Exception:
+                        self.log.failure("on_block callback {callback!r} failed", callback=callback)
+        recorded = await recording
+        if result is not None:
+            self._log_block(result, share, block_hash, recorded)
         return result
 
     def submit_trouble(self) -> str | None:
@@ -219,45 +229,65 @@ class PoolCore:
             return None
         return f"{reason} ({age:.0f} s ago)"
 
-    def _judged(self, result: SubmitResult, share: Share, block_hash: str) -> None:
+    def _count(self, result: SubmitResult, share: Share) -> None:
         self._unanswered = None
-        outcome = result.outcome
-        if outcome is SubmitOutcome.REJECTED:
+        if result.outcome is SubmitOutcome.REJECTED:
             self.stats.blocks_rejected += 1
-            self.log.warn(
-                "block {hash} at height {height} rejected by the chain: {reason}; the block "
-                "tracker marks its pending row rejected once the chain has moved past it",
-                hash=block_hash,
-                height=share.height,
-                reason=result.reason,
-            )
             return
-        if outcome is not SubmitOutcome.ACCEPTED:
-            # The daemon has the block (duplicate) or holds it valid off the best chain
-            # (inconclusive): the block tracker settles confirmed or orphaned.
-            self.log.warn(
-                "block {hash} at height {height}: the chain says {reason}",
-                hash=block_hash,
-                height=share.height,
-                reason=result.reason,
-            )
         self.stats.blocks_accepted += 1
         worker = self.stats.workers.get(share.worker)
         if worker is not None:
             worker.blocks += 1
-        self.log.info(
-            "BLOCK FOUND at height {height} by {worker}: {hash}",
-            height=share.height,
-            worker=share.worker,
-            hash=block_hash,
-        )
 
-    def _record_candidate(self, share: Share, block_hash: str) -> Deferred[None]:
+    def _log_block(
+        self,
+        result: SubmitResult,
+        share: Share,
+        block_hash: str,
+        recorded: RecordedBlock | None,
+    ) -> None:
+        """The one line of a found block: who, where, the chain's verdict, the ledger."""
+        ledger = _ledger_note(recorded)
+        outcome = result.outcome
+        if outcome is SubmitOutcome.ACCEPTED:
+            self.log.info(
+                "BLOCK FOUND at height {height} by {worker}: {hash}; accepted by the chain{ledger}",
+                height=share.height,
+                worker=share.worker,
+                hash=block_hash,
+                ledger=ledger,
+            )
+        elif outcome is SubmitOutcome.REJECTED:
+            self.log.error(
+                "block {hash} at height {height} by {worker} rejected by the chain: "
+                "{reason}; the block tracker marks its pending row rejected once the chain "
+                "has moved past it",
+                hash=block_hash,
+                height=share.height,
+                worker=share.worker,
+                reason=result.reason,
+            )
+        else:
+            # The daemon has the block (duplicate) or holds it valid off the best chain
+            # (inconclusive): the block tracker settles confirmed or orphaned.
+            self.log.warn(
+                "block found at height {height} by {worker}: {hash}, but the chain says "
+                "{reason}; the block tracker settles it{ledger}",
+                height=share.height,
+                worker=share.worker,
+                hash=block_hash,
+                reason=result.reason,
+                ledger=ledger,
+            )
+
+    def _record_candidate(self, share: Share, block_hash: str) -> Deferred[RecordedBlock | None]:
         if self.ledger is None:
             return succeed(None)
         return Deferred.fromCoroutine(self._record(self.ledger, share, block_hash))
 
-    async def _record(self, ledger: ShareLedger, share: Share, block_hash: str) -> None:
+    async def _record(
+        self, ledger: ShareLedger, share: Share, block_hash: str
+    ) -> RecordedBlock | None:
         """Record the block as pending; on failure retry, backing off, until it is."""
         reward = self.coinbase_reward(share)
         # Stratum counts the finding share (share_accepted) just after block_found
@@ -267,13 +297,13 @@ class PoolCore:
         outage = OutageLog(f"recording block {block_hash} in the ledger", "with back-off")
         while True:
             try:
-                await ledger.record_block(share, reward)
+                recorded = await ledger.record_block(share, reward)
             except Exception:
                 self.stats.record_failures += 1
                 outage.failed(self.log)
             else:
                 outage.succeeded(self.log)
-                return
+                return recorded
             await deferLater(self.clock, delay)
             delay = min(delay * 2, RECORD_RETRY_MAX)
 
@@ -332,6 +362,23 @@ class PoolCore:
     def on_block(self, callback: Callable[[Share, SubmitResult], None]) -> None:
         """Call ``callback(share, result)`` after each block the daemon took."""
         self._on_block.append(callback)
+
+
+def _ledger_note(recorded: RecordedBlock | None) -> str:
+    """What the ledger did with a found block, for its log line ("" without a ledger)."""
+    if recorded is None:
+        return ""
+    if recorded.queued:
+        return "; kept for the ledger until the database is back"
+    split = recorded.split
+    if not recorded.created:
+        return "; already in the ledger"
+    if split is None:
+        return "; recorded pending"
+    return (
+        f"; recorded pending: {split.reward} sats, fee {split.fee}, "
+        f"{len(split.credits)} addresses credited ({split.scheme.value})"
+    )
 
 
 class ShareReporter(TimerService):

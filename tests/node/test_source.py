@@ -132,6 +132,8 @@ def test_new_tip_from_the_long_poll_is_delivered_at_once(s: Source) -> None:
     assert s.heights() == [1, 2]
     assert s.client.open_calls(longpoll=True)[0].longpollid == T2.longpollid
     assert s.logs.count("new block template at height 2") == 1
+    # Debug only: the job manager's line (with the transactions) is the one operators read.
+    assert {e["log_level"].name for e in s.logs.events} == {"debug"}
 
 
 def test_same_tip_waits_for_the_refresh_interval(s: Source) -> None:

@@ -15,6 +15,7 @@ from otedama.chain.address import address_to_script
 from otedama.chain.serialize import TxOut
 from otedama.chain.template import BlockTemplate
 from otedama.ledger.blocks import RecordedBlock
+from otedama.ledger.rewards import split_reward
 from otedama.pool.core import SUBMIT_TROUBLE_WINDOW, PoolCore, ShareReporter
 from otedama.pool.ports import RewardScheme, SubmitOutcome, SubmitResult
 from otedama.stratum.share import Share
@@ -217,15 +218,16 @@ async def test_a_failing_ledger_call_is_retried_until_the_block_is_recorded() ->
         (e["log_level"].name, formatEvent(e)) for e in events if e["log_level"].name != "debug"
     ]
     hash_hex = found.block_hash[::-1].hex()
-    assert [level for level, _ in shown] == ["info", "warn", "info"]  # found, failed, recorded
-    assert shown[1][1] == (
+    assert [level for level, _ in shown] == ["warn", "info", "info"]  # failed, recorded, found
+    assert shown[0][1] == (
         f"recording block {hash_hex} in the ledger failed: No space left on device; retrying "
         "with back-off (logged once until it works again)"
     )
     assert (
-        shown[-1][1]
+        shown[1][1]
         == f"recording block {hash_hex} in the ledger works again after 2 failed attempts"
     )
+    assert shown[2][1].startswith(f"BLOCK FOUND at height 7 by {MINER}.rig1: {hash_hex}")
 
 
 @pytest_twisted.ensureDeferred
@@ -274,6 +276,82 @@ async def test_on_block_callbacks_run_for_blocks_the_daemon_took_only() -> None:
         pool.on_block(lambda _share, r: taken.append(r.outcome))
         await found_block(pool, share([TxOut(1, address_to_script(POOL, NETWORK))]))
     assert taken == [SubmitOutcome.ACCEPTED]
+
+
+class SplittingLedger(FakeLedger):
+    """A ledger that answers like the real one: the block's split, or queued."""
+
+    def __init__(self, queued: bool = False) -> None:
+        super().__init__()
+        self.queued = queued
+
+    async def record_block(self, share: Share, reward: int) -> RecordedBlock:
+        await super().record_block(share, reward)
+        if self.queued:
+            return RecordedBlock(0, False, None, None, queued=True)
+        split = split_reward(RewardScheme.PPLNS, reward, 100, {MINER: 1}, None, POOL)
+        return RecordedBlock(1, True, split, (0.0, 1.0))
+
+
+def shown(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(level, line) of the events an operator sees (info and above)."""
+    return [(e["log_level"].name, formatEvent(e)) for e in events if e["log_level"].name != "debug"]
+
+
+async def block_lines(pool: PoolCore, value: int) -> tuple[list[tuple[str, str]], str]:
+    """The lines an operator sees for one found block paying ``value``, and its hash."""
+    events: list[dict[str, Any]] = []
+    pool.log = Logger(observer=events.append)
+    found = share([TxOut(value, address_to_script(POOL, NETWORK))])
+    await found_block(pool, found)
+    return shown(events), found.block_hash[::-1].hex()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_found_block_is_one_line_with_the_verdict_and_what_the_ledger_recorded() -> None:
+    lines, block_hash = await block_lines(core(ledger=SplittingLedger()), 50_0000_0000)
+    assert lines == [
+        (
+            "info",
+            f"BLOCK FOUND at height 7 by {MINER}.rig1: {block_hash}; "
+            "accepted by the chain; recorded pending: 5000000000 sats, fee 50000000, "
+            "1 addresses credited (PPLNS)",
+        )
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_inconclusive_block_is_one_warning_and_a_queued_record_says_so() -> None:
+    inconclusive = SubmitResult(SubmitOutcome.INCONCLUSIVE, "inconclusive")
+    lines, block_hash = await block_lines(core(inconclusive, ledger=SplittingLedger(True)), 1)
+    assert lines == [
+        (
+            "warn",
+            f"block found at height 7 by {MINER}.rig1: {block_hash}, but the "
+            "chain says inconclusive; the block tracker settles it; kept for the ledger until "
+            "the database is back",
+        )
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_next_job_does_not_wait_for_the_ledger() -> None:
+    """on_block callbacks (the template refresh) run at the verdict, before the record."""
+    held: Deferred[RecordedBlock] = Deferred()
+
+    class SlowLedger(FakeLedger):
+        async def record_block(self, share: Share, reward: int) -> RecordedBlock:
+            return await held
+
+    pool = core(ledger=SlowLedger())
+    called: list[int] = []
+    pool.on_block(lambda candidate, _result: called.append(candidate.height))
+    submitted = pool.block_found(b"block", share([TxOut(1, address_to_script(POOL, NETWORK))]))
+    turn(pool)
+    assert called == [7]
+    assert not submitted.called
+    held.callback(RecordedBlock(1, True, None, None))
+    assert (await submitted) == ACCEPTED
 
 
 def test_report_summarises_each_workers_shares_since_the_last_report() -> None:
