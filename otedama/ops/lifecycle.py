@@ -34,6 +34,9 @@ STOP_TIMEOUT = 8.0
 #: Exit status when a part of the node cannot start (bad credentials, port in use, …).
 EXIT_START_FAILED = 1
 
+#: Signals that stop the node; only the first one is passed on to the reactor.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
 ReloadHook = Callable[[Config, Config], None]
 
 #: Says what an expected start failure means for the operator (cause and what to do).
@@ -126,6 +129,8 @@ class NodeService(MultiService):
         self._starting: Deferred[None] | None = None
         self._started: list[Any] = []
         self._previous_sighup: Any = None
+        self._previous_stop_handlers: dict[int, Any] = {}
+        self._stop_signalled = False
         #: Start failures an operator causes and can fix (bad credentials, a busy port,
         #: a missing database): logged as one line with the cause, without a traceback.
         self.expected_errors: dict[type[BaseException], Explain] = {
@@ -144,6 +149,8 @@ class NodeService(MultiService):
         for warning in self.config.unused_warnings():
             self.log.warn("{warning}", warning=warning)
         self._install_sighup()
+        # After the reactor installed its own SIGTERM/SIGINT handlers (during startup).
+        self.reactor.callWhenRunning(self._guard_stop_signals)
         self._starting = Deferred.fromCoroutine(self._start_children())
         self._starting.addErrback(self._start_failed)
 
@@ -190,6 +197,7 @@ class NodeService(MultiService):
     def _stop_after_failure(self) -> None:
         # twistd would exit 0; systemd's Restart=on-failure needs a failure status.
         self.reactor.addSystemEventTrigger("after", "shutdown", self._exit_failed)
+        self._stop_signalled = True  # a SIGTERM from now on must not stop it again
         self.reactor.stop()
 
     def _exit_failed(self) -> None:
@@ -233,6 +241,43 @@ class NodeService(MultiService):
         if self._previous_sighup is not None:
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
+
+    def _guard_stop_signals(self) -> None:
+        """Pass only the first SIGTERM/SIGINT on to the reactor's handler.
+
+        GNU ``timeout`` signals the node and then its whole process group (which holds the
+        built-in miner's workers), and systemd or a terminal may signal twice as well; the
+        reactor's handler would call ``reactor.stop()`` a second time, which raises
+        ``ReactorNotRunning`` and is logged at critical. A repeat is noted at info.
+        """
+        for number in STOP_SIGNALS:
+            previous = signal.getsignal(number)
+            if not callable(previous):
+                continue
+            self._previous_stop_handlers[number] = previous
+            signal.signal(number, self._stop_signal_handler(previous))
+        self.reactor.addSystemEventTrigger("after", "shutdown", self._unguard_stop_signals)
+
+    def _unguard_stop_signals(self) -> None:
+        for number, previous in self._previous_stop_handlers.items():
+            signal.signal(number, previous)
+        self._previous_stop_handlers.clear()
+
+    def _stop_signal_handler(
+        self, previous: Callable[[int, Any], Any]
+    ) -> Callable[[int, Any], None]:
+        def handler(number: int, frame: Any) -> None:
+            if self._stop_signalled:
+                # Logged from the handler itself, as the reactor's own handler does.
+                self.log.info(
+                    "received {signal} again while stopping; nothing more to do",
+                    signal=signal.Signals(number).name,
+                )
+                return
+            self._stop_signalled = True
+            previous(number, frame)
+
+        return handler
 
     def add_reload_hook(self, hook: ReloadHook, keys: Iterable[str]) -> None:
         """Call ``hook(old, new)`` on each reload; it applies the config ``keys`` live."""

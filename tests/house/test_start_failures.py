@@ -4,6 +4,7 @@ do (no traceback); anything unexpected keeps its traceback."""
 from __future__ import annotations
 
 import errno
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,8 @@ def test_an_operator_error_at_start_is_one_critical_line_with_the_cause(
     assert line.startswith("the node could not start: ")
     assert cause in line
     assert "log_failure" not in failed[0]  # no traceback
-    assert len(reactor.when_running) == 1  # and the node stops (exit status 1)
+    stops = [f for f in reactor.when_running if f.__name__ == "_stop_after_failure"]
+    assert len(stops) == 1  # and the node stops (exit status 1)
 
 
 def test_an_unexpected_start_failure_keeps_its_traceback(tmp_path: Path) -> None:
@@ -118,3 +120,20 @@ def test_a_port_that_needs_privileges_says_so(tmp_path: Path) -> None:
     )
     [failed] = [e for e in events if e["log_level"].name == "critical"]
     assert "ports below 1024 need privileges" in formatEvent(failed)
+
+
+def test_only_the_first_stop_signal_reaches_the_reactors_handler(tmp_path: Path) -> None:
+    config = load_config(data={"app": {"data_dir": str(tmp_path)}}, env={})
+    node = NodeService(config, FakeReactor(), LogControl("info", "text", stdout=False))
+    events: list[dict[str, Any]] = []
+    node.log = Logger(namespace="node", observer=events.append)
+    stops: list[int] = []
+    handler = node._stop_signal_handler(lambda number, frame: stops.append(number))
+    handler(signal.SIGTERM, None)
+    handler(signal.SIGTERM, None)
+    handler(signal.SIGINT, None)
+    assert stops == [signal.SIGTERM]
+    assert [formatEvent(e) for e in events] == [
+        "received SIGTERM again while stopping; nothing more to do",
+        "received SIGINT again while stopping; nothing more to do",
+    ]
