@@ -562,8 +562,21 @@ async def test_waits_while_the_daemon_is_down_or_warming_up(harness: Harness, cl
 @pytest_twisted.ensureDeferred
 async def test_wrong_credentials_stop_the_start_up_check_at_once(harness: Harness) -> None:
     daemon = harness.daemon(credentials="a:b")
-    with pytest.raises(RpcAuthError):
+    with pytest.raises(RpcAuthError) as raised:
         await harness.client(daemon.url).wait_until_ready("regtest")
+    # The node logs it as its one start-failure line: the cause and what to do.
+    from otedama.config import load_config
+    from otedama.ops.lifecycle import NodeService
+    from otedama.ops.logging import LogControl
+    from otedama.tap import operator_errors
+
+    config = load_config(data={}, env={})
+    node = NodeService(config, None, LogControl("info", "text", stdout=False))
+    node.expect_start_errors(*operator_errors())
+    line = node.explain(raised.value)
+    assert line is not None
+    assert f"bitcoind at {daemon.url} refused the request: wrong credentials (HTTP 401)" in line
+    assert "check rpcuser/rpcpassword" in line
 
 
 @pytest_twisted.ensureDeferred
