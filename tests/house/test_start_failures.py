@@ -85,7 +85,9 @@ def start_failing(tmp_path: Path, error: BaseException) -> tuple[list[dict[str, 
             "runs chain 'test'",
         ),
         (
-            CannotListenError("127.0.0.1", 3333, OSError(errno.EADDRINUSE, "Address already in use")),
+            CannotListenError(
+                "127.0.0.1", 3333, OSError(errno.EADDRINUSE, "Address already in use")
+            ),
             "Couldn't listen on 127.0.0.1:3333: [Errno 98] Address already in use; another "
             "process (often a second node, or an old one still stopping) holds that port: find "
             "it with `ss -ltnp 'sport = :3333'`, stop it or choose another port",

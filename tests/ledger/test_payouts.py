@@ -560,8 +560,7 @@ async def test_a_failing_tick_is_logged_and_the_loop_goes_on(store, clock, walle
     assert len(calls) == 3
     shown = [e for e in events if e["log_level"].name != "debug"]
     assert [formatEvent(e) for e in shown] == [
-        "payout tick failed: database gone; retrying every 600 s "
-        "(logged once until it works again)"
+        "payout tick failed: database gone; retrying every 600 s (logged once until it works again)"
     ]
     assert "log_failure" not in shown[0]
 
