@@ -200,7 +200,9 @@ class PoolConfig:
         "", string, doc="Address that receives the pool's coinbase and the fee."
     )
     fee_address: str | None = option(
-        None, optional_string, doc="Where fees are credited (default: wallet_address)."
+        None,
+        optional_string,
+        doc="Where fees are paid (default: none; the fee stays as wallet balance).",
     )
     rewards: RewardsConfig = section(RewardsConfig)
 
@@ -543,7 +545,11 @@ class ChainConfig:
         [], _rpc_list, dump=_dump_rpc, doc="Daemons, tried in order (failover)."
     )
     poll_interval: float = option(
-        5.0, duration, dump=dump_duration, doc="Template poll when long polling is unavailable."
+        5.0,
+        duration,
+        dump=dump_duration,
+        doc="Template poll when long polling is unavailable; the longest back-off after a "
+        "failed template request.",
     )
     rpc_timeout: float = option(30.0, duration, dump=dump_duration, doc="Per-call RPC timeout.")
     devnet: DevnetConfig = section(DevnetConfig)

@@ -264,6 +264,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
             max_backups=logging.max_backups,
         )
     node = NodeService(config, reactor, log_control)
+    node.expect_start_errors(*operator_errors())
     node.log.info("{summary}", summary=start_summary(config))
     network = get_network(config.chain.network)
 
@@ -300,6 +301,8 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         reactor,
         interval=config.pool.payout_interval,
         minimum_payout_sats=config.pool.minimum_payout,
+        # The fee credited to the pool's own address is already in its wallet: keep it.
+        kept_addresses={config.payout_address},
     )
     payouts.setName("payouts")
     payouts.setServiceParent(node)
@@ -337,10 +340,13 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         clock=reactor,
         poll_interval=config.chain.poll_interval,
         refresh_interval=config.stratum.job_timeout,
+        retry_max=config.chain.poll_interval,
     )
     source.subscribe(jobs.on_template)
+    follow_the_chain(client, source, core)
     health = NodeHealth(reactor, template_max_age=max(300.0, 4 * config.stratum.job_timeout))
     source.subscribe(health.on_template)
+    watch_the_chain(health, source, core)
     health.checks["database"] = lambda: ledger_check(store)
     source.setName("templates")
     source.setServiceParent(node)
@@ -376,6 +382,30 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         endpoint = serverFromString(reactor, settings.address.server_endpoint())
         ListenerService("health", endpoint, site).setServiceParent(node)
     return node
+
+
+def operator_errors() -> tuple[type[BaseException], ...]:
+    """Start failures whose message says the cause and what to do (wrong RPC credentials,
+    a daemon on another chain, a missing or unmigrated database): one log line each."""
+    from otedama.ledger.db import DatabaseError
+    from otedama.node.chainview import ChainMismatchError
+    from otedama.node.rpc import RpcAuthError
+
+    return (RpcAuthError, ChainMismatchError, DatabaseError)
+
+
+def follow_the_chain(client: Any, source: Any, core: Any) -> None:
+    """Outage recovery: after a block the daemon took, the next template goes to miners at
+    once (so they do not find a second block at the same height), and when the daemon
+    answers any call again the template source stops waiting out its back-off."""
+    core.on_block(lambda _share, _result: source.refresh_soon())
+    client.transport.on_recovery(source.wake)
+
+
+def watch_the_chain(health: NodeHealth, source: Any, core: Any) -> None:
+    """The chain check is degraded as soon as templates or ``submitblock`` fail."""
+    health.chain_troubles["templates"] = source.trouble
+    health.chain_troubles["submitblock"] = core.submit_trouble
 
 
 def health_root(path: str, leaf: Any) -> Any:
