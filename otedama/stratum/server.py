@@ -343,7 +343,7 @@ class StratumServer:
         self.stats.blocks += 1
         block_hash = share.block_hash[::-1].hex()
         block = self.validator.build_block(job, share.header, share.coinbase)
-        self.log.info(
+        self.log.debug(
             "block candidate at height {height}: {hash} from {worker}",
             height=job.height,
             hash=block_hash,
