@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, Self
 
 import msgpack
 
@@ -246,35 +246,31 @@ def _item_refs(value: Any, name: str) -> tuple[tuple[str, bytes], ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class Inventory:
-    """Announces items by (kind, hash); the receiver asks for the ones it lacks."""
-
+class _ItemRefs:
     items: tuple[tuple[str, bytes], ...]
 
-    kind = KIND_INVENTORY
+    kind = ""
 
     def to_wire(self) -> Any:
         return {"items": [list(ref) for ref in self.items]}
 
     @classmethod
-    def from_wire(cls, value: Any) -> Inventory:
-        return cls(_item_refs(value, "inventory"))
+    def from_wire(cls, value: Any) -> Self:
+        return cls(_item_refs(value, cls.kind))
 
 
 @dataclass(frozen=True, slots=True)
-class GetData:
+class Inventory(_ItemRefs):
+    """Announces items by (kind, hash); the receiver asks for the ones it lacks."""
+
+    kind = KIND_INVENTORY
+
+
+@dataclass(frozen=True, slots=True)
+class GetData(_ItemRefs):
     """Asks for announced items by (kind, hash)."""
 
-    items: tuple[tuple[str, bytes], ...]
-
     kind = KIND_GETDATA
-
-    def to_wire(self) -> Any:
-        return {"items": [list(ref) for ref in self.items]}
-
-    @classmethod
-    def from_wire(cls, value: Any) -> GetData:
-        return cls(_item_refs(value, "getdata"))
 
 
 @dataclass(frozen=True, slots=True)
