@@ -1,0 +1,134 @@
+"""One link on task.Clock and StringTransport: handshake, timeouts, output bound, close→abort."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from otedama.federation.gossip import Gossip, GossipSettings
+from otedama.federation.identity import Identity
+from otedama.federation.peer import LinkSettings, LinkState, PeerLink
+from otedama.federation.wire import Codec, Envelope, Hello, Item, Ping, Pong
+
+from .test_gossip import NETWORK, MemoryReputation, RecordingHandler
+
+NOW = 1_800_000_000.0
+
+
+class Transport(StringTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        super().abortConnection()
+
+
+def setup(**link: Any) -> tuple[Clock, Gossip, PeerLink, Transport]:
+    clock = Clock()
+    clock.advance(NOW)
+    gossip = Gossip(
+        Identity.generate("local"),
+        GossipSettings(LinkSettings(NETWORK, **link)),
+        MemoryReputation(),
+        RecordingHandler(),
+        clock,
+    )
+    link_ = PeerLink(gossip, "192.0.2.1")
+    transport = Transport()
+    link_.makeConnection(transport)
+    return clock, gossip, link_, transport
+
+
+def received(remote: Codec, transport: Transport) -> list[Envelope]:
+    out = remote.feed(transport.value())
+    transport.clear()
+    return [m for m in out if isinstance(m, Envelope)]
+
+
+def test_the_handshake_proves_the_key_then_the_link_is_ready() -> None:
+    _clock, gossip, link, transport = setup()
+    remote_id = Identity.generate("remote")
+    remote = Codec(remote_id, first_seq=Codec.fresh_seq(NOW))
+    (hello,) = received(remote, transport)
+    assert isinstance(hello.body, Hello) and hello.sender == gossip.identity.public_key
+    link.dataReceived(remote.encode(Hello(NETWORK, 1, b"r" * 16), NOW))
+    (proof,) = received(remote, transport)
+    assert proof.body == Pong(b"r" * 16)
+    assert link.state is LinkState.PROVING and remote_id.public_key not in gossip.ready
+    link.dataReceived(remote.encode(Pong(hello.body.nonce), NOW))
+    assert link.state is LinkState.READY and gossip.ready == {remote_id.public_key: link}
+
+
+def test_a_wrong_proof_closes_the_link() -> None:
+    _clock, _gossip, link, transport = setup()
+    remote = Codec(Identity.generate(), first_seq=1)
+    link.dataReceived(remote.encode(Hello(NETWORK, 1, b"r" * 16), NOW))
+    link.dataReceived(remote.encode(Pong(b"not your nonce"), NOW))
+    assert transport.disconnecting and link.close_reason == "bad-proof"
+
+
+def test_a_hello_for_another_network_is_refused() -> None:
+    _clock, _gossip, link, _transport = setup()
+    remote = Codec(Identity.generate(), first_seq=1)
+    link.dataReceived(remote.encode(Hello("mainnet", 1, b"r" * 16), NOW))
+    assert link.close_reason == "other-network"
+
+
+def test_items_before_the_handshake_close_the_link() -> None:
+    _clock, gossip, link, _transport = setup()
+    remote = Codec(Identity.generate(), first_seq=1)
+    link.dataReceived(remote.encode(Item.of("fed-share", {"a": 1}), NOW))
+    assert link.close_reason == "no-hello"
+    assert gossip.stats.drops == {"no-hello": 1}
+
+
+def test_a_handshake_that_does_not_finish_in_time_is_dropped() -> None:
+    clock, _gossip, link, transport = setup(handshake_timeout=10)
+    clock.advance(9.9)
+    assert not transport.disconnecting
+    clock.advance(0.2)
+    assert link.close_reason == "handshake-timeout"
+
+
+def test_a_close_that_cannot_flush_becomes_an_abort_after_the_grace() -> None:
+    clock, _gossip, link, transport = setup(close_grace=5)
+    link.close("test")
+    assert transport.disconnecting and not transport.aborted
+    clock.advance(5)
+    assert transport.aborted
+
+
+def test_a_peer_that_does_not_read_is_dropped_when_its_output_piles_up() -> None:
+    _clock, _gossip, link, transport = setup(max_pending_output=50_000)
+    big = Item.of("fed-share", {"blob": b"x" * 20_000})
+    link.pauseProducing()  # Twisted's write buffer for this socket is full
+    link.send(big)
+    link.send(big)
+    assert not transport.aborted
+    link.resumeProducing()  # it drained: the count starts again
+    link.pauseProducing()
+    link.send(big)
+    link.send(big)
+    assert not transport.aborted
+    link.send(big)
+    assert transport.aborted and link.close_reason == "slow-reader"
+
+
+def test_idle_links_are_pinged_then_dropped() -> None:
+    clock, gossip, link, transport = setup()
+    remote = Codec(Identity.generate(), first_seq=Codec.fresh_seq(NOW))
+    (hello,) = received(remote, transport)
+    link.dataReceived(remote.encode(Hello(NETWORK, 1, b"r" * 16), NOW))
+    assert isinstance(hello.body, Hello)
+    link.dataReceived(remote.encode(Pong(hello.body.nonce), NOW))
+    received(remote, transport)
+    clock.advance(30)
+    gossip.tick()
+    assert [type(m.body) for m in received(remote, transport)] == [Ping]
+    clock.advance(61)
+    gossip.tick()
+    assert link.close_reason == "idle"
