@@ -207,6 +207,8 @@ class DhtNode:
         # Server keeps ``storage or ForgetfulStorage()``: an empty storage is falsy.
         self.server.storage = self.storage
         self.port = 0
+        self.external_host: str | None = None
+        """This node's address as a bootstrap peer saw it (for the contact record)."""
         self.stats = _Stats()
         self._loops: list[LoopingCall] = []
         self._running: set[asyncio.Future[Any]] = set()
@@ -297,6 +299,7 @@ class DhtNode:
                 continue
             self.backoff[(host, port)].succeeded()
             answered += 1
+            await self._learn_external_host((address, port))
             await NodeSpiderCrawl(
                 self.server.protocol, self.server.node, [node], self.server.ksize, self.server.alpha
             ).find()
@@ -304,6 +307,12 @@ class DhtNode:
         if answered:
             await self.publish()
         return answered
+
+    async def _learn_external_host(self, address: tuple[str | None, int]) -> None:
+        """Ask a peer which address our datagrams come from (kademlia's ``stun``)."""
+        ok, seen = await self.server.protocol.stun(address)
+        if ok and isinstance(seen, list | tuple) and seen and isinstance(seen[0], str):
+            self.external_host = seen[0]
 
     async def publish(self) -> bool:
         """Store a fresh own record here and at the nodes closest to its key."""
