@@ -93,6 +93,7 @@ class GossipSettings:
     ban_time: float = 3600.0
     seen_items: int = 100_000
     cached_items: int = 4096
+    cached_bytes: int = 16 * 1024 * 1024
     max_bans: int = 4096
     max_known_peers: int = 1024
 
@@ -109,6 +110,31 @@ class BoundedDict(OrderedDict[K, V], Generic[K, V]):
         self.move_to_end(key)
         while len(self) > self.limit:
             self.popitem(last=False)
+
+
+class ItemCache:
+    """Recent items by hash for answering ``GetData``: bounded in count and in bytes."""
+
+    def __init__(self, max_items: int, max_bytes: int) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[bytes, Item] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, digest: bytes) -> Item | None:
+        return self._items.get(digest)
+
+    def put(self, digest: bytes, item: Item) -> None:
+        if digest in self._items or len(item.raw) > self.max_bytes:
+            return
+        self._items[digest] = item
+        self.bytes += len(item.raw)
+        while len(self._items) > self.max_items or self.bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= len(old.raw)
 
 
 @dataclass
@@ -195,7 +221,7 @@ class Gossip:
         self.services: dict[bytes, ClientService] = {}
         self.known: BoundedDict[bytes, PeerInfo] = BoundedDict(settings.max_known_peers)
         self.seen: BoundedDict[bytes, None] = BoundedDict(settings.seen_items)
-        self.items: BoundedDict[bytes, Item] = BoundedDict(settings.cached_items)
+        self.items = ItemCache(settings.cached_items, settings.cached_bytes)
         self.requested: BoundedDict[bytes, float] = BoundedDict(settings.cached_items)
         self.bans: BoundedDict[bytes | str, float] = BoundedDict(settings.max_bans)
         self.strikes: BoundedDict[bytes | str, int] = BoundedDict(settings.max_bans)

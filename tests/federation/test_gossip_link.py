@@ -7,7 +7,7 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from otedama.federation.gossip import Gossip, GossipSettings
+from otedama.federation.gossip import Gossip, GossipSettings, ItemCache
 from otedama.federation.identity import Identity
 from otedama.federation.peer import LinkSettings, LinkState, PeerLink
 from otedama.federation.wire import Codec, Envelope, Hello, Item, Ping, Pong
@@ -132,3 +132,16 @@ def test_idle_links_are_pinged_then_dropped() -> None:
     clock.advance(61)
     gossip.tick()
     assert link.close_reason == "idle"
+
+
+def test_the_item_cache_is_bounded_in_count_and_bytes() -> None:
+    cache = ItemCache(max_items=3, max_bytes=1000)
+    items = [Item.of("fed-share", {"n": i, "pad": b"x" * 300}) for i in range(5)]
+    for item in items:
+        cache.put(item.hash, item)
+    assert len(cache) <= 3 and cache.bytes <= 1000
+    assert cache.get(items[-1].hash) == items[-1]
+    assert cache.get(items[0].hash) is None
+    huge = Item.of("block", {"pad": b"y" * 2000})
+    cache.put(huge.hash, huge)
+    assert cache.get(huge.hash) is None and cache.bytes <= 1000
