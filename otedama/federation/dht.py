@@ -19,16 +19,18 @@ here is Twisted ``LoopingCall``s that bridge to coroutines with ``Deferred.fromF
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from kademlia.crawling import NodeSpiderCrawl
 from kademlia.network import Server
 from kademlia.node import Node
+from kademlia.protocol import KademliaProtocol
 from kademlia.storage import IStorage
 from kademlia.utils import digest
 from twisted.internet.defer import CancelledError, Deferred
@@ -61,6 +63,72 @@ def parse_host_port(text: str) -> tuple[str, int]:
 def as_deferred(coro: Coroutine[Any, Any, T]) -> Deferred[T]:
     """Run an asyncio coroutine on the (asyncio) reactor's loop; its result as a Deferred."""
     return Deferred.fromFuture(asyncio.ensure_future(coro))
+
+
+MAX_DATAGRAM = 8192 + 64
+"""kademlia's own requests are at most 8 KB of msgpack plus a 21-byte header."""
+
+
+class _LibraryLogCounter(logging.Filter):
+    """Counts kademlia's and rpcudp's stdlib log records instead of letting them print.
+
+    Strangers can trigger them (one per datagram), so they are not logged one by one;
+    the counts show in ``DhtNode.stats``.
+    """
+
+    counts: ClassVar[dict[str, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = f"{record.name}:{record.levelname.lower()}"
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return False
+
+
+_LOG_COUNTER = _LibraryLogCounter()
+# Logger filters do not apply to child loggers: name every module that logs.
+for _name in (
+    "kademlia.network",
+    "kademlia.protocol",
+    "kademlia.crawling",
+    "kademlia.routing",
+    "rpcudp.protocol",
+):
+    logging.getLogger(_name).addFilter(_LOG_COUNTER)
+
+
+class HardenedProtocol(KademliaProtocol):  # type: ignore[misc]
+    """kademlia's protocol, but a datagram that breaks it is counted, not raised.
+
+    rpcudp unpacks every datagram and calls ``rpc_<name>(*args)`` with whatever arrived;
+    garbage, oversized datagrams, unknown methods or wrong arguments would otherwise end
+    as unhandled task exceptions logged per datagram.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.bad_datagrams = 0
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) > MAX_DATAGRAM:
+            self.bad_datagrams += 1
+            return
+        task = asyncio.ensure_future(self._guarded(self._solve_datagram(data, addr)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, work: Coroutine[Any, Any, Any]) -> None:
+        try:
+            await work
+        except Exception:
+            self.bad_datagrams += 1
+
+    async def _accept_request(self, msg_id: bytes, data: Any, address: tuple[str, int]) -> None:
+        await self._guarded(super()._accept_request(msg_id, data, address))
+
+
+class _Server(Server):  # type: ignore[misc]
+    protocol_class = HardenedProtocol
 
 
 class RecordStorage(IStorage):  # type: ignore[misc]
@@ -203,7 +271,7 @@ class DhtNode:
         self.max_fetches = max_fetches
         self.rpc_timeout = rpc_timeout
         self.storage = RecordStorage(network, clock)
-        self.server = Server(ksize=ksize, alpha=alpha, node_id=node_id, storage=self.storage)
+        self.server = _Server(ksize=ksize, alpha=alpha, node_id=node_id, storage=self.storage)
         # Server keeps ``storage or ForgetfulStorage()``: an empty storage is falsy.
         self.server.storage = self.storage
         self.port = 0
@@ -265,6 +333,16 @@ class DhtNode:
     # -- the work (asyncio coroutines: run them with ``as_deferred``) ----------------------
 
     @property
+    def bad_datagrams(self) -> int:
+        protocol = self.server.protocol
+        return int(protocol.bad_datagrams) if protocol is not None else 0
+
+    @staticmethod
+    def library_log_counts() -> dict[str, int]:
+        """kademlia's and rpcudp's log records by logger and level (counted, not printed)."""
+        return dict(_LOG_COUNTER.counts)
+
+    @property
     def members(self) -> list[Node]:
         """The DHT nodes in the routing table (other federation members, unverified)."""
         protocol = self.server.protocol
@@ -321,7 +399,10 @@ class DhtNode:
         self.storage[digest(key)] = value
         if not self.members:
             return False
-        return bool(await self.server.set(key, value))
+        try:
+            return bool(await self.server.set(key, value))
+        except ValueError:  # kademlia's set_digest takes max() of no nodes when all went away
+            return False
 
     async def fill(self) -> None:
         """Look up a random id so the routing table learns more members."""

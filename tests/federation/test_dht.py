@@ -8,6 +8,7 @@ import pytest
 import pytest_twisted
 from kademlia.utils import digest
 from twisted.internet import task
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import deferLater
 
 from otedama.federation.dht import Backoff, DhtNode, RecordStorage, parse_host_port
@@ -179,3 +180,48 @@ def test_dht_storage_is_bounded() -> None:
         storage[digest(record_key(peer.node_id))] = signed(peer, clock.seconds())
     assert len(storage) == 5
     assert len(list(storage)) == 5
+
+
+class _Sender(DatagramProtocol):
+    pass
+
+
+@pytest_twisted.ensureDeferred
+async def test_garbage_datagrams_are_counted_and_the_dht_keeps_working(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import gc
+
+    import umsgpack
+    from twisted.internet import reactor
+
+    target = Member(reactor, [], "target")
+    await target.dht.listen(0)
+    sender = reactor.listenUDP(0, _Sender(), interface="127.0.0.1")  # type: ignore[attr-defined]
+    peer = Member(reactor, [f"127.0.0.1:{target.dht.port}"], "peer")
+    try:
+        address = ("127.0.0.1", target.dht.port)
+        header = b"\x00" + b"m" * 20
+        for datagram in [
+            b"short",
+            b"\x00" + b"\xc1" * 40,  # not msgpack
+            header + umsgpack.packb("not a list"),
+            header + umsgpack.packb(["no_such_method", []]),
+            header + umsgpack.packb(["store", [1, 2]]),  # wrong arguments
+            header + umsgpack.packb(["find_node", [b"x" * 20, 12]]),  # wrong types
+            header + umsgpack.packb(["store", [b"i" * 20, b"k" * 20, b"v" * 9000]]),  # too big
+            header + b"\x91" * 5000,  # deep nesting
+        ]:
+            sender.write(datagram, address)
+        await wait_until(reactor, lambda: target.dht.bad_datagrams >= 6)
+        gc.collect()  # unretrieved task exceptions are logged when their task is collected
+        await peer.dht.listen(0)
+        target.dht.start_loops()
+        peer.dht.start_loops()
+        await wait_until(reactor, lambda: target.knows([peer]) and peer.knows([target]))
+        assert len(target.dht.storage) == 2  # the two real records, not the oversized store
+        assert [r for r in caplog.records if r.name == "asyncio"] == []
+    finally:
+        await sender.stopListening()
+        target.dht.stop()
+        peer.dht.stop()
