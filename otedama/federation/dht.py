@@ -416,7 +416,10 @@ class DhtNode:
             ).find()
 
     async def fetch(self, member: Node) -> ContactRecord | None:
-        """The member's record, asked of the member first, then of the network."""
+        """The member's record, asked of the member first, then of the network.
+
+        A new or newer record is passed to ``on_record`` at once.
+        """
         key = record_key(member.id)
         now = self.clock.seconds()
         ok, answer = await self.server.protocol.call_find_value(member, Node(digest(key)))
@@ -427,13 +430,11 @@ class DhtNode:
             record = self.book.offer(await self.server.get(key), now, expected_node_id=member.id)
         if record is not None:
             self.stats.fetched += 1
+            self.on_record(record)
         return record
 
     async def discover(self) -> list[ContactRecord]:
-        """Fill the routing table, then fetch the records of members not recently heard of.
-
-        Each new or newer record is passed to ``on_record``.
-        """
+        """Fill the routing table, then fetch the records of members not recently heard of."""
         if not self.members:
             return []
         await self.fill()
@@ -445,8 +446,11 @@ class DhtNode:
                 held is None or held.time < now - self.publish_interval
             ):
                 wanted.append(member)
-        found = await asyncio.gather(*(self.fetch(m) for m in wanted[: self.max_fetches]))
-        records = [record for record in found if record is not None]
-        for record in records:
-            self.on_record(record)
-        return records
+        found = await asyncio.gather(
+            *(self.fetch(m) for m in wanted[: self.max_fetches]), return_exceptions=True
+        )
+        for result in found:
+            if isinstance(result, Exception):
+                self.stats.errors += 1
+                self.stats.last_error = repr(result)
+        return [record for record in found if isinstance(record, ContactRecord)]
