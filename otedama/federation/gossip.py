@@ -96,6 +96,8 @@ class GossipSettings:
     cached_bytes: int = 16 * 1024 * 1024
     max_bans: int = 4096
     max_known_peers: int = 1024
+    max_dial_attempts: int = 8
+    """Failed connection attempts to a record's address before giving up on that record."""
 
 
 class BoundedDict(OrderedDict[K, V], Generic[K, V]):
@@ -226,8 +228,10 @@ class Gossip:
         self.bans: BoundedDict[bytes | str, float] = BoundedDict(settings.max_bans)
         self.strikes: BoundedDict[bytes | str, int] = BoundedDict(settings.max_bans)
         self.replay = ReplayGuard(max_senders=max(16, settings.max_peers * 4))
+        self.gave_up: BoundedDict[bytes, int] = BoundedDict(settings.max_known_peers)
         self.stats = GossipStats()
         self.running = True
+        self._events: dict[str, int] = {}
 
     # -- entry points -------------------------------------------------------------------
 
@@ -252,10 +256,14 @@ class Gossip:
         if not self.running or self.banned(host):
             self.stats.refused_connections += 1
             return False
-        if len(self.links) >= self.gossip_settings.max_peers:
+        if self.slots_used() >= self.gossip_settings.max_peers:
             self.stats.refused_connections += 1
             return False
         return True
+
+    def slots_used(self) -> int:
+        """Peers held or wanted: one per outbound service, one per inbound link."""
+        return len(self.services) + sum(1 for link in self.links if not link.outbound)
 
     def connect(self, record: ContactRecord) -> bool:
         """Keep an outbound link to ``record``'s node (a ``ClientService`` with back-off)."""
@@ -266,16 +274,36 @@ class Gossip:
             or key in self.ready
             or key in self.services
             or self.banned(key)
-            or len(self.links) + len(self.services) >= self.gossip_settings.max_peers
+            or self.gave_up.get(key) == record.time
+            or self.slots_used() >= self.gossip_settings.max_peers
         ):
             return False
         endpoint: Any = HostnameEndpoint(self.reactor, record.host, record.port, timeout=10)
         factory: Any = _Factory(self, key)
-        service = ClientService(endpoint, factory, retryPolicy=backoffPolicy(), clock=self.clock)
+        backoff = backoffPolicy()
+        limit = self.gossip_settings.max_dial_attempts
+
+        def retry(attempt: int) -> float:
+            # A record nobody answers for (stale, or planted by a peer) does not hold a
+            # slot forever: give up until a newer record of that node turns up.
+            if attempt >= limit:
+                self.clock.callLater(0, self._give_up, key, record.time)
+            return float(backoff(attempt))
+
+        service = ClientService(endpoint, factory, retryPolicy=retry, clock=self.clock)
         self.services[key] = service
         self._know(key, label=record.label, address=record.address)
         service.startService()
         return True
+
+    def _give_up(self, key: bytes, record_time: int) -> None:
+        if key in self.ready:
+            return
+        service = self.services.pop(key, None)
+        if service is not None:
+            service.stopService()
+            self.gave_up.put(key, record_time)
+            self._count("gave-up")
 
     def disconnect(self, key: bytes) -> None:
         """Stop dialling ``key`` and close its link."""
@@ -303,6 +331,20 @@ class Gossip:
                 link.send(Ping(os.urandom(8)))
         for who in [w for w, until in self.bans.items() if until <= now]:
             del self.bans[who]
+        self._log_summary()
+
+    def _count(self, event: str) -> None:
+        self._events[event] = self._events.get(event, 0) + 1
+
+    def _log_summary(self) -> None:
+        """One line per tick for what strangers can make happen (links, closes, bans)."""
+        if not self._events:
+            return
+        events = ", ".join(f"{count} {event}" for event, count in sorted(self._events.items()))
+        self._events = {}
+        self.log.info(
+            "federation links: {events}; {ready} ready", events=events, ready=len(self.ready)
+        )
 
     def stop(self) -> None:
         """Stop dialling and close every link."""
@@ -424,11 +466,7 @@ class Gossip:
             self.ready[key] = link
         hello = link.hello
         self._know(key, label=hello.label if hello else "", address=link.address, seen=True)
-        self.log.info(
-            "federation peer {label} linked ({address})",
-            label=hello.label if hello else "",
-            address=link.address,
-        )
+        self._count("linked")
         link.send(self._peer_records())
         return None
 
@@ -474,15 +512,14 @@ class Gossip:
         self.bans.put(who, self.clock.seconds() + self.gossip_settings.ban_time)
         if isinstance(who, bytes):
             self.disconnect(who)
-        self.log.warn(
-            "federation peer banned: {who}", who=who.hex() if isinstance(who, bytes) else who
-        )
+        self._count("banned")
 
     def link_lost(self, link: PeerLink) -> None:
         self.links.discard(link)
         if link.close_reason:
             closes = self.stats.closes
             closes[link.close_reason] = closes.get(link.close_reason, 0) + 1
+            self._count(f"closed ({link.close_reason})")
         key = link.peer_key
         if key is not None and self.ready.get(key) is link:
             del self.ready[key]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest_twisted
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 
 from otedama.federation.gossip import Gossip, GossipSettings, _Factory, weighted_sample
@@ -310,3 +311,45 @@ def test_weighted_sample_prefers_heavier_peers_and_never_repeats() -> None:
         weighted_sample(items, [1, 1, 1], 5, rng) != []
         and len(weighted_sample(items, [1, 1, 1], 5, rng)) == 3
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_record_nobody_answers_for_is_given_up_until_a_newer_one_comes() -> None:
+    from twisted.internet import reactor
+
+    a = Node(reactor, "a", max_dial_attempts=1)
+    closed = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+    port = closed.getHost().port
+    await closed.stopListening()  # nothing listens there now
+    ghost = Identity.generate("ghost")
+
+    def record(now: float) -> ContactRecord:
+        return ContactRecord.create(
+            ghost, host="127.0.0.1", port=port, network=NETWORK, payout_script=SCRIPT, now=now
+        )
+
+    try:
+        old = record(reactor.seconds() - 10)
+        assert a.gossip.connect(old)
+        await wait_until(reactor, lambda: ghost.public_key not in a.gossip.services)
+        assert a.gossip.gave_up[ghost.public_key] == old.time
+        assert not a.gossip.connect(old)  # not again for the same record
+        assert a.gossip.connect(record(reactor.seconds()))  # a newer one is tried
+    finally:
+        await a.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_inbound_links_beyond_max_peers_are_refused() -> None:
+    from twisted.internet import reactor
+
+    a, b = await linked_nodes(reactor, 2, [(1, 0)], max_peers=1)
+    c = Node(reactor, "c")
+    try:
+        assert a.gossip.slots_used() == 1
+        assert c.gossip.connect(a.record())
+        await wait_until(reactor, lambda: a.gossip.stats.refused_connections >= 1)
+        assert not c.linked(a) and a.gossip.ready.keys() == {b.key}
+    finally:
+        for node in (a, b, c):
+            await node.stop()

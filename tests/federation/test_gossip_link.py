@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -145,3 +146,27 @@ def test_the_item_cache_is_bounded_in_count_and_bytes() -> None:
     huge = Item.of("block", {"pad": b"y" * 2000})
     cache.put(huge.hash, huge)
     assert cache.get(huge.hash) is None and cache.bytes <= 1000
+
+
+def test_link_events_strangers_cause_are_logged_as_one_summary_per_tick() -> None:
+    from twisted.logger import Logger, formatEvent
+
+    _clock, gossip, _link, _transport = setup()
+    events: list[dict[str, Any]] = []
+    gossip.log = Logger(observer=events.append)
+    factory = gossip.factory()
+    for _ in range(50):
+        link = factory.buildProtocol(IPv4Address("TCP", "198.51.100.7", 40000))
+        if link is None:  # banned
+            continue
+        link.makeConnection(Transport())
+        link.dataReceived(b"\x00\x00\x00\x02\xc1\xc1")
+        link.connectionLost()
+    assert events == []
+    assert gossip.stats.refused_connections == 47
+    gossip.tick()
+    assert [formatEvent(e) for e in events] == [
+        "federation links: 1 banned, 3 closed (malformed); 0 ready"
+    ]
+    gossip.tick()
+    assert len(events) == 1
