@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import random
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -207,6 +207,7 @@ class Gossip:
         reactor: Any,
         *,
         book: RecordBook | None = None,
+        own_record: Callable[[float], ContactRecord] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.identity = identity
@@ -217,6 +218,7 @@ class Gossip:
         self.reactor = reactor
         self.clock: Any = reactor
         self.book = book
+        self.own_record = own_record
         self.rng = rng or random.Random()
         self.links: set[PeerLink] = set()
         self.ready: dict[bytes, PeerLink] = {}
@@ -425,10 +427,13 @@ class Gossip:
                 self.connect(record)
 
     def _peer_records(self) -> Peers:
-        if self.book is None:
-            return Peers(())
-        newest = sorted(self.book, key=lambda r: r.time, reverse=True)
-        return Peers(tuple(r.encode() for r in newest[:MAX_PEER_RECORDS]))
+        """This node's own record first, then the newest records it knows."""
+        records = []
+        if self.own_record is not None:
+            records.append(self.own_record(self.clock.seconds()))
+        if self.book is not None:
+            records += sorted(self.book, key=lambda r: r.time, reverse=True)
+        return Peers(tuple(r.encode() for r in records[:MAX_PEER_RECORDS]))
 
     # -- LinkOwner: what links tell us --------------------------------------------------
 

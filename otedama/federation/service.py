@@ -129,6 +129,7 @@ class FederationService(Service):
             handler,
             reactor,
             book=self.book,
+            own_record=self.own_record,
         )
         self.dht = DhtNode(
             node_id=identity.node_id,
@@ -222,12 +223,16 @@ class FederationService(Service):
         return Deferred.fromCoroutine(_stop_listening(tcp))
 
     def upkeep(self) -> None:
-        """Periodic: ping and prune links, forget stale records, dial known members."""
+        """Periodic: ping and prune links, forget stale records, dial known members.
+
+        A stale record stops the dialling of its node, but a live link is kept.
+        """
         try:
             self.gossip.tick()
             now = self.reactor.seconds()
             for record in self.book.expire(now):
-                self.gossip.disconnect(record.public_key)
+                if record.public_key not in self.gossip.ready:
+                    self.gossip.disconnect(record.public_key)  # stop dialling it
             for record in self.book:
                 self.gossip.connect(record)
         except Exception:

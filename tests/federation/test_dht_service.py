@@ -115,3 +115,39 @@ def test_the_lead_builds_the_service_from_config(tmp_path: Path) -> None:
     record = service.own_record(1_800_000_000)
     assert (record.host, record.port) == ("pool.example.org", 4444)
     assert record.payout_script == service.payout_script != b""
+
+
+def test_upkeep_stops_dialling_stale_records_but_keeps_live_links(tmp_path: Path) -> None:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from otedama.federation.identity import Identity
+    from otedama.federation.records import ContactRecord
+
+    reactor = MemoryReactorClock()
+    reactor.advance(1_800_000_000)
+    service = make_service(reactor, tmp_path, "me", [])
+    linked, unlinked = Identity.generate("linked"), Identity.generate("unlinked")
+    for identity in (linked, unlinked):
+        record = ContactRecord.create(
+            identity,
+            host="192.0.2.1",
+            port=4444,
+            network="regtest",
+            payout_script=b"",
+            now=reactor.seconds(),
+        )
+        assert service.book.offer(record.encode(), reactor.seconds()) == record
+    service.gossip.ready[linked.public_key] = object()  # type: ignore[assignment]
+    calls: list[tuple[str, bytes]] = []
+    service.gossip.connect = lambda r: calls.append(("connect", r.public_key)) or True  # type: ignore[method-assign]
+    service.gossip.disconnect = lambda k: calls.append(("disconnect", k))  # type: ignore[method-assign]
+    service.gossip.tick = lambda: None  # type: ignore[method-assign]
+    service.upkeep()
+    assert sorted(calls) == sorted(
+        [("connect", linked.public_key), ("connect", unlinked.public_key)]
+    )
+    calls.clear()
+    reactor.advance(3601)
+    service.upkeep()
+    assert calls == [("disconnect", unlinked.public_key)]
+    assert len(service.book) == 0

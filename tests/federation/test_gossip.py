@@ -75,6 +75,7 @@ class Node:
             self.handler,
             reactor,
             book=self.book,
+            own_record=lambda now: self.record(),
             rng=random.Random(7),
         )
         self.port = reactor.listenTCP(0, self.gossip.factory(), interface="127.0.0.1")
@@ -290,8 +291,10 @@ async def test_peer_lists_lead_to_new_links() -> None:
     try:
         a.book.offer(b.record().encode(), reactor.seconds())
         assert c.gossip.connect(a.record())
-        # A tells C about B when they link; C dials B
+        # A tells C about B (and itself) when they link; C dials B
         await wait_until(reactor, lambda: c.linked(a, b) and b.linked(c))
+        own = c.book.get(a.identity.node_id)
+        assert own is not None and own.port == a.port.getHost().port
     finally:
         for node in nodes:
             await node.stop()
