@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from otedama.federation.identity import Identity
 from otedama.federation.records import (
@@ -141,3 +143,29 @@ def test_expire_forgets_stale_records() -> None:
     assert b.expire(NOW + 3000) == []
     assert [r.node_id for r in b.expire(NOW + 3601)] == [PEER.node_id]
     assert len(b) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=1100))
+def test_garbage_records_raise_only_the_record_error(value: bytes) -> None:
+    try:
+        decode_record(value)
+    except RecordError:
+        pass
+    assert book().offer(value, NOW) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.integers(-5, 2**41), st.binary(max_size=70), st.text(max_size=300)),
+        min_size=8,
+        max_size=8,
+    )
+)
+def test_any_signed_field_values_are_checked_before_use(fields: list[object]) -> None:
+    signed = msgpack.packb([1, *fields[1:]], use_bin_type=True)
+    value = msgpack.packb([signed, PEER.sign(b"x")], use_bin_type=True)
+    if len(value) <= MAX_RECORD_SIZE:
+        with pytest.raises(RecordError):
+            decode_record(value)
