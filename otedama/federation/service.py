@@ -240,6 +240,23 @@ class FederationService(Service):
 
     # -- read model ---------------------------------------------------------------------
 
+    def health(self) -> tuple[str, dict[str, Any]]:
+        """``("ok" | "degraded", detail)`` for ``/health`` (``ops.health.Check(*health())``).
+
+        Degraded while no peer is linked: the node still serves, as a pool of its own.
+        """
+        status = self.status()
+        detail: dict[str, Any] = {
+            "node_id": status.node_id,
+            "connected_peers": status.connected_peers,
+            "known_peers": len(status.peers),
+            "dht_members": len(self.dht.members),
+        }
+        if status.connected_peers == 0:
+            detail["reason"] = "no federation peer connected"
+            return "degraded", detail
+        return "ok", detail
+
     def status(self) -> FederationStatus:
         """The operator view: this node and every peer known by record or by link."""
         peers: dict[bytes, PeerStatus] = {}

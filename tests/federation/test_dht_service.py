@@ -53,6 +53,8 @@ async def test_services_discover_link_gossip_and_a_restarted_node_rejoins(tmp_pa
 
     first = make_service(reactor, tmp_path / "n0", "n0", [])
     await first.startService()
+    state, detail = first.health()
+    assert (state, detail["reason"]) == ("degraded", "no federation peer connected")
     seed = [f"localhost:{first.port}"]
     services = [first] + [make_service(reactor, tmp_path / f"n{i}", f"n{i}", seed) for i in (1, 2)]
     try:
@@ -70,6 +72,8 @@ async def test_services_discover_link_gossip_and_a_restarted_node_rejoins(tmp_pa
             assert peer.address == f"127.0.0.1:{other.port}"
             assert peer.reputation == 1.0 and peer.last_seen > 0
         json.dumps(status.to_json())  # the operator view is plain JSON
+        state, detail = services[0].health()
+        assert state == "ok" and detail["connected_peers"] == 2
 
         services[2].publish_fed_share({"share": 1})
         handlers = [s.gossip.handler for s in services]
