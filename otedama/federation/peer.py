@@ -282,5 +282,8 @@ class PeerLink(TwistedProtocol):
         if abort:
             transport.abortConnection()
             return
+        # With a producer registered, a transport that paused it would not close once
+        # its buffer drains (it resumes the producer instead): unregister first.
+        transport.unregisterProducer()
         transport.loseConnection()
         self._timer = self.clock.callLater(self.settings.close_grace, transport.abortConnection)

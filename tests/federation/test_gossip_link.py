@@ -97,8 +97,10 @@ def test_a_handshake_that_does_not_finish_in_time_is_dropped() -> None:
 
 def test_a_close_that_cannot_flush_becomes_an_abort_after_the_grace() -> None:
     clock, _gossip, link, transport = setup(close_grace=5)
+    link.pauseProducing()
     link.close("test")
     assert transport.disconnecting and not transport.aborted
+    assert transport.producer is None  # else Twisted would resume it instead of closing
     clock.advance(5)
     assert transport.aborted
 
