@@ -1,4 +1,4 @@
-"""Three FederationServices on 127.0.0.1 (TCP gossip + UDP DHT) that know one bootstrap node:
+"""Five FederationServices on 127.0.0.1 (TCP gossip + UDP DHT) that know one bootstrap node:
 they find and link to each other, gossip an item, show it in the read model, and a node
 restarted from its data dir keeps its id and rejoins."""
 
@@ -56,11 +56,13 @@ async def test_services_discover_link_gossip_and_a_restarted_node_rejoins(tmp_pa
     state, detail = first.health()
     assert (state, detail["reason"]) == ("degraded", "no federation peer connected")
     seed = [f"localhost:{first.port}"]
-    services = [first] + [make_service(reactor, tmp_path / f"n{i}", f"n{i}", seed) for i in (1, 2)]
+    services = [first] + [
+        make_service(reactor, tmp_path / f"n{i}", f"n{i}", seed) for i in range(1, 5)
+    ]
     try:
         for service in services[1:]:
             await service.startService()
-        await wait_until(reactor, lambda: all(connected(s) == 2 for s in services), limit=30)
+        await wait_until(reactor, lambda: all(connected(s) == 4 for s in services), limit=30)
 
         status = services[0].status()
         assert status.node_id == services[0].identity.node_id.hex()
@@ -73,20 +75,22 @@ async def test_services_discover_link_gossip_and_a_restarted_node_rejoins(tmp_pa
             assert peer.reputation == 1.0 and peer.last_seen > 0
         json.dumps(status.to_json())  # the operator view is plain JSON
         state, detail = services[0].health()
-        assert state == "ok" and detail["connected_peers"] == 2
+        assert state == "ok" and detail["connected_peers"] == 4
 
         services[2].publish_fed_share({"share": 1})
         handlers = [s.gossip.handler for s in services]
-        await wait_until(reactor, lambda: all(len(h.shares) == 1 for h in handlers[:2]))  # type: ignore[attr-defined]
+        others = handlers[:2] + handlers[3:]
+        await wait_until(reactor, lambda: all(len(h.shares) == 1 for h in others))  # type: ignore[attr-defined]
+        assert handlers[2].shares == []  # type: ignore[attr-defined]
 
         # restart node 1 from its data dir: same id, rejoins
         old_id = services[1].identity.node_id
         await services[1].stopService()
-        await wait_until(reactor, lambda: connected(services[0]) == 1)
+        await wait_until(reactor, lambda: connected(services[0]) == 3)
         services[1] = make_service(reactor, tmp_path / "n1", "n1", seed)
         assert services[1].identity.node_id == old_id
         await services[1].startService()
-        await wait_until(reactor, lambda: all(connected(s) == 2 for s in services), limit=30)
+        await wait_until(reactor, lambda: all(connected(s) == 4 for s in services), limit=30)
     finally:
         for service in services:
             if service.running:
