@@ -59,7 +59,10 @@ class RecordingHandler:
 class Node:
     """A gossip node listening on 127.0.0.1."""
 
-    def __init__(self, reactor: Any, label: str, **settings: Any) -> None:
+    def __init__(
+        self, reactor: Any, label: str, *, share_records: bool = False, **settings: Any
+    ) -> None:
+        """``share_records``: send contact records to peers (else the links stay as made)."""
         link = {
             k: settings.pop(k) for k in list(settings) if k in LinkSettings.__dataclass_fields__
         }
@@ -74,8 +77,8 @@ class Node:
             self.reputation,
             self.handler,
             reactor,
-            book=self.book,
-            own_record=lambda now: self.record(),
+            book=self.book if share_records else None,
+            own_record=(lambda now: self.record()) if share_records else None,
             rng=random.Random(7),
         )
         self.port = reactor.listenTCP(0, self.gossip.factory(), interface="127.0.0.1")
@@ -117,9 +120,17 @@ async def wait_until(reactor: Any, condition: Callable[[], bool], limit: float =
 
 
 async def linked_nodes(
-    reactor: Any, count: int, edges: list[tuple[int, int]], **settings: Any
+    reactor: Any,
+    count: int,
+    edges: list[tuple[int, int]],
+    *,
+    share_records: bool = False,
+    **settings: Any,
 ) -> list[Node]:
-    nodes = [Node(reactor, f"node{i}", **settings) for i in range(count)]
+    """Nodes linked along ``edges`` only (unless ``share_records`` lets them find more)."""
+    nodes = [
+        Node(reactor, f"node{i}", share_records=share_records, **settings) for i in range(count)
+    ]
     for a, b in edges:
         assert nodes[a].gossip.connect(nodes[b].record())
     for a, b in edges:
@@ -286,7 +297,7 @@ async def test_a_link_to_oneself_or_a_second_link_to_a_linked_key_is_dropped() -
 async def test_peer_lists_lead_to_new_links() -> None:
     from twisted.internet import reactor
 
-    nodes = await linked_nodes(reactor, 3, [(1, 0)])
+    nodes = await linked_nodes(reactor, 3, [(1, 0)], share_records=True)
     a, b, c = nodes
     try:
         a.book.offer(b.record().encode(), reactor.seconds())
