@@ -165,6 +165,7 @@ class GossipStats:
     drops: dict[str, int] = field(default_factory=dict)
     closes: dict[str, int] = field(default_factory=dict)
     refused_connections: int = 0
+    handler_errors: int = 0
 
 
 def weighted_sample(
@@ -388,10 +389,16 @@ class Gossip:
             return
         self.seen.put(digest, None)
         self.stats.items_received += 1
-        if item.kind == "block":
-            valid = self.handler.on_block(key, item.data)
-        else:
-            valid = self.handler.on_fed_share(key, item.data)
+        try:
+            if item.kind == "block":
+                valid = self.handler.on_block(key, item.data)
+            else:
+                valid = self.handler.on_fed_share(key, item.data)
+        except Exception:
+            # Our verifier's fault, not the peer's: neither charged nor relayed.
+            self.stats.handler_errors += 1
+            self.log.failure("federation {kind} handler failed", kind=item.kind)
+            return
         if not valid:
             self.stats.items_invalid += 1
             self.reputation.penalise(key, f"invalid-{item.kind}")

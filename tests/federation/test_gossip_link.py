@@ -172,3 +172,26 @@ def test_link_events_strangers_cause_are_logged_as_one_summary_per_tick() -> Non
     ]
     gossip.tick()
     assert len(events) == 1
+
+
+def test_a_failing_item_handler_neither_drops_nor_charges_the_peer() -> None:
+    from twisted.logger import Logger
+
+    _clock, gossip, link, transport = setup()
+    remote_id = Identity.generate("remote")
+    remote = Codec(remote_id, first_seq=Codec.fresh_seq(NOW))
+    (hello,) = received(remote, transport)
+    assert isinstance(hello.body, Hello)
+    link.dataReceived(remote.encode(Hello(NETWORK, 1, b"r" * 16), NOW))
+    link.dataReceived(remote.encode(Pong(hello.body.nonce), NOW))
+
+    def broken(peer_key: bytes, payload: dict[str, Any]) -> bool:
+        raise RuntimeError("verifier bug")
+
+    gossip.handler.on_fed_share = broken  # type: ignore[method-assign]
+    failures: list[dict[str, Any]] = []
+    gossip.log = Logger(observer=failures.append)
+    link.dataReceived(remote.encode(Item.of("fed-share", {"a": 1}), NOW))
+    assert gossip.stats.handler_errors == 1 and len(failures) == 1
+    assert link.state is LinkState.READY and not transport.disconnecting
+    assert gossip.reputation.penalties == []  # type: ignore[attr-defined]
