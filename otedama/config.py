@@ -380,6 +380,11 @@ class FederationConfig:
     enabled: bool = option(False, boolean)
     node_id: str = option("", string)
     listen_port: int = option(4444, port)
+    advertise_host: str = option(
+        "",
+        string,
+        doc="Host name or address peers dial (gossip TCP); empty: as the bootstrap peers see it.",
+    )
     bootstrap_peers: tuple[str, ...] = option([], string_list, dump=list)
     max_peers: int = option(50, integer(0))
     reputation_threshold: float = option(0.5, number(0, 1))
