@@ -135,8 +135,14 @@ class ZmqPublisher:
         self.dropped = 0
 
     def start(self) -> None:
-        """Bind every address (raises ``zmq.ZMQError`` when one cannot be bound)."""
-        import zmq
+        """Bind every address (raises ``zmq.ZMQError`` when one cannot be bound, and
+        ``RuntimeError`` when pyzmq is not installed)."""
+        try:
+            import zmq
+        except ImportError:
+            raise RuntimeError(
+                "ZMQ notifications need pyzmq: pip install 'otedama[zmq]' (or pyzmq)"
+            ) from None
 
         self._context = zmq.Context()
         try:

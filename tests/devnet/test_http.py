@@ -142,6 +142,7 @@ async def test_replies_have_content_length_and_one_socket_serves_many_requests(
                 client.send(b"[" + call("getblockcount") + b"," + call("getdifficulty") + b"]"),
                 client.send(call("getblockhash", 0), eol=b"\n"),  # ckpool's bare-LF headers
             ]
+            client.sock.settimeout(0.5)
             assert not client.server_closed()
             return replies
         finally:
