@@ -542,6 +542,11 @@ class DevnetConfig:
     zmq_pub_hashtx: str | None = _zmq_option("hashtx")
     zmq_pub_rawtx: str | None = _zmq_option("rawtx")
     zmq_pub_sequence: str | None = _zmq_option("sequence")
+    chain_name: str = option(
+        "devnet",
+        choice("devnet", "regtest"),
+        doc="The chain getblockchaininfo reports; regtest for software knowing only Core's.",
+    )
 
     def zmq_endpoints(self) -> dict[str, str]:
         """Core's topic -> address for every configured ZMQ publisher."""
@@ -776,6 +781,11 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append(
             f'chain.network: the devnet backend runs network "devnet", got "{chain.network}" '
             "(set chain.backend: bitcoind for other networks)"
+        )
+    if chain.backend == "devnet" and chain.devnet.chain_name != "devnet":
+        problems.append(
+            'chain.devnet.chain_name: the embedded devnet reports "devnet" to its own node '
+            '("regtest" is for `otedama devnet` serving other mining software)'
         )
     if chain.backend == "devnet" and chain.devnet.listen.port == 0:
         problems.append(

@@ -162,6 +162,7 @@ def devnet_service(config: Config, reactor: Any) -> DevnetService:
             else None,
             cookie=devnet.rpc_cookie,
             zmq=devnet.zmq_endpoints(),
+            chain_name=devnet.chain_name,
         )
     except ValueError as e:
         raise ValueError(f"chain.devnet.difficulty: {e}") from None

@@ -260,10 +260,13 @@ class RpcNode(Protocol):
 class DevnetRpc:
     """Core's RPC subset over a devnet node (``RpcNode``)."""
 
-    def __init__(self, node: RpcNode) -> None:
+    def __init__(self, node: RpcNode, chain_name: str | None = None) -> None:
+        """``chain_name`` is what ``getblockchaininfo`` and ``getmininginfo`` report as
+        ``chain`` (default the devnet's own name, ``devnet``)."""
         self.node = node
         self.chain = node.chain
         self.wallet = node.wallet
+        self.chain_name = chain_name or node.chain.params.name
         self._handlers: dict[str, Callable[..., Awaitable[Any]]] = {
             name: getattr(self, f"rpc_{name}") for name in METHODS
         }
@@ -304,7 +307,7 @@ class DevnetRpc:
     async def rpc_getblockchaininfo(self) -> dict[str, Any]:
         tip = self.chain.tip
         return {
-            "chain": self.chain.params.name,
+            "chain": self.chain_name,
             "blocks": tip.height,
             "headers": tip.height,
             "bestblockhash": tip.hash[::-1].hex(),
@@ -535,7 +538,7 @@ class DevnetRpc:
             "target": f"{self.chain.target:064x}",
             "networkhashps": self._network_hashps(120, self.chain.tip),
             "pooledtx": len(self.chain.mempool),
-            "chain": self.chain.params.name,
+            "chain": self.chain_name,
             "warnings": [],
         }
 

@@ -253,10 +253,12 @@ class DevnetService(Service):
         credentials: tuple[str, str] | None = None,
         cookie: bool = False,
         zmq: Mapping[str, str] | None = None,
+        chain_name: str | None = None,
     ) -> None:
         """``credentials`` (rpcuser, rpcpassword) and ``cookie`` (write a ``.cookie`` in the
         data dir) turn on Core's authentication; neither: no authentication. ``zmq`` maps
-        Core's topics (``hashblock``, ``rawblock``, …) to the addresses to publish them on."""
+        Core's topics (``hashblock``, ``rawblock``, …) to the addresses to publish them on.
+        ``chain_name`` is the ``chain`` the RPC reports (default ``devnet``)."""
         self.reactor = reactor
         self.listen = listen
         self._node_args = (reactor, difficulty, Path(data_dir), wallet_address)
@@ -264,6 +266,7 @@ class DevnetService(Service):
         self.credentials = credentials
         self.cookie = cookie
         self.zmq = ZmqPublisher(zmq or {})
+        self.chain_name = chain_name
         self.notifier: ZmqNotifier | None = None
         self.port: Any = None  # IListeningPort
         self.ready: Deferred[DevnetHandle] = Deferred()
@@ -284,7 +287,7 @@ class DevnetService(Service):
             self._stop_extras()
             self.node.close()
             raise
-        resource = DevnetResource(DevnetRpc(self.node), auth, self.reactor)
+        resource = DevnetResource(DevnetRpc(self.node, self.chain_name), auth, self.reactor)
         site = _CoreSite(resource)
         site.noisy = False
         d = serverFromString(self.reactor, self.listen).listen(site)
@@ -377,12 +380,21 @@ def start_devnet(
     credentials: tuple[str, str] | None = None,
     cookie: bool = False,
     zmq: Mapping[str, str] | None = None,
+    chain_name: str | None = None,
 ) -> Deferred[DevnetHandle]:
     """Start a devnet listening on the endpoint string ``listen`` (e.g.
     ``"tcp:0:interface=127.0.0.1"``); fires with its ``DevnetHandle``."""
     try:
         service = DevnetService(
-            reactor, listen, difficulty, Path(data_dir), wallet_address, credentials, cookie, zmq
+            reactor,
+            listen,
+            difficulty,
+            Path(data_dir),
+            wallet_address,
+            credentials,
+            cookie,
+            zmq,
+            chain_name,
         )
         service.startService()
     except Exception:

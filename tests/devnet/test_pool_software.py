@@ -134,7 +134,8 @@ async def test_public_pool_calls_with_named_parameters(tmp_path: Path) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_miningcore_start_batches_and_submit_check(tmp_path: Path) -> None:
-    handle = await devnet(tmp_path)
+    """With chain_name regtest: Miningcore maps getblockchaininfo's chain to a network."""
+    handle = await devnet(tmp_path, chain_name="regtest")
     mine = await handle.node.generate(2, address_to_script(POOL, "devnet"))
     owned = handle.node.wallet.default_address
     start = [
@@ -171,12 +172,13 @@ async def test_miningcore_start_batches_and_submit_check(tmp_path: Path) -> None
     first = replies[0].json()
     assert first[1]["result"] is None and first[1]["error"]["code"] == -1  # has submitblock
     validate, _, chaininfo, difficulty, addressinfo = (item["result"] for item in first)
+    mining, network, hashps = (item["result"] for item in replies[1].json())
     assert validate["isvalid"] is True
     assert {"chain", "blocks", "headers", "bestblockhash", "difficulty"} <= set(chaininfo)
+    assert chaininfo["chain"] == mining["chain"] == "regtest"
     assert chaininfo["blocks"] == 2 and chaininfo["bestblockhash"] == mine[-1][::-1].hex()
     assert isinstance(difficulty, float) and difficulty > 0
     assert addressinfo["ismine"] is True and addressinfo["address"] == owned
-    mining, network, hashps = (item["result"] for item in replies[1].json())
     assert mining["networkhashps"] == hashps and hashps >= 0
     assert network["connections"] == 0 and "version" in network and "subversion" in network
     assert TEMPLATE_FIELDS <= set(template)
