@@ -545,7 +545,7 @@ class DevnetConfig:
     chain_name: str = option(
         "devnet",
         choice("devnet", "regtest"),
-        doc="The chain getblockchaininfo reports; regtest for software knowing only Core's.",
+        doc="The chain getblockchaininfo reports; regtest for other software (otedama devnet).",
     )
 
     def zmq_endpoints(self) -> dict[str, str]:
@@ -781,11 +781,6 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append(
             f'chain.network: the devnet backend runs network "devnet", got "{chain.network}" '
             "(set chain.backend: bitcoind for other networks)"
-        )
-    if chain.backend == "devnet" and chain.devnet.chain_name != "devnet":
-        problems.append(
-            'chain.devnet.chain_name: the embedded devnet reports "devnet" to its own node '
-            '("regtest" is for `otedama devnet` serving other mining software)'
         )
     if chain.backend == "devnet" and chain.devnet.listen.port == 0:
         problems.append(

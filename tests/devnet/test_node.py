@@ -118,12 +118,10 @@ def test_the_devnet_command_reads_the_config(tmp_path: Path) -> None:
 def test_the_devnet_auth_and_zmq_keys_reach_the_service_and_the_pools_client(
     tmp_path: Path,
 ) -> None:
-    def config(devnet_lines: str, backend: str = "devnet") -> Any:
+    def config(devnet_lines: str) -> Any:
         return load_config(
             data={
                 "chain": {
-                    "backend": backend,
-                    "rpc": [{"url": "http://127.0.0.1:19555/"}],
                     "devnet": {
                         "listen": "127.0.0.1:19555",
                         "data_dir": str(tmp_path / "chain"),
@@ -151,12 +149,10 @@ def test_the_devnet_auth_and_zmq_keys_reach_the_service_and_the_pools_client(
         config("zmq_pub_rawtx: 127.0.0.1:28332\n")
     with pytest.raises(ConfigError, match="rpc_user and rpc_password go together"):
         config("rpc_user: alice\n")
-    with pytest.raises(ConfigError, match="the embedded devnet reports"):
-        config("chain_name: regtest\n")
     plain = devnet_service(config("{}"), reactor)
     assert plain.credentials is None and not plain.cookie and not plain.zmq.endpoints
     assert plain.chain_name == "devnet"
-    alone = devnet_service(config("chain_name: regtest\n", backend="bitcoind"), reactor)
+    alone = devnet_service(config("chain_name: regtest\n"), reactor)
     assert alone.chain_name == "regtest"
 
 
