@@ -547,6 +547,11 @@ class DevnetConfig:
         choice("devnet", "regtest"),
         doc="The chain getblockchaininfo reports; regtest for other software (otedama devnet).",
     )
+    reported_connections: int = option(
+        0,
+        integer(0, 125),
+        doc="Peer count getnetworkinfo reports (it has none); 1 for Miningcore, which waits.",
+    )
 
     def zmq_endpoints(self) -> dict[str, str]:
         """Core's topic -> address for every configured ZMQ publisher."""

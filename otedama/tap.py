@@ -163,6 +163,7 @@ def devnet_service(config: Config, reactor: Any) -> DevnetService:
             cookie=devnet.rpc_cookie,
             zmq=devnet.zmq_endpoints(),
             chain_name=devnet.chain_name,
+            connections=devnet.reported_connections,
         )
     except ValueError as e:
         raise ValueError(f"chain.devnet.difficulty: {e}") from None

@@ -260,13 +260,16 @@ class RpcNode(Protocol):
 class DevnetRpc:
     """Core's RPC subset over a devnet node (``RpcNode``)."""
 
-    def __init__(self, node: RpcNode, chain_name: str | None = None) -> None:
+    def __init__(self, node: RpcNode, chain_name: str | None = None, connections: int = 0) -> None:
         """``chain_name`` is what ``getblockchaininfo`` and ``getmininginfo`` report as
-        ``chain`` (default the devnet's own name, ``devnet``)."""
+        ``chain`` (default the devnet's own name, ``devnet``); ``connections`` the peer
+        count ``getnetworkinfo`` and ``getconnectioncount`` report (the devnet has none;
+        software that waits for peers, like Miningcore, needs more than 0)."""
         self.node = node
         self.chain = node.chain
         self.wallet = node.wallet
         self.chain_name = chain_name or node.chain.params.name
+        self.connections = connections
         self._handlers: dict[str, Callable[..., Awaitable[Any]]] = {
             name: getattr(self, f"rpc_{name}") for name in METHODS
         }
@@ -551,9 +554,9 @@ class DevnetRpc:
             "localrelay": True,
             "timeoffset": 0,
             "networkactive": True,
-            "connections": 0,
+            "connections": self.connections,
             "connections_in": 0,
-            "connections_out": 0,
+            "connections_out": self.connections,
             "networks": [],
             "relayfee": Amount(1000),
             "incrementalfee": Amount(1000),
@@ -629,7 +632,7 @@ class DevnetRpc:
         return []
 
     async def rpc_getconnectioncount(self) -> int:
-        return 0
+        return self.connections
 
     async def rpc_getrpcinfo(self) -> dict[str, Any]:
         return {

@@ -254,11 +254,13 @@ class DevnetService(Service):
         cookie: bool = False,
         zmq: Mapping[str, str] | None = None,
         chain_name: str | None = None,
+        connections: int = 0,
     ) -> None:
         """``credentials`` (rpcuser, rpcpassword) and ``cookie`` (write a ``.cookie`` in the
         data dir) turn on Core's authentication; neither: no authentication. ``zmq`` maps
         Core's topics (``hashblock``, ``rawblock``, …) to the addresses to publish them on.
-        ``chain_name`` is the ``chain`` the RPC reports (default ``devnet``)."""
+        ``chain_name`` is the ``chain`` the RPC reports (default ``devnet``), ``connections``
+        the peer count (default 0)."""
         self.reactor = reactor
         self.listen = listen
         self._node_args = (reactor, difficulty, Path(data_dir), wallet_address)
@@ -267,6 +269,7 @@ class DevnetService(Service):
         self.cookie = cookie
         self.zmq = ZmqPublisher(zmq or {})
         self.chain_name = chain_name
+        self.connections = connections
         self.notifier: ZmqNotifier | None = None
         self.port: Any = None  # IListeningPort
         self.ready: Deferred[DevnetHandle] = Deferred()
@@ -287,7 +290,9 @@ class DevnetService(Service):
             self._stop_extras()
             self.node.close()
             raise
-        resource = DevnetResource(DevnetRpc(self.node, self.chain_name), auth, self.reactor)
+        resource = DevnetResource(
+            DevnetRpc(self.node, self.chain_name, self.connections), auth, self.reactor
+        )
         site = _CoreSite(resource)
         site.noisy = False
         d = serverFromString(self.reactor, self.listen).listen(site)
@@ -381,6 +386,7 @@ def start_devnet(
     cookie: bool = False,
     zmq: Mapping[str, str] | None = None,
     chain_name: str | None = None,
+    connections: int = 0,
 ) -> Deferred[DevnetHandle]:
     """Start a devnet listening on the endpoint string ``listen`` (e.g.
     ``"tcp:0:interface=127.0.0.1"``); fires with its ``DevnetHandle``."""
@@ -395,6 +401,7 @@ def start_devnet(
             cookie,
             zmq,
             chain_name,
+            connections,
         )
         service.startService()
     except Exception:

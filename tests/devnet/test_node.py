@@ -152,8 +152,9 @@ def test_the_devnet_auth_and_zmq_keys_reach_the_service_and_the_pools_client(
     plain = devnet_service(config("{}"), reactor)
     assert plain.credentials is None and not plain.cookie and not plain.zmq.endpoints
     assert plain.chain_name == "devnet"
-    alone = devnet_service(config("chain_name: regtest\n"), reactor)
-    assert alone.chain_name == "regtest"
+    alone = devnet_service(config("chain_name: regtest\nreported_connections: 1\n"), reactor)
+    assert (alone.chain_name, alone.connections) == ("regtest", 1)
+    assert plain.connections == 0
 
 
 @pytest_twisted.ensureDeferred

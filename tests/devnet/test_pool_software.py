@@ -134,8 +134,9 @@ async def test_public_pool_calls_with_named_parameters(tmp_path: Path) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_miningcore_start_batches_and_submit_check(tmp_path: Path) -> None:
-    """With chain_name regtest: Miningcore maps getblockchaininfo's chain to a network."""
-    handle = await devnet(tmp_path, chain_name="regtest")
+    """With chain_name regtest (Miningcore maps getblockchaininfo's chain to a network)
+    and one reported connection (it waits for peers before it starts)."""
+    handle = await devnet(tmp_path, chain_name="regtest", connections=1)
     mine = await handle.node.generate(2, address_to_script(POOL, "devnet"))
     owned = handle.node.wallet.default_address
     start = [
@@ -180,9 +181,9 @@ async def test_miningcore_start_batches_and_submit_check(tmp_path: Path) -> None
     assert isinstance(difficulty, float) and difficulty > 0
     assert addressinfo["ismine"] is True and addressinfo["address"] == owned
     assert mining["networkhashps"] == hashps and hashps >= 0
-    assert network["connections"] == 0 and "version" in network and "subversion" in network
+    assert network["connections"] == 1 and "version" in network and "subversion" in network
     assert TEMPLATE_FIELDS <= set(template)
-    assert replies[3].json()["result"] == [] and replies[4].json()["result"] == 0
+    assert replies[3].json()["result"] == [] and replies[4].json()["result"] == 1
     wallet = replies[5].json()["result"]
     assert {"walletname", "balance", "immature_balance", "txcount"} <= set(wallet)
     assert [item["error"] for item in after.json()] == [None, None]
