@@ -50,6 +50,14 @@ AUTH_FAILURE_DELAY = 0.25
 """Seconds before a wrong password is answered, as Core deters brute-forcing (without
 blocking: other requests are served meanwhile)."""
 
+MAX_BODY = 0x02000000
+"""Core's limit on a request body (``MAX_SIZE``, 32 MiB): libevent answers more with 413."""
+
+TOO_LARGE = (
+    b"HTTP/1.1 413 Request Entity Too Large\r\n"
+    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+)
+
 LIBEVENT_CONTENT_TYPE = b"text/html; charset=ISO-8859-1"
 """The Content-Type libevent gives a reply that sets none (Core's 401, 404, 405)."""
 
@@ -196,9 +204,30 @@ class _CoreChannel(http.HTTPChannel):
     as libevent allows and ckpool sends."""
 
     delimiter = b"\n"
+    refused = False
 
     def lineReceived(self, line: bytes) -> None:
-        super().lineReceived(line[:-1] if line.endswith(b"\r") else line)
+        if not self.refused:
+            super().lineReceived(line[:-1] if line.endswith(b"\r") else line)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self.refused:
+            super().rawDataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        length = self.length
+        if length is not None and length > MAX_BODY:
+            self.refuse_too_large()
+        else:
+            super().allHeadersReceived()
+
+    def refuse_too_large(self) -> None:
+        """Answer 413 and close, reading nothing more (a body beyond ``MAX_BODY``)."""
+        if not self.refused:
+            self.refused = True
+            transport: Any = self.transport  # zope interfaces do not type-check here
+            transport.write(TOO_LARGE)
+            transport.loseConnection()
 
     def checkPersistence(self, request: Any, version: bytes) -> bool:
         if version == b"HTTP/1.0":
@@ -212,11 +241,27 @@ class _CoreChannel(http.HTTPChannel):
         return result
 
 
+class _CoreRequest(Request):
+    """A request whose chunked body is cut off at ``MAX_BODY`` too."""
+
+    received = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received > MAX_BODY:
+            channel = self.channel
+            if isinstance(channel, _CoreChannel):
+                channel.refuse_too_large()
+            return
+        super().handleContentChunk(data)
+
+
 class _CoreSite(Site):
     """A site with Core's connection handling and without the per-request access log
     (long polls and submits are frequent)."""
 
     protocol = _CoreChannel  # type: ignore[assignment]
+    requestFactory = _CoreRequest
 
     def log(self, request: http.Request) -> None:
         return None

@@ -312,3 +312,44 @@ async def test_cookie_file_is_written_at_start_and_removed_at_stop(tmp_path: Pat
     assert mode == 0o600
     assert [r.status for r in replies] == [401, 200, 200, 401]
     assert not cookie.exists()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_body_beyond_cores_32_mib_is_refused_with_413(tmp_path: Path) -> None:
+    handle = await devnet(tmp_path)
+    too_long = 0x02000000 + 1
+
+    def announced() -> tuple[Reply, bool]:
+        client = RawClient(handle.port)
+        try:
+            client.sock.sendall(
+                b"POST / HTTP/1.1\r\nHost: x\r\n" + f"Content-Length: {too_long}\r\n\r\n".encode()
+            )
+            return client.read_reply(), client.server_closed()
+        finally:
+            client.close()
+
+    def chunked() -> tuple[Reply, bool]:
+        client = RawClient(handle.port)
+        try:
+            client.sock.sendall(
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + f"{too_long:x}\r\n".encode()
+            )
+            piece = b" " * 1_048_576
+            for _ in range(too_long // len(piece)):
+                client.sock.sendall(piece)
+            client.sock.sendall(b" ")  # the byte too many: the server has read all we sent
+            return client.read_reply(), client.server_closed()
+        finally:
+            client.close()
+
+    try:
+        first, first_closed = await in_thread(announced)
+        second, second_closed = await in_thread(chunked)
+        [after] = await in_thread(lambda: exchange(handle.port, {"body": call("getblockcount")}))
+    finally:
+        await handle.stop()
+    for reply, closed in ((first, first_closed), (second, second_closed)):
+        assert reply.status == 413 and reply.body == b"" and closed
+    assert after.json()["result"] == 0
