@@ -73,8 +73,9 @@ def chain_events(chain: DevnetChain, before: ChainSnapshot) -> tuple[ChainEvents
     start = 0 if fork is None else fork.height + 1
     connected = tuple(chain.active[start:]) if now.tip is not before.tip else ()
     in_blocks: set[bytes] = set()
-    for entry in connected:
-        in_blocks.update(tx.txid() for tx in entry.block().transactions)
+    if before.mempool - now.mempool:  # only then can a block explain a removal
+        for entry in connected:
+            in_blocks.update(tx.txid() for tx in entry.block().transactions)
     added = tuple(txid for txid in chain.mempool if txid not in before.mempool)
     removed = tuple(
         txid for txid in before.mempool if txid not in now.mempool and txid not in in_blocks

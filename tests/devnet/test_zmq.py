@@ -146,10 +146,39 @@ def test_a_transaction_entering_the_mempool_is_hashtx_rawtx_and_sequence_a() -> 
     coinbase = blocks[0].transactions[0]
     tx = spend(coinbase.txid(), 0, coinbase.outputs[0].value - 1000)
     chain.accept_to_mempool(tx, NOW)
-    events, _ = chain_events(chain, before)
+    events, after = chain_events(chain, before)
     counter = struct.pack("<Q", chain.mempool_updates)
     assert notifications(chain, events, TOPICS) == [
         ("hashtx", tx.txid()[::-1]),
         ("rawtx", tx.serialize()),
         ("sequence", tx.txid()[::-1] + b"A" + counter),
     ]
+    # Mined: no "R" (Core sends R only for removals other than by a block).
+    [block] = mine(chain, 1, now=NOW + 200)
+    events, after = chain_events(chain, after)
+    assert events.removed == () and [e.hash for e in events.connected] == [block.hash()]
+    txs = block.transactions
+    assert notifications(chain, events, TOPICS) == [
+        ("sequence", block.hash()[::-1] + b"C"),
+        *[
+            (topic, t.txid()[::-1] if topic == "hashtx" else t.serialize())
+            for t in txs
+            for topic in ("hashtx", "rawtx")
+        ],
+        ("hashblock", block.hash()[::-1]),
+        ("rawblock", block.serialize()),
+    ]
+    # Disconnected: its transaction returns to the mempool ("A" again, as in Core).
+    chain.invalidate_block(block.hash())
+    events, after = chain_events(chain, after)
+    assert [e.hash for e in events.disconnected] == [block.hash()]
+    assert events.added == (tx.txid(),) and events.removed == ()
+    # One block further back the coinbase it spends is immature for the next block: it
+    # leaves the mempool other than by a block, which is "R".
+    chain.invalidate_block(blocks[-2].hash())
+    events, _ = chain_events(chain, after)
+    assert events.removed == (tx.txid(),)
+    counter = struct.pack("<Q", chain.mempool_updates)
+    assert ("sequence", tx.txid()[::-1] + b"R" + counter) in notifications(
+        chain, events, ["sequence"]
+    )
