@@ -42,20 +42,23 @@ from otedama.devnet.zmqpub import ZmqNotifier, ZmqPublisher
 __all__ = ["DevnetHandle", "DevnetResource", "DevnetService", "start_devnet"]
 
 
-KNOWN_METHODS = frozenset({b"GET", b"POST", b"HEAD", b"PUT", b"OPTIONS"})
-"""HTTP methods Core's server knows; any other is refused early with 405 and no body."""
+KNOWN_METHODS = frozenset({b"GET", b"POST", b"HEAD", b"PUT"})
+"""HTTP methods Core's server knows (``HTTPRequest::GetRequestMethod``); any other is
+refused early with 405 and no body."""
 
 POST_ONLY = b"JSONRPC server handles only POST requests"
 AUTH_FAILURE_DELAY = 0.25
 """Seconds before a wrong password is answered, as Core deters brute-forcing (without
 blocking: other requests are served meanwhile)."""
 
+AUTH_LOG_INTERVAL = 60.0
+"""Wrong passwords are logged at most once per this many seconds, with their count."""
+
 MAX_BODY = 0x02000000
 """Core's limit on a request body (``MAX_SIZE``, 32 MiB): libevent answers more with 413."""
 
 TOO_LARGE = (
-    b"HTTP/1.1 413 Request Entity Too Large\r\n"
-    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+    b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 )
 
 LIBEVENT_CONTENT_TYPE = b"text/html; charset=ISO-8859-1"
@@ -87,6 +90,8 @@ class DevnetResource(Resource):
         self.rpc = rpc
         self.auth = auth
         self.clock: Any = clock
+        self._bad_passwords = 0
+        self._bad_logged_at: float | None = None
 
     def render(self, request: Request) -> int:
         request.responseHeaders.removeHeader(b"server")
@@ -102,10 +107,7 @@ class DevnetResource(Resource):
         elif self.auth is not None and not self.auth.check(
             request.getHeader(b"authorization") or b""
         ):
-            self.log.warn(
-                "devnet RPC: incorrect password attempt from {peer}",
-                peer=str(request.getClientAddress()),
-            )
+            self._note_bad_password(request)
             if self.clock is None:
                 _unauthorized(request)
             else:
@@ -113,6 +115,21 @@ class DevnetResource(Resource):
         else:
             self._serve(request)
         return NOT_DONE_YET
+
+    def _note_bad_password(self, request: Request) -> None:
+        """Log wrong passwords summarised per ``AUTH_LOG_INTERVAL`` (an outsider sets the pace)."""
+        self._bad_passwords += 1
+        now = self.clock.seconds() if self.clock is not None else None
+        last = self._bad_logged_at
+        if now is not None and last is not None and now - last < AUTH_LOG_INTERVAL:
+            return
+        self.log.warn(
+            "devnet RPC: {count} incorrect password attempt(s), the last from {peer}",
+            count=self._bad_passwords,
+            peer=str(request.getClientAddress()),
+        )
+        self._bad_passwords = 0
+        self._bad_logged_at = now
 
     def _serve(self, request: Request) -> None:
         assert request.content is not None

@@ -353,3 +353,39 @@ async def test_a_body_beyond_cores_32_mib_is_refused_with_413(tmp_path: Path) ->
     for reply, closed in ((first, first_closed), (second, second_closed)):
         assert reply.status == 413 and reply.body == b"" and closed
     assert after.json()["result"] == 0
+
+
+def test_wrong_passwords_are_answered_late_and_logged_once_a_minute(tmp_path: Path) -> None:
+    """An outsider sets the pace of wrong passwords: 401 comes after 250 ms, and the log
+    gets one line per minute with the count, not one per attempt."""
+    from twisted.internet.task import Clock
+    from twisted.logger import Logger
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from otedama.devnet.auth import RpcAuth
+    from otedama.devnet.service import DevnetResource
+
+    clock = Clock()
+    events: list[dict[str, Any]] = []
+    resource = DevnetResource(None, RpcAuth([("alice", "pw")]), clock)  # type: ignore[arg-type]
+    resource.log = Logger(observer=events.append)
+
+    def attempt() -> Any:
+        request = DummyRequest([b""])
+        request.uri, request.method, request.channel = b"/", b"POST", object()
+        wrong = base64.b64encode(b"alice:guess")
+        request.requestHeaders.setRawHeaders(b"authorization", [b"Basic " + wrong])
+        resource.render(request)
+        return request
+
+    first = attempt()
+    assert first.finished == 0  # not yet: the answer waits
+    clock.advance(0.25)
+    assert first.responseCode == 401 and first.finished == 1
+    assert first.responseHeaders.getRawHeaders(b"www-authenticate") == [b'Basic realm="jsonrpc"']
+    for _ in range(4):
+        attempt()
+        clock.advance(1)
+    clock.advance(60)
+    attempt()
+    assert [e["count"] for e in events] == [1, 5]
