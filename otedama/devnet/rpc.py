@@ -603,8 +603,9 @@ class DevnetRpc:
         they spanned (0 for the genesis block or a zero span)."""
         if tip.height == 0:
             return 0
-        if lookup <= 0 or lookup > tip.height:
-            lookup = tip.height
+        if lookup <= 0:  # Core: the blocks since the last retarget boundary
+            lookup = tip.height % 2016 + 1
+        lookup = min(lookup, tip.height)
         first = self.chain.active[tip.height - lookup] if self.chain.on_best_chain(tip) else tip
         while first.height > tip.height - lookup and first.parent is not None:
             first = first.parent

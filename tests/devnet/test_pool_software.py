@@ -4,6 +4,7 @@ as their sources send them, over a raw socket: Core's fields and submitblock res
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,30 @@ async def test_cpuminer_long_polls_getblocktemplate_until_a_new_block(tmp_path: 
     assert fresh["previousblockhash"] == found[::-1].hex()
     assert fresh["height"] == template["height"] + 1
     assert Block.parse(block_from_template(fresh).serialize()).header.prev_hash == found
+
+
+@pytest_twisted.ensureDeferred
+async def test_getnetworkhashps_is_cores_work_over_time(tmp_path: Path) -> None:
+    handle = await devnet(tmp_path)
+    hashes = await handle.node.generate(3, address_to_script(POOL, "devnet"))
+    try:
+        replies = results(
+            await in_thread(
+                lambda: exchange(
+                    handle.port,
+                    {"body": call("getnetworkhashps", 2)},
+                    {"body": call("getnetworkhashps", -1, 1)},
+                    {"body": call("getnetworkhashps", 120, 0)},
+                )
+            )
+        )
+    finally:
+        await handle.stop()
+    entries = [handle.chain.index[h] for h in hashes]
+    work = (1 << 256) // (handle.chain.target + 1)
+    span = entries[2].header.time - entries[0].header.time
+    assert replies[0] == (float(Fraction(2 * work, span)) if span > 0 else 0)
+    assert replies[2] == 0  # the genesis block alone
+    # -1: the blocks since the retarget boundary (height 1 % 2016 + 1 = 2, so 1 here).
+    since_genesis = entries[0].header.time - handle.chain.genesis.header.time
+    assert replies[1] == float(Fraction(work, since_genesis))
