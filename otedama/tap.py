@@ -157,6 +157,13 @@ def devnet_service(config: Config, reactor: Any) -> DevnetService:
             devnet.difficulty,
             devnet.data_dir,
             wallet_address=config.payout_address,
+            credentials=(devnet.rpc_user, devnet.rpc_password)
+            if devnet.rpc_user and devnet.rpc_password
+            else None,
+            cookie=devnet.rpc_cookie,
+            zmq=devnet.zmq_endpoints(),
+            chain_name=devnet.chain_name,
+            connections=devnet.reported_connections,
         )
     except ValueError as e:
         raise ValueError(f"chain.devnet.difficulty: {e}") from None
@@ -166,10 +173,19 @@ def rpc_endpoints(config: Config) -> list[Any]:
     from otedama.node.rpc import RpcEndpoint
 
     if config.chain.backend == "devnet":
-        listen = config.chain.devnet.listen
+        devnet = config.chain.devnet
+        listen = devnet.listen
         host = "127.0.0.1" if listen.host in ("", "0.0.0.0") else listen.host
         host = f"[{host}]" if ":" in host else host
-        return [RpcEndpoint(url=f"http://{host}:{listen.port}/")]
+        cookie = devnet.data_dir / ".cookie" if devnet.rpc_cookie and not devnet.rpc_user else None
+        return [
+            RpcEndpoint(
+                url=f"http://{host}:{listen.port}/",
+                user=devnet.rpc_user,
+                password=devnet.rpc_password,
+                cookie_file=str(cookie) if cookie else None,
+            )
+        ]
     return [
         RpcEndpoint(
             url=rpc.url,
