@@ -395,11 +395,20 @@ class FederationConfig:
     )
 
 
+def _metrics_path(value: Any) -> str:
+    text = string(value)
+    if not text.startswith("/") or " " in text:
+        raise Invalid(f'expected a URL path like "/metrics", got "{text}"')
+    return text
+
+
 @dataclass(frozen=True)
-class EndpointToggle:
-    enabled: bool = option(True, boolean)
-    address: HostPort = option(HostPort("127.0.0.1", 9090), host_port(), dump=str)
-    path: str = option("/", string)
+class MetricsConfig:
+    enabled: bool = option(False, boolean, doc="Serve Prometheus metrics over HTTP.")
+    address: HostPort = option(
+        HostPort("127.0.0.1", 9090), host_port(), dump=str, doc="Metrics endpoint address."
+    )
+    path: str = option("/metrics", _metrics_path, doc="URL path Prometheus scrapes.")
 
 
 def _url_path(value: Any) -> str:
@@ -438,7 +447,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class MonitoringConfig:
-    metrics: EndpointToggle = section(EndpointToggle, used=False)
+    metrics: MetricsConfig = section(MetricsConfig)
     health: HealthConfig = section(HealthConfig)
     logging: LoggingConfig = section(LoggingConfig)
 

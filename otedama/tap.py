@@ -124,7 +124,9 @@ class ChainService(Service):
 class ReadyWhen(Service):
     """Runs a child service and reports it ready when ``check()`` succeeds."""
 
-    def __init__(self, name: str, service: Any, check: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    def __init__(
+        self, name: str, service: Any, check: Callable[[], Coroutine[Any, Any, Any]]
+    ) -> None:
         self.setName(name)
         self.service = service
         self.check = check
@@ -344,10 +346,14 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     health.checks["database"] = lambda: ledger_check(store)
     source.setName("templates")
     source.setServiceParent(node)
+    metrics = node_metrics(config, reactor, core, store, client)
 
     if config.stratum.enable:
-        factory = StratumFactory(jobs, core, stratum_settings(config), reactor)
-        health.checks["stratum"] = lambda: Check(OK, {"miners": len(factory.server.sessions)})
+        port = str(config.stratum.address.port)
+        sink = metrics.watch_stratum(port, network.algorithm, core)
+        factory = StratumFactory(jobs, sink, stratum_settings(config), reactor)
+        metrics.watch_server(sink, factory.server)
+        health.checks["stratum"] = lambda: metrics.stratum_check(health)
         endpoint = serverFromString(reactor, config.stratum.address.server_endpoint())
         ListenerService("stratum", endpoint, factory).setServiceParent(node)
         node.add_reload_hook(
@@ -375,7 +381,30 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         site.log = lambda request: None  # type: ignore[method-assign]
         endpoint = serverFromString(reactor, settings.address.server_endpoint())
         ListenerService("health", endpoint, site).setServiceParent(node)
+    metrics.start_services(node)
+    if config.monitoring.metrics.enabled:
+        served = config.monitoring.metrics
+        site = Site(health_root(served.path, metrics.resource()))
+        site.noisy = False
+        site.log = lambda request: None  # type: ignore[method-assign]
+        endpoint = serverFromString(reactor, served.address.server_endpoint())
+        ListenerService("metrics", endpoint, site).setServiceParent(node)
     return node
+
+
+def node_metrics(config: Config, reactor: Any, core: Any, store: Any, client: Any) -> Any:
+    """The node's counters: served to Prometheus when ``monitoring.metrics`` is on, and
+    read by ``/health``'s stratum check (``otedama mining status``) always."""
+    from otedama.ops.metrics import NodeMetrics
+
+    metrics = NodeMetrics(reactor, config.chain.network)
+    metrics.watch_core(core)
+    if config.monitoring.metrics.enabled:
+        metrics.watch_ledger(store)
+    metrics.watch_rpc(client.transport)
+    if client.wallet.transport is not client.transport:
+        metrics.watch_rpc(client.wallet.transport)
+    return metrics
 
 
 def health_root(path: str, leaf: Any) -> Any:
