@@ -327,12 +327,20 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class RedisConfig:
-    url: str | None = option(None, optional_string, secret=False, used=False)
-    host: str = option("localhost", string, used=False)
-    port: int = option(6379, port, used=False)
-    password: str = option("", string, secret=True, used=False)
-    db: int = option(0, integer(0), used=False)
-    pool_size: int = option(10, integer(1), used=False)
+    enabled: bool = option(
+        False, boolean, doc="Share rate limits and live events through Redis at host:port."
+    )
+    url: str | None = option(
+        None,
+        optional_string,
+        secret=False,
+        doc="`redis://[:password@]host[:port][/db]`; `REDIS_URL` overrides. Set: Redis is used.",
+    )
+    host: str = option("localhost", string, doc="Redis host (with `enabled`).")
+    port: int = option(6379, port, doc="Redis port.")
+    password: str = option("", string, secret=True, doc="Redis password.")
+    db: int = option(0, integer(0), doc="Redis database number.")
+    pool_size: int = option(10, integer(1), doc="Connections to Redis.")
 
 
 @dataclass(frozen=True)
@@ -570,7 +578,9 @@ class Config:
     stratum: StratumConfig = section(StratumConfig)
     api: ApiConfig = section(ApiConfig, used=False)
     database: DatabaseConfig = section(DatabaseConfig)
-    redis: RedisConfig = section(RedisConfig, used=False)
+    redis: RedisConfig = section(
+        RedisConfig, doc="Optional: rate limits and events shared by several nodes."
+    )
     security: SecurityConfig = section(SecurityConfig, used=False)
     federation: FederationConfig = section(FederationConfig, used=False)
     monitoring: MonitoringConfig = section(MonitoringConfig)

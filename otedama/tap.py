@@ -347,6 +347,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     source.setName("templates")
     source.setServiceParent(node)
     metrics = node_metrics(config, reactor, core, store, client)
+    shared_state(config, reactor, core, node, health)
 
     if config.stratum.enable:
         port = str(config.stratum.address.port)
@@ -390,6 +391,19 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         endpoint = serverFromString(reactor, served.address.server_endpoint())
         ListenerService("metrics", endpoint, site).setServiceParent(node)
     return node
+
+
+def shared_state(config: Config, reactor: Any, core: Any, node: Any, health: Any) -> Any:
+    """Rate limits and live events (``redis.*``: through Redis, else in memory); found
+    blocks are published on ``blocks``. With Redis, ``/health`` gains a ``redis`` check."""
+    from otedama.ops.redis import SharedState, publish_blocks, redis_target
+
+    shared = SharedState(redis_target(config), reactor)
+    shared.setServiceParent(node)
+    if shared.target is not None:
+        health.checks["redis"] = shared.check
+    publish_blocks(core, shared)
+    return shared
 
 
 def node_metrics(config: Config, reactor: Any, core: Any, store: Any, client: Any) -> Any:
