@@ -57,6 +57,7 @@ def node_config(data_dir: Path) -> dict[str, Any]:
             "address": f"127.0.0.1:{free_port()}",
             "share_difficulty": 0.00002,
             "min_difficulty": 0.00001,
+            "max_workers": 1000,
         },
         "database": {"url": f"sqlite:///{data_dir / 'otedama.sqlite'}"},
         "mining": {"enable_cpu": True, "cpu": {"threads": 1}},
