@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 
@@ -225,3 +226,69 @@ def test_every_metric_the_grafana_dashboard_uses_exists_in_the_exposition(
         exposed.update(sample.name for sample in family.samples)
     missing = dashboard_metric_names() - exposed
     assert not missing, f"the dashboard uses metrics the node does not export: {sorted(missing)}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_rpc_requests_are_timed_and_failures_counted_per_daemon() -> None:
+    from otedama.node.rpc import RpcEndpoint, RpcTimeout
+
+    clock = Clock()
+    metrics = NodeMetrics(clock, "regtest")
+
+    class State:
+        def __init__(self, url: str) -> None:
+            self.endpoint = RpcEndpoint(url)
+
+    class Transport:
+        async def _exchange(self, state: State, method: str) -> str:
+            clock.advance(0.02)
+            if method == "slow":
+                raise RpcTimeout("no answer")
+            return "ok"
+
+    transport = Transport()
+    metrics.watch_rpc(transport)
+    primary, backup = State("http://10.0.0.1:8332"), State("http://10.0.0.2:8332")
+    assert await transport._exchange(primary, "getblockchaininfo") == "ok"
+    with pytest.raises(RpcTimeout):
+        await transport._exchange(backup, "slow")
+    values = samples(metrics.exposition().decode())
+    assert values[("otedama_rpc_requests_total", (("daemon", primary.endpoint.url),))] == 1
+    assert (
+        values[
+            ("otedama_rpc_errors_total", (("daemon", backup.endpoint.url), ("kind", "RpcTimeout")))
+        ]
+        == 1
+    )
+    key = ("otedama_rpc_seconds_bucket", (("daemon", primary.endpoint.url), ("le", "0.025")))
+    assert values[key] == 1
+
+
+def test_the_ledger_view_counts_blocks_by_status_and_payout_batches(tmp_path: Path) -> None:
+    from otedama.ledger import db
+    from otedama.ledger.tables import payout_batches
+    from otedama.ops.metrics import read_ledger_view
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'ledger.sqlite'}", pool_size=1)
+    try:
+        with engine.begin() as connection:
+            db.upgrade(connection)
+            for n, (state, total_sats) in enumerate(
+                [("sent", 150_000), ("sent", 250_000), ("failed", 7)]
+            ):
+                connection.execute(
+                    payout_batches.insert().values(
+                        created_at=1.0, updated_at=1.0, state=state,
+                        comment=f"otedama-payout-{n}", total=total_sats,
+                    )
+                )  # fmt: skip
+            view = read_ledger_view(connection)
+    finally:
+        engine.dispose()
+    assert view.payouts == {"sent": (2, 400_000), "failed": (1, 7)}
+    assert view.blocks["confirmed"] == 0
+    metrics = NodeMetrics(Clock(), "devnet")
+    metrics.ledger_view = view
+    values = samples(metrics.exposition().decode())
+    assert values[("otedama_payout_sats", (("state", "sent"),))] == 400_000
+    assert values[("otedama_payout_batches", (("state", "failed"),))] == 1
