@@ -325,6 +325,18 @@ class DatabaseConfig:
         return min(self.pool_size, self.max_connections)
 
 
+def _redis_url(value: Any) -> str | None:
+    text = optional_string(value)
+    if text is None:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme != "redis" or not parts.hostname:
+        raise Invalid(f'expected redis://[:password@]host[:port][/db], got "{mask_url(text)}"')
+    if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise Invalid(f'the database after the / must be a number, got "{mask_url(text)}"')
+    return text
+
+
 @dataclass(frozen=True)
 class RedisConfig:
     enabled: bool = option(
@@ -332,7 +344,7 @@ class RedisConfig:
     )
     url: str | None = option(
         None,
-        optional_string,
+        _redis_url,
         secret=False,
         doc="`redis://[:password@]host[:port][/db]`; `REDIS_URL` overrides. Set: Redis is used.",
     )
@@ -1018,6 +1030,8 @@ def start_summary(config: Config) -> str:
         listeners.append(f"stratum {config.stratum.address}")
     if config.monitoring.health.enabled:
         listeners.append(f"health {config.monitoring.health.address}")
+    if config.monitoring.metrics.enabled:
+        listeners.append(f"metrics {config.monitoring.metrics.address}")
     miner = "; built-in CPU miner on" if config.mining.enable_cpu else ""
     return (
         f"starting {config.app.name}: network {chain.network}; chain {backend}; "

@@ -323,8 +323,11 @@ class NodeMetrics:
     def watch_ledger(self, store: Any) -> None:
         """The ledger store: its ingest counters, and the time of each share batch write."""
         self.store = store
-        writer = store.writer
-        write = writer.write
+        writer: Any = getattr(store, "writer", None)
+        write = getattr(writer, "write", None)
+        if write is None:
+            self.log.warn("metrics: the ledger store has no share writer to time")
+            return
         histogram = self.ledger_batches
 
         @wraps(write)
@@ -342,13 +345,17 @@ class NodeMetrics:
 
         ``RpcTransport`` has no observer hook yet: this wraps its per-endpoint exchange.
         """
-        exchange = transport._exchange
+        exchange = getattr(transport, "_exchange", None)
+        if exchange is None:
+            self.log.warn("metrics: the RPC transport cannot be timed (no per-endpoint exchange)")
+            return
         daemons = self.daemons
         clock = self.clock
 
         @wraps(exchange)
         async def timed_exchange(state: Any, *args: Any, **kwargs: Any) -> Any:
-            url = state.endpoint.url
+            # Never let the instrumentation break a call: an unexpected shape is "unknown".
+            url = str(getattr(getattr(state, "endpoint", None), "url", "unknown"))
             daemon = daemons.get(url)
             if daemon is None:
                 daemon = daemons[url] = _Daemon()

@@ -349,3 +349,15 @@ async def test_a_hung_redis_costs_one_timeout_then_limits_stay_in_memory_for_a_w
         assert state.fallbacks == 2
     finally:
         await state.stopService()
+
+
+def test_a_redis_url_that_is_not_redis_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    from otedama.config import ConfigError, load_config
+
+    path = tmp_path / "otedama.yaml"
+    path.write_text("redis:\n  url: http://:hunter22@cache:6379\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    problems = "\n".join(caught.value.problems)
+    assert "redis.url: expected redis://" in problems
+    assert "hunter22" not in problems
