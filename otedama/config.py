@@ -200,7 +200,9 @@ class PoolConfig:
         "", string, doc="Address that receives the pool's coinbase and the fee."
     )
     fee_address: str | None = option(
-        None, optional_string, doc="Where fees are credited (default: wallet_address)."
+        None,
+        optional_string,
+        doc="Where fees are paid (default: none; the fee stays as wallet balance).",
     )
     rewards: RewardsConfig = section(RewardsConfig)
 
@@ -398,6 +400,11 @@ class FederationConfig:
     enabled: bool = option(False, boolean)
     node_id: str = option("", string)
     listen_port: int = option(4444, port)
+    advertise_host: str = option(
+        "",
+        string,
+        doc="Host name or address peers dial (gossip TCP); empty: as the bootstrap peers see it.",
+    )
     bootstrap_peers: tuple[str, ...] = option([], string_list, dump=list)
     max_peers: int = option(50, integer(0))
     reputation_threshold: float = option(0.5, number(0, 1))
@@ -545,6 +552,26 @@ class WalletConfig:
     )
 
 
+_ZMQ_ADDRESS = re.compile(r"(tcp://(\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\d{1,5}|\*)|ipc://\S+)")
+
+
+def _zmq_address(value: Any) -> str | None:
+    text = optional_string(value)
+    if text is None or text == "":
+        return None
+    if not _ZMQ_ADDRESS.fullmatch(text):
+        raise Invalid(f'expected a ZMQ address like "tcp://127.0.0.1:28332", got "{text}"')
+    return text
+
+
+def _zmq_option(topic: str) -> Any:
+    return option(
+        None,
+        _zmq_address,
+        doc=f"Publish Core's {topic} notifications here (like -zmqpub{topic}); off if unset.",
+    )
+
+
 @dataclass(frozen=True)
 class DevnetConfig:
     listen: HostPort = option(
@@ -559,6 +586,36 @@ class DevnetConfig:
     data_dir: Path = option(
         Path("./data/devnet"), path, dump=dump_path, doc="Where the devnet keeps its chain."
     )
+    rpc_user: str | None = option(
+        None, optional_string, doc="Require this user (with rpc_password), like rpcuser."
+    )
+    rpc_password: str | None = option(
+        None, optional_string, secret=True, doc="The password for rpc_user, like rpcpassword."
+    )
+    rpc_cookie: bool = option(
+        False, boolean, doc="Require the .cookie Core-style auth written in data_dir at start."
+    )
+    zmq_pub_hashblock: str | None = _zmq_option("hashblock")
+    zmq_pub_rawblock: str | None = _zmq_option("rawblock")
+    zmq_pub_hashtx: str | None = _zmq_option("hashtx")
+    zmq_pub_rawtx: str | None = _zmq_option("rawtx")
+    zmq_pub_sequence: str | None = _zmq_option("sequence")
+    chain_name: str = option(
+        "devnet",
+        choice("devnet", "regtest"),
+        doc="The chain getblockchaininfo reports; regtest for other software (otedama devnet).",
+    )
+    reported_connections: int = option(
+        0,
+        integer(0, 125),
+        doc="Peer count getnetworkinfo reports (it has none); 1 for Miningcore, which waits.",
+    )
+
+    def zmq_endpoints(self) -> dict[str, str]:
+        """Core's topic -> address for every configured ZMQ publisher."""
+        topics = ("hashblock", "rawblock", "hashtx", "rawtx", "sequence")
+        pairs = ((t, getattr(self, f"zmq_pub_{t}")) for t in topics)
+        return {topic: address for topic, address in pairs if address}
 
 
 @dataclass(frozen=True)
@@ -572,7 +629,11 @@ class ChainConfig:
         [], _rpc_list, dump=_dump_rpc, doc="Daemons, tried in order (failover)."
     )
     poll_interval: float = option(
-        5.0, duration, dump=dump_duration, doc="Template poll when long polling is unavailable."
+        5.0,
+        duration,
+        dump=dump_duration,
+        doc="Template poll when long polling is unavailable; the longest back-off after a "
+        "failed template request.",
     )
     rpc_timeout: float = option(30.0, duration, dump=dump_duration, doc="Per-call RPC timeout.")
     devnet: DevnetConfig = section(DevnetConfig)
@@ -803,6 +864,9 @@ def _cross_checks(config: Config) -> list[str]:
     if chain.backend == "bitcoind" and not chain.rpc:
         problems.append("chain.rpc: the bitcoind backend needs at least one daemon {url, user, …}")
     problems.extend(_wallet_problems(chain.wallet))
+    devnet = chain.devnet
+    if bool(devnet.rpc_user) != bool(devnet.rpc_password):
+        problems.append("chain.devnet: rpc_user and rpc_password go together (give both)")
     stratum = config.stratum
     if stratum.min_difficulty > stratum.max_difficulty:
         problems.append(

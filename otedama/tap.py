@@ -124,9 +124,7 @@ class ChainService(Service):
 class ReadyWhen(Service):
     """Runs a child service and reports it ready when ``check()`` succeeds."""
 
-    def __init__(
-        self, name: str, service: Any, check: Callable[[], Coroutine[Any, Any, Any]]
-    ) -> None:
+    def __init__(self, name: str, service: Any, check: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         self.setName(name)
         self.service = service
         self.check = check
@@ -159,6 +157,13 @@ def devnet_service(config: Config, reactor: Any) -> DevnetService:
             devnet.difficulty,
             devnet.data_dir,
             wallet_address=config.payout_address,
+            credentials=(devnet.rpc_user, devnet.rpc_password)
+            if devnet.rpc_user and devnet.rpc_password
+            else None,
+            cookie=devnet.rpc_cookie,
+            zmq=devnet.zmq_endpoints(),
+            chain_name=devnet.chain_name,
+            connections=devnet.reported_connections,
         )
     except ValueError as e:
         raise ValueError(f"chain.devnet.difficulty: {e}") from None
@@ -168,10 +173,19 @@ def rpc_endpoints(config: Config) -> list[Any]:
     from otedama.node.rpc import RpcEndpoint
 
     if config.chain.backend == "devnet":
-        listen = config.chain.devnet.listen
+        devnet = config.chain.devnet
+        listen = devnet.listen
         host = "127.0.0.1" if listen.host in ("", "0.0.0.0") else listen.host
         host = f"[{host}]" if ":" in host else host
-        return [RpcEndpoint(url=f"http://{host}:{listen.port}/")]
+        cookie = devnet.data_dir / ".cookie" if devnet.rpc_cookie and not devnet.rpc_user else None
+        return [
+            RpcEndpoint(
+                url=f"http://{host}:{listen.port}/",
+                user=devnet.rpc_user,
+                password=devnet.rpc_password,
+                cookie_file=str(cookie) if cookie else None,
+            )
+        ]
     return [
         RpcEndpoint(
             url=rpc.url,
@@ -266,6 +280,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
             max_backups=logging.max_backups,
         )
     node = NodeService(config, reactor, log_control)
+    node.expect_start_errors(*operator_errors())
     node.log.info("{summary}", summary=start_summary(config))
     network = get_network(config.chain.network)
 
@@ -302,6 +317,8 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         reactor,
         interval=config.pool.payout_interval,
         minimum_payout_sats=config.pool.minimum_payout,
+        # The fee credited to the pool's own address is already in its wallet: keep it.
+        kept_addresses={config.payout_address},
     )
     payouts.setName("payouts")
     payouts.setServiceParent(node)
@@ -339,10 +356,13 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         clock=reactor,
         poll_interval=config.chain.poll_interval,
         refresh_interval=config.stratum.job_timeout,
+        retry_max=config.chain.poll_interval,
     )
     source.subscribe(jobs.on_template)
+    follow_the_chain(client, source, core)
     health = NodeHealth(reactor, template_max_age=max(300.0, 4 * config.stratum.job_timeout))
     source.subscribe(health.on_template)
+    watch_the_chain(health, source, core)
     health.checks["database"] = lambda: ledger_check(store)
     source.setName("templates")
     source.setServiceParent(node)
@@ -391,6 +411,30 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         endpoint = serverFromString(reactor, served.address.server_endpoint())
         ListenerService("metrics", endpoint, site).setServiceParent(node)
     return node
+
+
+def operator_errors() -> tuple[type[BaseException], ...]:
+    """Start failures whose message says the cause and what to do (wrong RPC credentials,
+    a daemon on another chain, a missing or unmigrated database): one log line each."""
+    from otedama.ledger.db import DatabaseError
+    from otedama.node.chainview import ChainMismatchError
+    from otedama.node.rpc import RpcAuthError
+
+    return (RpcAuthError, ChainMismatchError, DatabaseError)
+
+
+def follow_the_chain(client: Any, source: Any, core: Any) -> None:
+    """Outage recovery: after a block the daemon took, the next template goes to miners at
+    once (so they do not find a second block at the same height), and when the daemon
+    answers any call again the template source stops waiting out its back-off."""
+    core.on_block(lambda _share, _result: source.refresh_soon())
+    client.transport.on_recovery(source.wake)
+
+
+def watch_the_chain(health: NodeHealth, source: Any, core: Any) -> None:
+    """The chain check is degraded as soon as templates or ``submitblock`` fail."""
+    health.chain_troubles["templates"] = source.trouble
+    health.chain_troubles["submitblock"] = core.submit_trouble
 
 
 def shared_state(config: Config, reactor: Any, core: Any, node: Any, health: Any) -> Any:

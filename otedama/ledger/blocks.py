@@ -50,6 +50,7 @@ from otedama.ledger.tables import (
     journal,
     shares,
 )
+from otedama.ops.outage import OutageLog
 
 if TYPE_CHECKING:
     from otedama.ledger.store import LedgerStore
@@ -206,9 +207,12 @@ def record_block(
     if split.fee:
         entries.append(_entry(now, split.fee_address, FEE, split.fee, block_id, note))
     if split.paid_in_coinbase:
+        # SOLO: the coinbase paid the finder and the fee (to the fee address, or to the
+        # pool's wallet): book both as paid so no payout sends them a second time.
+        paid = [*split.credits.items(), *([(split.fee_address, split.fee)] if split.fee else [])]
         entries.extend(
             _entry(now, address, PAYOUT, -amount, block_id, f"{note}: paid in the coinbase")
-            for address, amount in split.credits.items()
+            for address, amount in paid
         )
     if entries:
         connection.execute(insert(journal), entries)
@@ -406,7 +410,7 @@ class BlockTracker(TimerService):
     """Follows pending blocks on the chain: confirms them at maturity, reverses orphans.
 
     A ``TimerService``: every ``interval`` seconds it runs :meth:`check`; a failing check
-    (node down, database down) is logged and the next tick tries again.
+    (node down, database down) is logged once per outage and the next tick tries again.
     """
 
     log = Logger()
@@ -438,6 +442,8 @@ class BlockTracker(TimerService):
         self._clock: Any = clock
         #: The check started by the latest tick (tests and shutdown wait on it).
         self.last_tick: Deferred[None] | None = None
+        #: A daemon or database outage: one warning when it starts, one info when it ends.
+        self._outage = OutageLog("block maturity check", f"every {interval:g} s")
 
     def _tick(self) -> Deferred[None]:
         self.last_tick = Deferred.fromCoroutine(self._safe_check())
@@ -447,7 +453,9 @@ class BlockTracker(TimerService):
         try:
             await self.check()
         except Exception:
-            self.log.failure("block maturity check failed; retrying next tick")
+            self._outage.failed(self.log)
+        else:
+            self._outage.succeeded(self.log)
 
     async def check(self) -> TrackerReport:
         """Look at every pending block once and record what the chain says."""

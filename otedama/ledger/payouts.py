@@ -32,7 +32,7 @@ connection lost, an unexpected error) may or may not have paid, so the batch sta
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
@@ -57,6 +57,7 @@ from otedama.ledger.tables import (
     payout_batches,
     payout_items,
 )
+from otedama.ops.outage import OutageLog
 
 __all__ = [
     "CRASH_POINTS",
@@ -222,8 +223,13 @@ def create_batch(
     minimum_payout_sats: int,
     max_recipients: int,
     refused_addresses: frozenset[str] = frozenset(),
+    kept_addresses: frozenset[str] = frozenset(),
 ) -> PayoutBatch | None:
     """Reserve every spendable balance of at least the minimum for one new batch.
+
+    ``kept_addresses`` (the pool's own wallet address) are never paid: their balance (the
+    pool's fee when no separate fee address is configured) is already in the wallet, and
+    sending it there again would only cost an output and a transaction fee.
 
     Makes the batch row, its items and the ``payout`` debits together, or nothing: None
     when nobody is owed enough, or when an earlier batch is still ``committed`` (it must
@@ -243,7 +249,9 @@ def create_batch(
         (
             (address, amount)
             for address, amount in spendable_balances(connection).items()
-            if amount >= minimum_payout_sats and address not in refused_addresses
+            if amount >= minimum_payout_sats
+            and address not in refused_addresses
+            and address not in kept_addresses
         ),
         key=lambda item: (-item[1], item[0]),
     )[:max_recipients]
@@ -385,8 +393,10 @@ def _check_schedule(interval: float, minimum_payout_sats: int) -> None:
 class PayoutProcessor(Service):
     """Pays confirmed balances every ``interval`` seconds, exactly once (see the module doc).
 
-    ``crash_hook(step)`` is a test seam: it is called after each step named in
-    :data:`CRASH_POINTS`, so the crash tests can kill the process exactly there.
+    ``kept_addresses`` are the pool wallet's own addresses: their balances stay in the
+    wallet and are never sent (see :func:`create_batch`). ``crash_hook(step)`` is a test
+    seam: it is called after each step named in :data:`CRASH_POINTS`, so the crash tests
+    can kill the process exactly there.
     """
 
     log = Logger()
@@ -402,6 +412,7 @@ class PayoutProcessor(Service):
         *,
         confirmations: int = 1,
         search_depth: int = 10_000,
+        kept_addresses: Iterable[str] = (),
         crash_hook: Callable[[str], None] | None = None,
     ) -> None:
         _check_schedule(interval, minimum_payout_sats)
@@ -423,6 +434,7 @@ class PayoutProcessor(Service):
             raise ValueError(f"payout search depth must be at least 1, got {search_depth}")
         self.search_depth = search_depth
         self.crash_hook = crash_hook
+        self.kept_addresses = frozenset(kept_addresses)
         #: Addresses the wallet called invalid (-5); left out of new batches until restart.
         self.refused_addresses: set[str] = set()
         #: What the latest tick did (None before the first).
@@ -430,6 +442,8 @@ class PayoutProcessor(Service):
         self._loop: LoopingCall | None = None
         self._busy = False
         self._idle_waiters: list[Deferred[None]] = []
+        #: A wallet or database outage: one warning when it starts, one info when it ends.
+        self._outage = OutageLog("payout tick", f"every {interval:g} s")
 
     # -- service ---------------------------------------------------------------------
 
@@ -481,12 +495,14 @@ class PayoutProcessor(Service):
         return Deferred.fromCoroutine(self._logged_tick())
 
     async def _logged_tick(self) -> None:
+        outage = self._outage
+        outage.retry = f"every {self.interval:g} s"
         try:
             await self.tick()
         except Exception:
-            self.log.failure(
-                "payout tick failed; trying again in {interval} s", interval=self.interval
-            )
+            outage.failed(self.log)
+        else:
+            outage.succeeded(self.log)
 
     # -- one tick --------------------------------------------------------------------
 
@@ -527,6 +543,7 @@ class PayoutProcessor(Service):
                 minimum_payout_sats=self.minimum_payout_sats,
                 max_recipients=self.max_recipients_per_batch,
                 refused_addresses=refused,
+                kept_addresses=self.kept_addresses,
             )
         )
         if new_batch is None:

@@ -255,7 +255,8 @@ class LedgerStore(Service):
         self, found: blocks.FoundBlock, policy: blocks.RewardPolicy, recorded: blocks.RecordedBlock
     ) -> None:
         if recorded.created and recorded.split is not None:
-            self.log.info(
+            # Debug: the pool core's line for the found block says what was recorded.
+            self.log.debug(
                 "block {height} {hash} recorded: {reward} sats, fee {fee}, "
                 "{count} addresses credited ({scheme})",
                 height=found.height,

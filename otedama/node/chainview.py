@@ -315,31 +315,14 @@ class ChainView:
 
     def _log_submit(self, block_hash: str, result: SubmitResult) -> None:
         url = self.active_url
-        if result.outcome is SubmitOutcome.ACCEPTED:
-            self.log.info(
-                "block {block_hash} accepted by bitcoind at {url}", block_hash=block_hash, url=url
-            )
-        elif result.outcome is SubmitOutcome.DUPLICATE:
-            self.log.info(
-                "block {block_hash} was already known to bitcoind at {url} (duplicate)",
-                block_hash=block_hash,
-                url=url,
-            )
-        elif result.outcome is SubmitOutcome.INCONCLUSIVE:
-            self.log.warn(
-                "block {block_hash} is valid but not on the best chain of bitcoind at {url} "
-                "({reason})",
-                block_hash=block_hash,
-                url=url,
-                reason=result.reason,
-            )
-        else:
-            self.log.error(
-                "block {block_hash} REJECTED by bitcoind at {url}: {reason}",
-                block_hash=block_hash,
-                url=url,
-                reason=result.reason,
-            )
+        # Debug only: the pool core logs the one line of a found block with the verdict.
+        self.log.debug(
+            "submitblock {block_hash} to bitcoind at {url}: {outcome}{reason}",
+            block_hash=block_hash,
+            url=url,
+            outcome=result.outcome.name.lower(),
+            reason=f" ({result.reason})" if result.reason else "",
+        )
 
     async def get_block_hash(self, height: int) -> str:
         """``getblockhash``: the hash (display hex) of the best-chain block at ``height``."""

@@ -7,7 +7,10 @@ proxies that do not hold long polls, and so that a refreshed template (new trans
 new time) goes out at least every ``refresh_interval``. Subscribers get a template when
 the previous block changes and on each refresh; what a refresh means for miners' jobs is
 Stratum's decision. Failures back off and are logged once per streak, never stopping the
-loops.
+loops; while they last, :meth:`TemplateSource.trouble` says why (for ``/health``). When
+the daemon answers again (either loop, or any other call: :meth:`TemplateSource.wake`)
+every loop in a back-off asks at once, and after an accepted block :meth:`refresh_soon`
+fetches the next template at once, whatever the loops are doing.
 """
 
 from __future__ import annotations
@@ -87,6 +90,9 @@ class TemplateSource(Service):
         self._last_delivery: float | None = None
         self._tip_epoch = 0
         self._failures = 0
+        self._failing_since: float | None = None
+        self._last_error = ""
+        self._backoffs: dict[Deferred[None], Any] = {}
         self._tasks: set[Deferred[Any]] = set()
 
     @property
@@ -124,12 +130,55 @@ class TemplateSource(Service):
         done: Deferred[Any] = DeferredList(pending, consumeErrors=True)
         return done.addCallback(lambda _: None)
 
-    async def refresh(self) -> BlockTemplate:
-        """Fetch a template now and deliver it whatever changed (e.g. after our own block)."""
+    async def refresh(self, force: bool = True) -> BlockTemplate:
+        """Fetch a template now and deliver it whatever changed (without ``force``: only
+        if the tip changed or a refresh is due, as the loops do)."""
         epoch = self._tip_epoch
         template: BlockTemplate = await self._spawn(self._get_template())
-        self._offer(template, epoch, force=True)
+        self._offer(template, epoch, force=force)
         return template
+
+    def refresh_soon(self) -> None:
+        """After a block the daemon took: fetch the next template and send it to miners at
+        once, whatever state the loops are in (a long poll may be held or backing off). A
+        failure is logged like the loops' and wakes them to retry at once."""
+        if not self.running:
+            return
+        self.wake()
+        self._spawn(self._refresh_or_wake(), background=True)
+
+    async def _refresh_or_wake(self) -> None:
+        try:
+            # Not forced: if a woken loop delivered the new tip first, miners get it once.
+            await self.refresh(force=False)
+        except CancelledError:
+            raise
+        except Exception as e:
+            if not self.running:
+                raise CancelledError() from None
+            self._failed(e)
+            self.wake()
+        else:
+            self._recovered()
+
+    def wake(self) -> None:
+        """The daemon answers again: end every back-off wait now, so the loops ask at once
+        instead of waiting out their back-off."""
+        for waiting, delayed in list(self._backoffs.items()):
+            del self._backoffs[waiting]
+            if delayed.active():
+                delayed.cancel()
+            waiting.callback(None)
+
+    def trouble(self) -> str | None:
+        """Why templates are not coming, while they are not (None when they are)."""
+        if self._failing_since is None:
+            return None
+        since = self._clock.seconds() - self._failing_since
+        return (
+            f"getting a block template has failed for {since:.0f} s "
+            f"({self._failures} attempts): {self._last_error}"
+        )
 
     # -- loops ---------------------------------------------------------------------------
 
@@ -180,11 +229,14 @@ class TemplateSource(Service):
         except CancelledError:
             raise
         except Exception as e:
+            if not self.running:
+                # Stopped while the request was out: whatever it failed with is the stop.
+                raise CancelledError() from None
             if isinstance(e, RpcTimeout) and longpollid is not None:
                 return None
             attempts.count += 1
             self._failed(e)
-            await self._sleep(backoff_delay(attempts.count, *self._retry))
+            await self._back_off(backoff_delay(attempts.count, *self._retry))
             return None
         attempts.count = 0
         self._recovered()
@@ -196,6 +248,25 @@ class TemplateSource(Service):
         if not self.running:
             raise CancelledError()
         await deferLater(self._clock, seconds)
+
+    async def _back_off(self, seconds: float) -> None:
+        """Like :meth:`_sleep`, but :meth:`wake` ends it early."""
+        if not self.running:
+            raise CancelledError()
+
+        def cancel(waiting: Deferred[None]) -> None:
+            delayed = self._backoffs.pop(waiting, None)
+            if delayed is not None and delayed.active():
+                delayed.cancel()
+
+        waiting: Deferred[None] = Deferred(cancel)
+
+        def expire() -> None:
+            if self._backoffs.pop(waiting, None) is not None:
+                waiting.callback(None)
+
+        self._backoffs[waiting] = self._clock.callLater(seconds, expire)
+        await waiting
 
     def _next_poll_delay(self) -> float:
         if self._last_delivery is None:
@@ -234,7 +305,8 @@ class TemplateSource(Service):
             return
         if tip_changed:
             self._tip_epoch += 1
-            self.log.info(
+            # Debug: the job manager logs the new template (with its transactions) once.
+            self.log.debug(
                 "new block template at height {height} on {prev}",
                 height=template.height,
                 prev=template.prev_hash_hex,
@@ -253,6 +325,9 @@ class TemplateSource(Service):
     # -- failures and tasks --------------------------------------------------------------
 
     def _failed(self, error: Exception) -> None:
+        self._last_error = str(error) or repr(error)
+        if self._failing_since is None:
+            self._failing_since = self._clock.seconds()
         if self._failures == 0:
             self.log.warn(
                 "getting a block template failed: {error}; retrying with back-off "
@@ -262,12 +337,14 @@ class TemplateSource(Service):
         self._failures += 1
 
     def _recovered(self) -> None:
+        self._failing_since = None
         if self._failures:
             self.log.info(
                 "block templates are coming again after {count} failed attempts",
                 count=self._failures,
             )
             self._failures = 0
+            self.wake()  # the other loop asks at once instead of waiting out its back-off
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], background: bool = False) -> Deferred[Any]:
         """Run ``coro``, tracked so that ``stopService`` can cancel it. A background loop's

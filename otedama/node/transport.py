@@ -12,13 +12,15 @@ no failover, no retry. The chain view (``chainview.py``) and the wallet view
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
 from otedama.node.rpc import (
@@ -92,6 +94,7 @@ class RpcTransport:
         self._backoff = (backoff_initial, backoff_max)
         self._ids = itertools.count(1)
         self._active = 0
+        self._recovery_listeners: list[Callable[[], object]] = []
         self._pool: Any = None
         if http_client is None:
             http_client = self._default_http_client(clock)
@@ -149,6 +152,11 @@ class RpcTransport:
         """The clock that times calls (the reactor in the node)."""
         return self._clock
 
+    def on_recovery(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` whenever an endpoint that was failing answers again (any
+        call: the template source uses it to stop waiting out its back-off)."""
+        self._recovery_listeners.append(callback)
+
     async def call_first(self, method: str, params: list[Any], *, path: str = "") -> Any:
         """A call that must not move: first endpoint only, no failover, no automatic retry
         (a wallet call whose outcome is unclear must be looked up, not sent again)."""
@@ -197,7 +205,8 @@ class RpcTransport:
 
     def _succeeded(self, index: int) -> None:
         state = self._states[index]
-        if state.failures and len(self._states) > 1:
+        recovered = state.failures > 0
+        if recovered and len(self._states) > 1:
             self.log.info("bitcoind at {url} answers again", url=state.endpoint.url)
         state.failures = 0
         state.retry_at = 0.0
@@ -208,6 +217,12 @@ class RpcTransport:
                 url=state.endpoint.url,
             )
             self._active = index
+        if recovered:
+            for callback in list(self._recovery_listeners):
+                try:
+                    callback()
+                except Exception:
+                    self.log.failure("RPC recovery listener {callback!r} failed", callback=callback)
 
     def _failed(self, index: int, error: NodeError) -> None:
         state = self._states[index]
@@ -319,8 +334,14 @@ def _reasons(error: ResponseFailed) -> str:
 
 
 def _is_cancellation(error: Exception) -> bool:
-    if isinstance(error, CancelledError):
+    """Our own cancel (a stop), in any of the shapes the HTTP client wraps it in: a
+    ResponseFailed, a RequestTransmissionFailed (a list of Failures), a cancelled connect."""
+    if isinstance(error, CancelledError | ConnectingCancelledError):
         return True
-    if isinstance(error, ResponseFailed):
-        return any(f.check(CancelledError) for f in error.reasons)
+    reasons = getattr(error, "reasons", None)
+    if isinstance(reasons, list):
+        return any(
+            isinstance(f, Failure) and f.check(CancelledError, ConnectingCancelledError)
+            for f in reasons
+        )
     return False

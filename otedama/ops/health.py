@@ -3,6 +3,10 @@
 Each part registers a check — a function returning a `Check` — and the report takes the
 worst status: ``ok`` (HTTP 200), ``degraded`` (HTTP 200: still serving, e.g. shares are
 spooled while the database is away), ``down`` (HTTP 503: e.g. no block template).
+
+The chain check is ``degraded`` as soon as one of its ``chain_troubles`` reports a reason
+(the template source failing, a ``submitblock`` without an answer), naming which, and
+``down`` once the last template is older than ``template_max_age``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class NodeHealth:
         self.last_template_at: float | None = None
         self.last_height: int | None = None
         self.checks: dict[str, Callable[[], Check]] = {"chain": self.chain_check}
+        #: name -> a function giving why that part of the chain path fails (None: fine).
+        self.chain_troubles: dict[str, Callable[[], str | None]] = {}
 
     def on_template(self, template: Any) -> None:
         """Subscribe to the template source: each template proves the chain answers."""
@@ -47,16 +53,32 @@ class NodeHealth:
 
     def chain_check(self) -> Check:
         now = self.clock.seconds()
+        troubles = self._troubles()
         if self.last_template_at is None:
             waited = now - self.started_at
             status = DOWN if waited > self.template_max_age else DEGRADED
-            return Check(status, {"reason": f"no block template yet ({waited:.0f} s)"})
+            reasons = [f"no block template yet ({waited:.0f} s)", *troubles.values()]
+            return Check(status, {"reason": "; ".join(reasons), **_failing(troubles)})
         age = now - self.last_template_at
         detail: dict[str, Any] = {"height": self.last_height, "template_age": round(age, 1)}
         if age > self.template_max_age:
-            detail["reason"] = f"no new block template for {age:.0f} s"
-            return Check(DOWN, detail)
+            reasons = [f"no new block template for {age:.0f} s", *troubles.values()]
+            return Check(DOWN, {**detail, "reason": "; ".join(reasons), **_failing(troubles)})
+        if troubles:
+            reason = "; ".join(troubles.values())
+            return Check(DEGRADED, {**detail, "reason": reason, **_failing(troubles)})
         return Check(OK, detail)
+
+    def _troubles(self) -> dict[str, str]:
+        found = {}
+        for name, trouble in self.chain_troubles.items():
+            try:
+                reason = trouble()
+            except Exception as error:  # a broken probe must not break /health
+                reason = f"{name} check failed: {error!r}"
+            if reason:
+                found[name] = reason
+        return found
 
     def report(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
@@ -74,6 +96,10 @@ class NodeHealth:
             "uptime": round(self.clock.seconds() - self.started_at, 1),
             "checks": checks,
         }
+
+
+def _failing(troubles: dict[str, str]) -> dict[str, Any]:
+    return {"failing": sorted(troubles)} if troubles else {}
 
 
 class HealthResource(Resource):

@@ -11,6 +11,7 @@ closes before the ledger flushes and the database goes last.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import signal
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
@@ -32,7 +34,37 @@ STOP_TIMEOUT = 8.0
 #: Exit status when a part of the node cannot start (bad credentials, port in use, …).
 EXIT_START_FAILED = 1
 
+#: Signals that stop the node; only the first one is passed on to the reactor.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
 ReloadHook = Callable[[Config, Config], None]
+
+#: Says what an expected start failure means for the operator (cause and what to do).
+Explain = Callable[[BaseException], str]
+
+
+def explain_listen_error(error: BaseException) -> str:
+    """A port the node cannot bind: the cause and what to do, in one line."""
+    assert isinstance(error, CannotListenError)
+    cause = str(error).rstrip(".")
+    code = getattr(error.socketError, "errno", None)
+    if code == errno.EADDRINUSE:
+        return (
+            f"{cause}; another process (often a second node, or an old one still stopping) "
+            f"holds that port: find it with `ss -ltnp 'sport = :{error.port}'`, stop it or "
+            "choose another port"
+        )
+    if code == errno.EACCES:
+        return f"{cause}; ports below 1024 need privileges: choose a port above 1023"
+    return f"{cause}; check the listen address in the config: it must be one of this host's"
+
+
+def host_port(address: Any) -> str:
+    """``127.0.0.1:3333`` (``[::1]:3333``) for a TCP address; other kinds as they print."""
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None or port is None:
+        return str(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ListenerService(Service):
@@ -53,7 +85,9 @@ class ListenerService(Service):
 
         def listening(port: Any) -> Any:
             self.port = port
-            self.log.info("{name} listening on {address}", name=self.name, address=port.getHost())
+            self.log.info(
+                "{name} listening on {address}", name=self.name, address=host_port(port.getHost())
+            )
             return port
 
         self._ready.addCallback(listening)
@@ -95,6 +129,13 @@ class NodeService(MultiService):
         self._starting: Deferred[None] | None = None
         self._started: list[Any] = []
         self._previous_sighup: Any = None
+        self._previous_stop_handlers: dict[int, Any] = {}
+        self._stop_signalled = False
+        #: Start failures an operator causes and can fix (bad credentials, a busy port,
+        #: a missing database): logged as one line with the cause, without a traceback.
+        self.expected_errors: dict[type[BaseException], Explain] = {
+            CannotListenError: explain_listen_error
+        }
 
     # twistd asks the Application for an ILogObserver before it starts logging: give it
     # ours so the node's level, format and file apply from the first line.
@@ -108,6 +149,8 @@ class NodeService(MultiService):
         for warning in self.config.unused_warnings():
             self.log.warn("{warning}", warning=warning)
         self._install_sighup()
+        # After the reactor installed its own SIGTERM/SIGINT handlers (during startup).
+        self.reactor.callWhenRunning(self._guard_stop_signals)
         self._starting = Deferred.fromCoroutine(self._start_children())
         self._starting.addErrback(self._start_failed)
 
@@ -126,8 +169,25 @@ class NodeService(MultiService):
         self.notifier.ready("serving")
         self.ready.callback(None)
 
+    def expect_start_errors(self, *kinds: type[BaseException], explain: Explain = str) -> None:
+        """Start failures of these kinds are the operator's to fix, and their message
+        (or ``explain(error)``) says the cause and what to do: log them as one line."""
+        for kind in kinds:
+            self.expected_errors[kind] = explain
+
+    def explain(self, error: BaseException) -> str | None:
+        """The one-line cause of an expected start failure; None for an unexpected one."""
+        for kind, explain in self.expected_errors.items():
+            if isinstance(error, kind):
+                return explain(error)
+        return None
+
     def _start_failed(self, failure: Any) -> None:
-        self.log.failure("the node could not start; stopping", failure)
+        cause = self.explain(failure.value)
+        if cause is None:
+            self.log.failure("the node could not start; stopping", failure)
+        else:
+            self.log.critical("the node could not start: {cause}", cause=cause)
         if not self.ready.called:
             self.ready.errback(failure)
             self.ready.addErrback(lambda _: None)
@@ -137,6 +197,7 @@ class NodeService(MultiService):
     def _stop_after_failure(self) -> None:
         # twistd would exit 0; systemd's Restart=on-failure needs a failure status.
         self.reactor.addSystemEventTrigger("after", "shutdown", self._exit_failed)
+        self._stop_signalled = True  # a SIGTERM from now on must not stop it again
         self.reactor.stop()
 
     def _exit_failed(self) -> None:
@@ -180,6 +241,43 @@ class NodeService(MultiService):
         if self._previous_sighup is not None:
             signal.signal(signal.SIGHUP, self._previous_sighup)
             self._previous_sighup = None
+
+    def _guard_stop_signals(self) -> None:
+        """Pass only the first SIGTERM/SIGINT on to the reactor's handler.
+
+        GNU ``timeout`` signals the node and then its whole process group (which holds the
+        built-in miner's workers), and systemd or a terminal may signal twice as well; the
+        reactor's handler would call ``reactor.stop()`` a second time, which raises
+        ``ReactorNotRunning`` and is logged at critical. A repeat is noted at info.
+        """
+        for number in STOP_SIGNALS:
+            previous = signal.getsignal(number)
+            if not callable(previous):
+                continue
+            self._previous_stop_handlers[number] = previous
+            signal.signal(number, self._stop_signal_handler(previous))
+        self.reactor.addSystemEventTrigger("after", "shutdown", self._unguard_stop_signals)
+
+    def _unguard_stop_signals(self) -> None:
+        for number, previous in self._previous_stop_handlers.items():
+            signal.signal(number, previous)
+        self._previous_stop_handlers.clear()
+
+    def _stop_signal_handler(
+        self, previous: Callable[[int, Any], Any]
+    ) -> Callable[[int, Any], None]:
+        def handler(number: int, frame: Any) -> None:
+            if self._stop_signalled:
+                # Logged from the handler itself, as the reactor's own handler does.
+                self.log.info(
+                    "received {signal} again while stopping; nothing more to do",
+                    signal=signal.Signals(number).name,
+                )
+                return
+            self._stop_signalled = True
+            previous(number, frame)
+
+        return handler
 
     def add_reload_hook(self, hook: ReloadHook, keys: Iterable[str]) -> None:
         """Call ``hook(old, new)`` on each reload; it applies the config ``keys`` live."""

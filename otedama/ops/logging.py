@@ -1,11 +1,15 @@
 """Log observers built from ``monitoring.logging``: level, text or JSON, stdout and a file.
 
 The level can change while the node runs (SIGHUP) through `LogControl.set_level`.
+Twisted's own legacy chatter about ports and factories (``StratumFactory starting on
+3333``, ``(TCP Port 3333 Closed)``, ``Starting factory …``) is shown only at debug level:
+the node logs its listeners itself (``stratum listening on 127.0.0.1:3333``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -14,10 +18,12 @@ from typing import IO, Any
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogFilterPredicate,
     ILogObserver,
     LogEvent,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
     formatEvent,
     textFileLogObserver,
 )
@@ -72,6 +78,35 @@ class JsonLineObserver:
         self._stream.flush()
 
 
+#: Twisted's legacy lines about ports and factories that say nothing an operator needs.
+TWISTED_CHATTER = re.compile(
+    r"\S+ starting on \S+"
+    r"|\((TCP|UDP|Unix|SSL) Port \S+ Closed\)"
+    r"|(Starting|Stopping) factory .*",
+    re.DOTALL,
+)
+
+
+def is_twisted_chatter(event: LogEvent) -> bool:
+    """A legacy ``log.msg`` line from Twisted about a port or a factory starting or stopping."""
+    if event.get("log_namespace") != "log_legacy" or event.get("isError"):
+        return False
+    return TWISTED_CHATTER.fullmatch(formatEvent(event)) is not None
+
+
+@implementer(ILogFilterPredicate)
+class _QuietChatter:
+    """Drops Twisted's port and factory chatter unless the level is debug."""
+
+    def __init__(self, levels: LogLevelFilterPredicate) -> None:
+        self._levels = levels
+
+    def __call__(self, event: LogEvent) -> Any:
+        if self._levels.defaultLogLevel > LogLevel.debug and is_twisted_chatter(event):
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+
 @implementer(ILogObserver)
 class _FanOut:
     def __init__(self, observers: Iterable[Any]) -> None:
@@ -112,7 +147,7 @@ class LogControl:
             )
             self._files.append(logfile)
             sinks.append(self._make_sink(logfile, fmt))  # type: ignore[arg-type]
-        predicates: list[Any] = [self._predicate]
+        predicates: list[Any] = [self._predicate, _QuietChatter(self._predicate)]
         fan_out: Any = _FanOut(sinks)
         self.observer: Any = FilteringLogObserver(fan_out, predicates)
 

@@ -31,6 +31,7 @@ from otedama.chain.serialize import Transaction, TxOut
 from otedama.chain.template import BlockTemplate
 from otedama.ledger.blocks import FoundBlock, RecordedBlock, RewardPolicy
 from otedama.ledger.shares import ShareRecord
+from otedama.ops.outage import OutageLog
 from otedama.pool.ports import (
     BlockSubmitter,
     LedgerStorePort,
@@ -49,6 +50,9 @@ MAX_WORKERS = 100_000
 #: up to ``RECORD_RETRY_MAX``, until it succeeds: the block is never given up.
 RECORD_RETRY_FIRST = 1.0
 RECORD_RETRY_MAX = 60.0
+#: After a ``submitblock`` without an answer, the chain health stays degraded this long
+#: (or until a later ``submitblock`` is answered).
+SUBMIT_TROUBLE_WINDOW = 600.0
 #: How often accepted shares are summarised per worker in the log.
 SHARE_REPORT_INTERVAL = 30.0
 
@@ -122,6 +126,7 @@ class PoolCore:
         self._reported: dict[str, _Reported] = {}
         self._last_report: float | None = None
         self._on_block: list[Callable[[Share, SubmitResult], None]] = []
+        self._unanswered: tuple[float, str] | None = None
 
     def apply_fee(self, fee_basis_points: int, fee_address: str) -> None:
         """A reloaded fee and fee address: SOLO coinbases built from now on use them."""
@@ -173,15 +178,25 @@ class PoolCore:
         return Deferred.fromCoroutine(self._submit(block, share))
 
     async def _submit(self, block: bytes, share: Share) -> SubmitResult | None:
-        """Record the candidate as pending and submit it, neither waiting for the other."""
+        """Record the candidate as pending and submit it, neither waiting for the other.
+
+        A block the daemon took goes to the ``on_block`` callbacks at once (the next job
+        must not wait for the ledger); the one log line for the block comes once both the
+        verdict and the ledger's record are in.
+        """
         block_hash = share.block_hash[::-1].hex()
         self.stats.blocks_submitted += 1
         recording = self._record_candidate(share, block_hash)
         result: SubmitResult | None
         try:
             result = await self.submitter.submit_block(block)
-        except Exception:
+        except Exception as error:
             self.stats.blocks_unanswered += 1
+            self._unanswered = (
+                cast(Any, self.clock).seconds(),
+                f"submitblock for block {block_hash} at height {share.height} got no "
+                f"answer: {error}",
+            )
             self.log.failure(
                 "submitblock for {hash} at height {height} got no answer; the daemon may "
                 "have it. It is recorded as pending and the block tracker settles it "
@@ -191,68 +206,104 @@ class PoolCore:
             )
             result = None
         else:
-            self._judged(result, share, block_hash)
-        await recording
-        if result is not None and result.outcome is not SubmitOutcome.REJECTED:
-            for callback in self._on_block:
-                callback(share, result)
+            self._count(result, share)
+            if result.outcome is not SubmitOutcome.REJECTED:
+                for callback in list(self._on_block):
+                    try:
+                        callback(share, result)
+                    except Exception:
+                        self.log.failure("on_block callback {callback!r} failed", callback=callback)
+        recorded = await recording
+        if result is not None:
+            self._log_block(result, share, block_hash, recorded)
         return result
 
-    def _judged(self, result: SubmitResult, share: Share, block_hash: str) -> None:
-        outcome = result.outcome
-        if outcome is SubmitOutcome.REJECTED:
+    def submit_trouble(self) -> str | None:
+        """Why block submission looks broken (for ``/health``): the last ``submitblock``
+        got no answer, less than ``SUBMIT_TROUBLE_WINDOW`` ago. None otherwise."""
+        if self._unanswered is None:
+            return None
+        at, reason = self._unanswered
+        age = cast(Any, self.clock).seconds() - at
+        if age >= SUBMIT_TROUBLE_WINDOW:
+            return None
+        return f"{reason} ({age:.0f} s ago)"
+
+    def _count(self, result: SubmitResult, share: Share) -> None:
+        self._unanswered = None
+        if result.outcome is SubmitOutcome.REJECTED:
             self.stats.blocks_rejected += 1
-            self.log.warn(
-                "block {hash} at height {height} rejected by the chain: {reason}; the block "
-                "tracker marks its pending row rejected once the chain has moved past it",
-                hash=block_hash,
-                height=share.height,
-                reason=result.reason,
-            )
             return
-        if outcome is not SubmitOutcome.ACCEPTED:
-            # The daemon has the block (duplicate) or holds it valid off the best chain
-            # (inconclusive): the block tracker settles confirmed or orphaned.
-            self.log.warn(
-                "block {hash} at height {height}: the chain says {reason}",
-                hash=block_hash,
-                height=share.height,
-                reason=result.reason,
-            )
         self.stats.blocks_accepted += 1
         worker = self.stats.workers.get(share.worker)
         if worker is not None:
             worker.blocks += 1
-        self.log.info(
-            "BLOCK FOUND at height {height} by {worker}: {hash}",
-            height=share.height,
-            worker=share.worker,
-            hash=block_hash,
-        )
 
-    def _record_candidate(self, share: Share, block_hash: str) -> Deferred[None]:
+    def _log_block(
+        self,
+        result: SubmitResult,
+        share: Share,
+        block_hash: str,
+        recorded: RecordedBlock | None,
+    ) -> None:
+        """The one line of a found block: who, where, the chain's verdict, the ledger."""
+        ledger = _ledger_note(recorded)
+        outcome = result.outcome
+        if outcome is SubmitOutcome.ACCEPTED:
+            self.log.info(
+                "BLOCK FOUND at height {height} by {worker}: {hash}; accepted by the chain{ledger}",
+                height=share.height,
+                worker=share.worker,
+                hash=block_hash,
+                ledger=ledger,
+            )
+        elif outcome is SubmitOutcome.REJECTED:
+            self.log.error(
+                "block {hash} at height {height} by {worker} rejected by the chain: "
+                "{reason}; the block tracker marks its pending row rejected once the chain "
+                "has moved past it",
+                hash=block_hash,
+                height=share.height,
+                worker=share.worker,
+                reason=result.reason,
+            )
+        else:
+            # The daemon has the block (duplicate) or holds it valid off the best chain
+            # (inconclusive): the block tracker settles confirmed or orphaned.
+            self.log.warn(
+                "block found at height {height} by {worker}: {hash}, but the chain says "
+                "{reason}; the block tracker settles it{ledger}",
+                height=share.height,
+                worker=share.worker,
+                hash=block_hash,
+                reason=result.reason,
+                ledger=ledger,
+            )
+
+    def _record_candidate(self, share: Share, block_hash: str) -> Deferred[RecordedBlock | None]:
         if self.ledger is None:
             return succeed(None)
         return Deferred.fromCoroutine(self._record(self.ledger, share, block_hash))
 
-    async def _record(self, ledger: ShareLedger, share: Share, block_hash: str) -> None:
+    async def _record(
+        self, ledger: ShareLedger, share: Share, block_hash: str
+    ) -> RecordedBlock | None:
         """Record the block as pending; on failure retry, backing off, until it is."""
         reward = self.coinbase_reward(share)
         # Stratum counts the finding share (share_accepted) just after block_found
         # returns: start on the next reactor turn so that share is in the block's window.
         await deferLater(self.clock, 0)
         delay = RECORD_RETRY_FIRST
+        outage = OutageLog(f"recording block {block_hash} in the ledger", "with back-off")
         while True:
             try:
-                await ledger.record_block(share, reward)
-                return
+                recorded = await ledger.record_block(share, reward)
             except Exception:
                 self.stats.record_failures += 1
-                self.log.failure(
-                    "could not record block {hash} in the ledger; trying again in {delay} s",
-                    hash=block_hash,
-                    delay=delay,
-                )
+                outage.failed(self.log)
+            else:
+                outage.succeeded(self.log)
+                return recorded
             await deferLater(self.clock, delay)
             delay = min(delay * 2, RECORD_RETRY_MAX)
 
@@ -311,6 +362,23 @@ class PoolCore:
     def on_block(self, callback: Callable[[Share, SubmitResult], None]) -> None:
         """Call ``callback(share, result)`` after each block the daemon took."""
         self._on_block.append(callback)
+
+
+def _ledger_note(recorded: RecordedBlock | None) -> str:
+    """What the ledger did with a found block, for its log line ("" without a ledger)."""
+    if recorded is None:
+        return ""
+    if recorded.queued:
+        return "; kept for the ledger until the database is back"
+    split = recorded.split
+    if not recorded.created:
+        return "; already in the ledger"
+    if split is None:
+        return "; recorded pending"
+    return (
+        f"; recorded pending: {split.reward} sats, fee {split.fee}, "
+        f"{len(split.credits)} addresses credited ({split.scheme.value})"
+    )
 
 
 class ShareReporter(TimerService):

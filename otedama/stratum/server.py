@@ -34,6 +34,10 @@ _RESUMABLE_KEEP = 65536
 _DIFFICULTY_LINES = 1024
 """Encoded ``mining.set_difficulty`` lines kept (vardiff values have 3 digits: few)."""
 _SUMMARY_HOSTS = 1024
+
+_DISCONNECT_LINES = 20
+"""Authorized miners' disconnects logged one line each per log interval (the rest are
+counted in the summary: a restart or a failover disconnects thousands at once)."""
 """Distinct refused hosts remembered per log interval (the rest are only counted)."""
 
 
@@ -119,6 +123,8 @@ class StratumServer:
         self._refused: Counter[str] = Counter()
         self._refused_hosts: Counter[str] = Counter()
         self._authorized_since = 0
+        self._disconnects_logged = 0
+        self._disconnects_since = 0
         self._summary_at = 0.0
         job_manager.add_listener(self.broadcast)
 
@@ -228,6 +234,13 @@ class StratumServer:
                 sessions=len(self.sessions),
             )
             self._authorized_since = 0
+        if self._disconnects_since > self._disconnects_logged:
+            self.log.info(
+                "{count} more stratum miners disconnected in {elapsed:.0f} s",
+                count=self._disconnects_since - self._disconnects_logged,
+                elapsed=elapsed,
+            )
+        self._disconnects_since = self._disconnects_logged = 0
 
     def note_authorized(self) -> None:
         """A worker authorized (counted for the periodic summary, not logged each)."""
@@ -278,6 +291,24 @@ class StratumServer:
             del self._per_host[session.host]
         if session.subscribed:
             self.release_extranonce1(session.extranonce1)
+        if session.workers:
+            self.note_disconnected(session)
+
+    def note_disconnected(self, session: StratumSession) -> None:
+        """An authorized miner went: one line (how long, how many shares) while few go
+        at once, otherwise counted for the periodic summary."""
+        self._disconnects_since += 1
+        if self._disconnects_logged >= _DISCONNECT_LINES:
+            return
+        self._disconnects_logged += 1
+        self.log.info(
+            "miner {worker} from {host} disconnected after {duration:.0f} s, "
+            "{shares} shares accepted",
+            worker=next(iter(session.workers)),
+            host=session.host,
+            duration=self.clock.seconds() - session.connected_at,
+            shares=session.accepted,
+        )
 
     def connections_from(self, host: str) -> int:
         """Open connections from ``host``."""
@@ -343,7 +374,7 @@ class StratumServer:
         self.stats.blocks += 1
         block_hash = share.block_hash[::-1].hex()
         block = self.validator.build_block(job, share.header, share.coinbase)
-        self.log.info(
+        self.log.debug(
             "block candidate at height {height}: {hash} from {worker}",
             height=job.height,
             hash=block_hash,

@@ -145,6 +145,7 @@ class StratumSession:
     __slots__ = (
         "_diff_history",
         "_last_job",
+        "accepted",
         "address",
         "bad_lines",
         "close_callback",
@@ -191,6 +192,7 @@ class StratumSession:
         self.connected_at = now
         self.last_activity = now
         self.bad_lines = 0
+        self.accepted = 0
         self.subscribed = False
         self.extranonce1 = b""
         self.extranonce_subscribed = False
@@ -666,6 +668,7 @@ class StratumSession:
             return
         self.write(encode_result_true(request.id))
         server.stats.accepted += 1
+        self.accepted += 1
         try:
             server.sink.share_accepted(share)
         except Exception:

@@ -66,3 +66,29 @@ def test_resource_serves_json_at_the_configured_path_with_503_when_down() -> Non
     body = leaf.render_GET(request)
     assert request.responseCode == 503
     assert json.loads(body)["status"] == DOWN
+
+
+def test_chain_is_degraded_at_once_by_a_trouble_and_names_which() -> None:
+    clock = Clock()
+    health = NodeHealth(clock, template_max_age=300)
+    troubles: dict[str, str | None] = {"templates": None, "submitblock": None}
+    health.chain_troubles["templates"] = lambda: troubles["templates"]
+    health.chain_troubles["submitblock"] = lambda: troubles["submitblock"]
+    health.on_template(SimpleNamespace(height=42))
+    assert health.report()["status"] == OK
+    troubles["templates"] = "getting a block template has failed for 0 s (1 attempts): refused"
+    chain = health.report()["checks"]["chain"]
+    assert chain["status"] == DEGRADED
+    assert chain["failing"] == ["templates"]
+    assert "getting a block template has failed" in chain["reason"]
+    troubles["submitblock"] = "submitblock for block 00ab at height 42 got no answer (0 s ago)"
+    chain = health.report()["checks"]["chain"]
+    assert chain["failing"] == ["submitblock", "templates"]
+    assert "submitblock for block 00ab" in chain["reason"]
+    clock.advance(301)
+    chain = health.report()["checks"]["chain"]
+    assert chain["status"] == DOWN
+    assert chain["reason"].startswith("no new block template for 301 s; getting a block")
+    troubles["templates"] = troubles["submitblock"] = None
+    health.on_template(SimpleNamespace(height=43))
+    assert health.report()["status"] == OK

@@ -242,6 +242,57 @@ def test_ready_reload_and_stop_under_systemd_protocol(
             process.wait()
 
 
+def test_sigterm_to_the_node_and_its_process_group_stops_it_once(tmp_path: Path) -> None:
+    """GNU timeout signals the node, then its whole process group (the built-in miner's
+    workers too): the second SIGTERM must not stop the reactor again (ReactorNotRunning)."""
+    config_file = tmp_path / "otedama.yaml"
+    config = node_config(
+        tmp_path,
+        mining__enable_cpu=True,
+        mining__cpu={"threads": 1},
+        stratum__address=f"127.0.0.1:{free_port()}",
+    )
+    config["monitoring"]["logging"]["format"] = "text"
+    config_file.write_text(yaml.safe_dump(config))
+    subprocess.run(
+        [str(OTEDAMA), "migrate", "up", "--config", str(config_file)],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    process = subprocess.Popen(
+        [str(TWISTD), "--pidfile=", "-n", "otedama", "--config", str(config_file)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, shared with the miner's workers
+    )
+    output = Output(process)
+    try:
+        output.wait_for("CPU miner starting")
+        output.wait_for("Otedama node ready")
+        os.kill(process.pid, signal.SIGTERM)
+        # The group's signal comes while the node is stopping (not merged with the first).
+        output.wait_for("Received SIGTERM, shutting down.")
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        output.wait_for("Otedama node stopped")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = "".join(output.lines)
+    assert process.returncode in (0, -signal.SIGTERM), text[-3000:]
+    assert "ReactorNotRunning" not in text, text[-3000:]
+    assert "#critical]" not in text, text[-3000:]
+    assert text.count("Received SIGTERM, shutting down.") == 1
+    # When the group's signal arrives while the node is still stopping, it says so (it may
+    # also come after the node is gone, which ends the process the same way).
+    assert text.count("received SIGTERM again while stopping; nothing more to do") <= 1
+
+
 def test_twistd_with_another_reactor_is_refused(tmp_path: Path) -> None:
     config_file = tmp_path / "otedama.yaml"
     config_file.write_text(yaml.safe_dump(node_config(tmp_path)))
@@ -264,14 +315,22 @@ def test_twistd_with_another_reactor_is_refused(tmp_path: Path) -> None:
     assert "Otedama needs the asyncio reactor" in result.stdout + result.stderr
 
 
-def test_a_part_that_cannot_start_stops_the_node_with_status_1(tmp_path: Path) -> None:
-    """The devnet's port is taken: the node says why and exits 1 (systemd restarts it)."""
+@pytest.mark.parametrize("taken_by", ["devnet", "stratum"])
+def test_a_part_that_cannot_start_stops_the_node_with_status_1(
+    tmp_path: Path, taken_by: str
+) -> None:
+    """A port is taken: the node says why in one line and exits 1 (systemd restarts it)."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         config_file = tmp_path / "otedama.yaml"
-        config_file.write_text(yaml.safe_dump(node_config(tmp_path, port)))
+        if taken_by == "devnet":
+            config = node_config(tmp_path, port)
+        else:
+            config = node_config(tmp_path, stratum__address=f"127.0.0.1:{port}")
+        config["monitoring"]["logging"]["format"] = "text"
+        config_file.write_text(yaml.safe_dump(config))
         subprocess.run(
             [str(OTEDAMA), "migrate", "up", "--config", str(config_file)],
             cwd=tmp_path,
@@ -287,8 +346,14 @@ def test_a_part_that_cannot_start_stops_the_node_with_status_1(tmp_path: Path) -
             timeout=60,
         )
     assert result.returncode == 1
-    assert "the node could not start" in result.stdout
-    assert "Address already in use" in result.stdout
+    [failed] = [line for line in result.stdout.splitlines() if "#critical]" in line]
+    assert f"the node could not start: Couldn't listen on 127.0.0.1:{port}: " in failed
+    assert "Address already in use; another process" in failed
+    assert f"ss -ltnp 'sport = :{port}'" in failed
+    assert "Traceback" not in result.stdout
+    # The template request the stop cancels is not reported as a chain failure.
+    assert "getting a block template failed" not in result.stdout
+    assert "CancelledError" not in result.stdout
 
 
 def test_loading_the_plugin_and_command_installs_no_reactor() -> None:

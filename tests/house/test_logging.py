@@ -84,3 +84,48 @@ def test_log_file_rotates_by_size_and_keeps_backups(tmp_path: Path) -> None:
 )
 def test_sizes(text: object, bytes_: int) -> None:
     assert size(2**20)(text) == bytes_
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "StratumFactory starting on 3333",
+        "_QuietSite starting on 18443",
+        "(TCP Port 3333 Closed)",
+        "(UDP Port 4444 Closed)",
+        "Starting factory <twisted.web.client._HTTP11ClientFactory object at 0x7f>",
+        "Stopping factory <twisted.web.client._HTTP11ClientFactory object at 0x7f>",
+    ],
+)
+def test_twisted_port_and_factory_chatter_is_shown_only_at_debug(line: str) -> None:
+    from twisted.logger import globalLogPublisher
+    from twisted.python import log as legacy
+
+    for level, shown in (("info", False), ("debug", True)):
+        stream = io.StringIO()
+        control = LogControl(level, "text", stream=stream)
+        globalLogPublisher.addObserver(control.observer)
+        try:
+            legacy.msg(line)
+            legacy.msg("a legacy line that matters")
+        finally:
+            globalLogPublisher.removeObserver(control.observer)
+        text = stream.getvalue()
+        assert (line in text) is shown
+        assert "a legacy line that matters" in text
+
+
+def test_our_lines_that_look_like_chatter_are_kept() -> None:
+    stream = io.StringIO()
+    log = publisher_for(LogControl("info", "text", stream=stream))
+    log.info("miner starting on {port}", port=3333)
+    assert "miner starting on 3333" in stream.getvalue()
+
+
+def test_listeners_are_logged_as_host_port() -> None:
+    from twisted.internet.address import IPv4Address, IPv6Address
+
+    from otedama.ops.lifecycle import host_port
+
+    assert host_port(IPv4Address("TCP", "127.0.0.1", 3333)) == "127.0.0.1:3333"
+    assert host_port(IPv6Address("TCP", "::1", 3333)) == "[::1]:3333"

@@ -12,7 +12,25 @@ SOURCE = "\n".join(path.read_text() for path in sorted((ROOT / "otedama").rglob(
 # (what the page quotes, the template in the code that writes it)
 QUOTED = [
     ("the node could not start; stopping", "the node could not start; stopping"),
+    ("the node could not start: {cause}", "the node could not start: {cause}"),
+    (
+        "Address already in use; another process (often a second node, or an old one still "
+        "stopping) holds that port: find it with `ss -ltnp 'sport = :3333'`",
+        "another process (often a second node, or an old one still stopping) ",
+    ),
+    ("ports below 1024 need\nprivileges", "ports below 1024 need privileges"),
+    (
+        "block templates are coming again after {count} failed attempts",
+        "block templates are coming again after {count} failed attempts",
+    ),
     ("invalid configuration /etc/otedama.yaml:", "invalid configuration {path}:"),
+    ("block maturity check failed: {error}; retrying every 30 s", '"block maturity check"'),
+    ("payout tick failed: {error}; retrying every 600 s", '"payout tick"'),
+    (
+        "failed: {error}; retrying every 30 s (logged once until it works again)",
+        "{what} failed: {error}; retrying {retry} (logged once until it works again)",
+    ),
+    ("block maturity check works again after {count}", "{what} works again after {count}"),
     ("refusing to start with /etc/otedama.yaml:", "refusing to start with {path}:"),
     ("is a placeholder; set the address whose key you hold", "is a placeholder; set the address"),
     ("is a well-known\nexample address", "is a well-known example address"),

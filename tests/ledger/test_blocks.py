@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
 from chainfake import FakeChain, block_hash
 from sqlalchemy import Connection, func, select
 from twisted.internet import task
+from twisted.logger import Logger, formatEvent
 
 from otedama.ledger.blocks import (
     BlockTracker,
@@ -124,10 +126,13 @@ async def test_solo_credits_the_finder_and_marks_it_paid_in_the_coinbase(
         ("alice", "credit", REWARD - fee),
         (FEE, "fee", fee),
         ("alice", "payout", -(REWARD - fee)),
+        (FEE, "payout", -fee),  # the coinbase paid the fee output too
     ]
     await store.run(lambda c: c.execute(blocks.update().values(status=CONFIRMED)))
     alice = await store.balance("alice")
     assert (alice.spendable, alice.paid) == (0, REWARD - fee)
+    operator = await store.balance(FEE)
+    assert (operator.spendable, operator.paid) == (0, fee)  # never paid a second time
 
 
 def recorded_hash(height: int) -> str:
@@ -253,9 +258,14 @@ async def test_the_tracker_survives_a_failing_node_and_checks_again_on_the_next_
     chain.extend(99)
     chain.down = True
     tracker = BlockTracker(store, chain, clock, maturity=100, interval=30.0)
+    events: list[dict[str, Any]] = []
+    tracker.log = Logger(namespace="tracker", observer=events.append)
     tracker.startService()
     try:
         await tracker.last_tick  # the first check runs at once, and fails
+        for _ in range(3):  # the outage goes on: nothing more is logged
+            clock.advance(30.0)
+            await tracker.last_tick
         assert await _block_status(store, 101) == (PENDING, 0)
         chain.down = False
         clock.advance(30.0)
@@ -263,6 +273,15 @@ async def test_the_tracker_survives_a_failing_node_and_checks_again_on_the_next_
         assert await _block_status(store, 101) == (CONFIRMED, 100)
     finally:
         await tracker.stopService()
+    shown = [
+        (e["log_level"].name, formatEvent(e)) for e in events if e["log_level"].name != "debug"
+    ]
+    assert [level for level, _ in shown] == ["warn", "info", "info"]  # warning, confirmed, back
+    warning, recovered = shown[0][1], shown[-1][1]
+    assert warning.startswith("block maturity check failed: ")
+    assert warning.endswith("; retrying every 30 s (logged once until it works again)")
+    assert recovered == "block maturity check works again after 4 failed attempts"
+    assert not any("log_failure" in e for e in events if e["log_level"].name != "debug")
 
 
 def test_found_block_rejects_a_hash_that_is_not_display_hex() -> None:

@@ -18,7 +18,7 @@ from payout_fake_wallet import COIN, FileWallet, WalletError
 from payout_support import batch_states, credit, journal_rows, spendable
 from sqlalchemy import Connection, func, insert, select, text
 from twisted.internet import task
-from twisted.logger import Logger
+from twisted.logger import Logger, formatEvent
 
 from otedama.ledger.blocks import (
     FoundBlock,
@@ -239,6 +239,42 @@ async def test_pplns_block_credits_flow_through_maturity_to_payout(store, clock,
         fee_address: 50_000_000,
     }
     assert await store.run(journal_total) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_fee_on_the_pools_own_address_stays_in_the_wallet(store, clock, wallet):
+    """No separate fee address: the fee is credited to the pool's wallet address, whose
+    coins the wallet already holds; sendmany never pays the pool's own address."""
+    pool_address = "bcrt1q" + "0" * 38
+    policy = RewardPolicy("PPLNS", 100, pool_address, pplns_window=3600)
+
+    def setup(connection: Connection) -> None:
+        connection.execute(
+            insert(shares),
+            [
+                {
+                    "created_at": 100.0,
+                    "address": ALICE,
+                    "worker": "w",
+                    "difficulty": 1.0,
+                    "job_id": "j",
+                    "height": 1,
+                    "share_hash": None,
+                }
+            ],
+        )
+        found = FoundBlock(1, "cd" * 32, ALICE, "w", 50 * COIN, 200.0)
+        recorded = record_block(connection, found, policy, 200.0)
+        confirm_block(connection, recorded.block_id, 100, 300.0)
+
+    await store.run(setup)
+    processor, _ = make_processor(store, wallet, clock, kept_addresses=[pool_address])
+    await processor.tick()
+    await processor.tick()
+
+    assert wallet.paid() == {ALICE: 4_950_000_000}
+    assert [list(tx["amounts"]) for tx in wallet.transactions] == [[ALICE]]
+    assert (await store.run(balances))[pool_address].spendable == 50_000_000
 
 
 # -- wallet refusals (definite) ----------------------------------------------------------
@@ -519,10 +555,23 @@ async def test_a_failing_tick_is_logged_and_the_loop_goes_on(store, clock, walle
     processor.tick = broken  # type: ignore[method-assign]
     processor.startService()
     clock.advance(600)
-    await processor.stopService()
+    clock.advance(600)
 
-    assert len(calls) == 2
-    assert "payout tick failed; trying again in 600 s" in logged(events)
+    assert len(calls) == 3
+    shown = [e for e in events if e["log_level"].name != "debug"]
+    assert [formatEvent(e) for e in shown] == [
+        "payout tick failed: database gone; retrying every 600 s (logged once until it works again)"
+    ]
+    assert "log_failure" not in shown[0]
+
+    async def working() -> TickReport:
+        return TickReport()
+
+    processor.tick = working  # type: ignore[method-assign]
+    clock.advance(600)
+    await processor.stopService()
+    assert formatEvent(events[-1]) == "payout tick works again after 3 failed attempts"
+    assert events[-1]["log_level"].name == "info"
 
 
 @pytest_twisted.ensureDeferred

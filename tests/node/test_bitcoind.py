@@ -253,6 +253,24 @@ async def test_failed_endpoint_backs_off_then_is_preferred_again(
 
 
 @pytest_twisted.ensureDeferred
+async def test_recovery_listeners_hear_when_a_failing_daemon_answers_again(
+    harness: Harness,
+) -> None:
+    daemon = harness.daemon()
+    daemon.stub.on("getblockcount", [Reply(502, b"Bad Gateway"), Reply.result(1), Reply.result(2)])
+    client = harness.client(daemon.url)
+    heard: list[str] = []
+    client.transport.on_recovery(lambda: heard.append("again"))
+    with pytest.raises(RpcProtocolError):
+        await client.get_block_count()
+    assert heard == []
+    assert await client.get_block_count() == 1
+    assert heard == ["again"]
+    assert await client.get_block_count() == 2  # not failing before: nothing to hear
+    assert heard == ["again"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_timeout_fails_over_to_the_next_endpoint(harness: Harness, clock: Clock) -> None:
     slow, fast = harness.daemon(), harness.daemon()
     slow.stub.hang("getbestblockhash")
@@ -544,8 +562,21 @@ async def test_waits_while_the_daemon_is_down_or_warming_up(harness: Harness, cl
 @pytest_twisted.ensureDeferred
 async def test_wrong_credentials_stop_the_start_up_check_at_once(harness: Harness) -> None:
     daemon = harness.daemon(credentials="a:b")
-    with pytest.raises(RpcAuthError):
+    with pytest.raises(RpcAuthError) as raised:
         await harness.client(daemon.url).wait_until_ready("regtest")
+    # The node logs it as its one start-failure line: the cause and what to do.
+    from otedama.config import load_config
+    from otedama.ops.lifecycle import NodeService
+    from otedama.ops.logging import LogControl
+    from otedama.tap import operator_errors
+
+    config = load_config(data={}, env={})
+    node = NodeService(config, None, LogControl("info", "text", stdout=False))
+    node.expect_start_errors(*operator_errors())
+    line = node.explain(raised.value)
+    assert line is not None
+    assert f"bitcoind at {daemon.url} refused the request: wrong credentials (HTTP 401)" in line
+    assert "check rpcuser/rpcpassword" in line
 
 
 @pytest_twisted.ensureDeferred

@@ -132,6 +132,8 @@ def test_new_tip_from_the_long_poll_is_delivered_at_once(s: Source) -> None:
     assert s.heights() == [1, 2]
     assert s.client.open_calls(longpoll=True)[0].longpollid == T2.longpollid
     assert s.logs.count("new block template at height 2") == 1
+    # Debug only: the job manager's line (with the transactions) is the one operators read.
+    assert {e["log_level"].name for e in s.logs.events} == {"debug"}
 
 
 def test_same_tip_waits_for_the_refresh_interval(s: Source) -> None:
@@ -377,3 +379,87 @@ async def test_keeps_retrying_while_the_daemon_is_in_ibd_then_delivers(
         assert harness.logs.count("coming again after 1 failed attempts") == 1
     finally:
         await source.stopService()
+
+
+# -- outages: trouble, wake, refresh after a block ---------------------------------------------
+
+
+def test_trouble_names_the_failure_from_the_first_failed_attempt_until_recovery() -> None:
+    s = Source(longpoll=False, retry_initial=1.0, retry_max=4.0)
+    assert s.source.trouble() is None
+    s.client.answer(RpcConnectionError("cannot reach bitcoind at http://127.0.0.1:1"))
+    s.clock.advance(1.0)
+    s.client.answer(RpcConnectionError("cannot reach bitcoind at http://127.0.0.1:1"))
+    trouble = s.source.trouble()
+    assert trouble is not None
+    assert "getting a block template has failed for 1 s (2 attempts)" in trouble
+    assert "cannot reach bitcoind" in trouble
+    s.clock.advance(2.0)
+    s.client.answer(T1)
+    assert s.source.trouble() is None
+
+
+def test_wake_ends_every_back_off_at_once() -> None:
+    s = Source(retry_initial=30.0, retry_max=30.0)
+    down = RpcConnectionError("down")
+    s.client.answer(down)  # the long-poll loop's first ask
+    s.clock.advance(5.0)
+    s.client.answer(down)  # the poll loop's first ask
+    assert s.client.open_calls() == []
+    s.source.wake()
+    assert len(s.client.open_calls()) == 2
+    assert s.clock.getDelayedCalls() == []
+
+
+def test_when_one_loop_recovers_the_other_stops_waiting_out_its_back_off() -> None:
+    s = Source(retry_initial=30.0, retry_max=30.0)
+    s.client.answer(RpcConnectionError("down"))  # the long-poll loop's first ask
+    s.clock.advance(5.0)  # the poll loop's first ask
+    s.client.answer(T1, longpoll=False)
+    assert s.got == [T1]
+    (again,) = s.client.open_calls()  # the long-poll loop, woken without waiting 30 s
+    assert again.longpollid is None
+    assert s.clock.seconds() == 5.0
+
+
+def test_refresh_soon_delivers_the_next_tip_while_the_long_poll_is_backing_off() -> None:
+    s = Source(retry_initial=30.0, retry_max=30.0)
+    s.client.answer(T1)
+    s.client.answer(RpcConnectionError("down"), longpoll=True)  # long poll backs off 30 s
+    s.source.refresh_soon()
+    (refresh,) = [c for c in s.client.open_calls() if c.longpollid is None]
+    refresh.deferred.callback(T2)
+    assert s.heights() == [1, 2]
+    assert s.source.trouble() is None
+    assert s.logs.count("after 1 failed attempts") == 1
+
+
+def test_a_failing_refresh_soon_is_logged_and_the_loops_retry_at_once() -> None:
+    s = Source(longpoll=False, retry_initial=30.0, retry_max=30.0)
+    s.client.answer(T1)
+    s.source.refresh_soon()
+    s.client.answer(RpcConnectionError("cannot reach bitcoind"))
+    assert "cannot reach bitcoind" in (s.source.trouble() or "")
+    assert s.logs.count("getting a block template failed") == 1
+    assert s.logs.count("crashed") == 0
+
+
+def test_refresh_soon_on_a_stopped_source_does_nothing() -> None:
+    s = Source()
+    s.source.stopService()
+    s.source.refresh_soon()
+    assert s.client.open_calls() == []
+
+
+def test_a_request_that_fails_because_the_source_stopped_is_not_reported() -> None:
+    """The HTTP client may wrap our own cancel in a connection error (a busy Stratum port
+    stops the node while the first template request is out): that is no chain failure."""
+    s = Source(longpoll=False)
+    (call,) = s.client.open_calls()
+    s.source.running = False  # stopping: stopService would cancel; the error wins the race
+    call.deferred.errback(
+        RpcConnectionError("cannot reach bitcoind at http://127.0.0.1:1: [CancelledError]")
+    )
+    assert s.logs.count("getting a block template failed") == 0
+    assert s.source.trouble() is None
+    assert s.logs.count("crashed") == 0

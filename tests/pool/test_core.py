@@ -15,7 +15,8 @@ from otedama.chain.address import address_to_script
 from otedama.chain.serialize import TxOut
 from otedama.chain.template import BlockTemplate
 from otedama.ledger.blocks import RecordedBlock
-from otedama.pool.core import PoolCore, ShareReporter
+from otedama.ledger.rewards import split_reward
+from otedama.pool.core import SUBMIT_TROUBLE_WINDOW, PoolCore, ShareReporter
 from otedama.pool.ports import RewardScheme, SubmitOutcome, SubmitResult
 from otedama.stratum.share import Share
 from tests.pool.support import MINER, NETWORK, POOL, ScriptedSubmitter, share
@@ -202,6 +203,8 @@ async def test_a_failing_ledger_call_is_retried_until_the_block_is_recorded() ->
     clock = task.Clock()
     ledger = FakeLedger(failures=2)
     pool = core(ledger=ledger, clock=clock)
+    events: list[dict[str, Any]] = []
+    pool.log = Logger(observer=events.append)
     found = share([TxOut(5, address_to_script(POOL, NETWORK))])
     submitted = pool.block_found(b"block", found)
     clock.advance(0)
@@ -211,6 +214,20 @@ async def test_a_failing_ledger_call_is_retried_until_the_block_is_recorded() ->
     clock.advance(2.0)  # backing off: 1 s, then 2 s
     assert ledger.blocks == [(found, 5)]
     assert (await submitted) == ACCEPTED
+    shown = [
+        (e["log_level"].name, formatEvent(e)) for e in events if e["log_level"].name != "debug"
+    ]
+    hash_hex = found.block_hash[::-1].hex()
+    assert [level for level, _ in shown] == ["warn", "info", "info"]  # failed, recorded, found
+    assert shown[0][1] == (
+        f"recording block {hash_hex} in the ledger failed: No space left on device; retrying "
+        "with back-off (logged once until it works again)"
+    )
+    assert (
+        shown[1][1]
+        == f"recording block {hash_hex} in the ledger works again after 2 failed attempts"
+    )
+    assert shown[2][1].startswith(f"BLOCK FOUND at height 7 by {MINER}.rig1: {hash_hex}")
 
 
 @pytest_twisted.ensureDeferred
@@ -226,6 +243,115 @@ async def test_a_failing_daemon_call_is_logged_with_the_block_and_what_happens_n
     assert "at height 7 got no answer" in text
     assert "recorded as pending" in text
     assert "daemon away" in str(failure["log_failure"].value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unanswered_submitblock_is_a_chain_trouble_until_answered_or_old() -> None:
+    clock = task.Clock()
+    submitter = ScriptedSubmitter(ConnectionError("cannot reach bitcoind"))
+    pool = PoolCore(NETWORK, POOL, RewardScheme.PPLNS, 100, submitter, FakeLedger(), clock=clock)
+    assert pool.submit_trouble() is None
+    found = share([TxOut(1, address_to_script(POOL, NETWORK))])
+    await found_block(pool, found)
+    trouble = pool.submit_trouble()
+    assert trouble is not None
+    assert f"submitblock for block {found.block_hash[::-1].hex()} at height 7" in trouble
+    assert "cannot reach bitcoind" in trouble
+    clock.advance(SUBMIT_TROUBLE_WINDOW - 1)
+    assert pool.submit_trouble() is not None
+    clock.advance(1)
+    assert pool.submit_trouble() is None
+    await found_block(pool, found)
+    assert pool.submit_trouble() is not None
+    submitter.result = ACCEPTED
+    await found_block(pool, found)
+    assert pool.submit_trouble() is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_block_callbacks_run_for_blocks_the_daemon_took_only() -> None:
+    taken: list[SubmitOutcome] = []
+    for result in (ACCEPTED, SubmitResult(SubmitOutcome.REJECTED, "bad-txnmrklroot")):
+        pool = core(result, ledger=FakeLedger())
+        pool.on_block(lambda _share, r: taken.append(r.outcome))
+        await found_block(pool, share([TxOut(1, address_to_script(POOL, NETWORK))]))
+    assert taken == [SubmitOutcome.ACCEPTED]
+
+
+class SplittingLedger(FakeLedger):
+    """A ledger that answers like the real one: the block's split, or queued."""
+
+    def __init__(self, queued: bool = False) -> None:
+        super().__init__()
+        self.queued = queued
+
+    async def record_block(self, share: Share, reward: int) -> RecordedBlock:
+        await super().record_block(share, reward)
+        if self.queued:
+            return RecordedBlock(0, False, None, None, queued=True)
+        split = split_reward(RewardScheme.PPLNS, reward, 100, {MINER: 1}, None, POOL)
+        return RecordedBlock(1, True, split, (0.0, 1.0))
+
+
+def shown(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(level, line) of the events an operator sees (info and above)."""
+    return [(e["log_level"].name, formatEvent(e)) for e in events if e["log_level"].name != "debug"]
+
+
+async def block_lines(pool: PoolCore, value: int) -> tuple[list[tuple[str, str]], str]:
+    """The lines an operator sees for one found block paying ``value``, and its hash."""
+    events: list[dict[str, Any]] = []
+    pool.log = Logger(observer=events.append)
+    found = share([TxOut(value, address_to_script(POOL, NETWORK))])
+    await found_block(pool, found)
+    return shown(events), found.block_hash[::-1].hex()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_found_block_is_one_line_with_the_verdict_and_what_the_ledger_recorded() -> None:
+    lines, block_hash = await block_lines(core(ledger=SplittingLedger()), 50_0000_0000)
+    assert lines == [
+        (
+            "info",
+            f"BLOCK FOUND at height 7 by {MINER}.rig1: {block_hash}; "
+            "accepted by the chain; recorded pending: 5000000000 sats, fee 50000000, "
+            "1 addresses credited (PPLNS)",
+        )
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_inconclusive_block_is_one_warning_and_a_queued_record_says_so() -> None:
+    inconclusive = SubmitResult(SubmitOutcome.INCONCLUSIVE, "inconclusive")
+    lines, block_hash = await block_lines(core(inconclusive, ledger=SplittingLedger(True)), 1)
+    assert lines == [
+        (
+            "warn",
+            f"block found at height 7 by {MINER}.rig1: {block_hash}, but the "
+            "chain says inconclusive; the block tracker settles it; kept for the ledger until "
+            "the database is back",
+        )
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_next_job_does_not_wait_for_the_ledger() -> None:
+    """on_block callbacks (the template refresh) run at the verdict, before the record."""
+    held: Deferred[RecordedBlock] = Deferred()
+
+    class SlowLedger(FakeLedger):
+        async def record_block(self, share: Share, reward: int) -> RecordedBlock:
+            return await held
+
+    pool = core(ledger=SlowLedger())
+    called: list[int] = []
+    pool.on_block(lambda candidate, _result: called.append(candidate.height))
+    submitted = pool.block_found(b"block", share([TxOut(1, address_to_script(POOL, NETWORK))]))
+    turn(pool)
+    assert called == [7]
+    assert not submitted.called
+    held.callback(RecordedBlock(1, True, None, None))
+    assert (await submitted) == ACCEPTED
 
 
 def test_report_summarises_each_workers_shares_since_the_last_report() -> None:

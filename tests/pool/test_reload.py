@@ -145,3 +145,11 @@ def test_changed_keys_names_used_keys_by_path_and_skips_unused_ones(tmp_path: Pa
         monitoring=replace(old.monitoring, logging=replace(old.monitoring.logging, format="json")),
     )
     assert changed_keys(old, new) == ["pool.payout_interval", "monitoring.logging.format"]
+
+
+def test_the_node_keeps_the_pools_own_address_out_of_payouts(tmp_path: Path) -> None:
+    """The fee credited to pool.wallet_address is already in the wallet: never sent."""
+    path = tmp_path / "otedama.yaml"
+    write_config(path, BEFORE)
+    _node, _core, _link, payouts = built(path)
+    assert payouts.kept_addresses == frozenset({POOL})

@@ -891,3 +891,35 @@ def test_a_failed_block_submission_is_logged_and_the_share_still_counts(
     assert logged(log_events, LogLevel.critical) == [f"submitting block {block_hash} failed"]
     (event,) = [e for e in log_events if "log_failure" in e]
     assert "daemon said no" in str(event["log_failure"].value)
+
+
+def test_an_authorized_miners_disconnect_is_one_line_with_duration_and_shares(
+    stack: Stack, log_events: list[dict[str, Any]]
+) -> None:
+    miner = stack.miner()
+    miner.start()
+    job = stack.jobs.current
+    nonce = mine(job, miner.session.extranonce1, at_most=job.network_target)
+    assert submit(miner, job, nonce)["result"] is True
+    stack.clock.advance(125)
+    miner.disconnect()
+    assert (
+        f"miner {ADDRESS}.rig1 from 10.0.0.1 disconnected after 125 s, 1 shares accepted"
+        in logged(log_events, LogLevel.info)
+    )
+
+
+def test_a_mass_disconnect_is_summarised_after_a_few_lines(
+    stack: Stack, log_events: list[dict[str, Any]]
+) -> None:
+    miners = [stack.miner(host=f"10.0.1.{n}") for n in range(30)]
+    for miner in miners:
+        miner.start()
+    anonymous = stack.miner(host="10.0.2.1")
+    anonymous.call("mining.subscribe", [])
+    for miner in [*miners, anonymous]:
+        miner.disconnect()
+    lines = [line for line in logged(log_events, LogLevel.info) if "disconnected" in line]
+    assert len(lines) == 20
+    stack.server.log_summary(stack.clock.seconds() + 30)
+    assert "10 more stratum miners disconnected in 30 s" in logged(log_events, LogLevel.info)
