@@ -367,7 +367,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     source.setName("templates")
     source.setServiceParent(node)
     metrics = node_metrics(config, reactor, core, store, client)
-    shared_state(config, reactor, core, node, health)
+    shared_state(config, reactor, core, node, health, store)
 
     if config.stratum.enable:
         port = str(config.stratum.address.port)
@@ -437,16 +437,21 @@ def watch_the_chain(health: NodeHealth, source: Any, core: Any) -> None:
     health.chain_troubles["submitblock"] = core.submit_trouble
 
 
-def shared_state(config: Config, reactor: Any, core: Any, node: Any, health: Any) -> Any:
-    """Rate limits and live events (``redis.*``: through Redis, else in memory); found
-    blocks are published on ``blocks``. With Redis, ``/health`` gains a ``redis`` check."""
-    from otedama.ops.redis import SharedState, publish_blocks, redis_target
+def shared_state(
+    config: Config, reactor: Any, core: Any, node: Any, health: Any, store: Any = None
+) -> Any:
+    """Rate limits and live events (``redis.*``: through Redis, else in memory); found,
+    confirmed and orphaned blocks are published on ``blocks``. With Redis, ``/health``
+    gains a ``redis`` check."""
+    from otedama.ops.redis import BlockStatusEvents, SharedState, publish_blocks, redis_target
 
     shared = SharedState(redis_target(config), reactor)
     shared.setServiceParent(node)
     if shared.target is not None:
         health.checks["redis"] = shared.check
     publish_blocks(core, shared)
+    if store is not None:
+        BlockStatusEvents(store, shared, reactor).setServiceParent(node)
     return shared
 
 

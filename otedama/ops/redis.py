@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.internet import ClientService, TimerService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from otedama.ops.health import DEGRADED, OK, Check
 
 __all__ = [
+    "BlockStatusEvents",
     "Decision",
     "EventBus",
     "EventCallback",
@@ -43,6 +44,7 @@ __all__ = [
     "SharedState",
     "publish_blocks",
     "redis_target",
+    "status_changes",
     "take_token",
 ]
 
@@ -400,6 +402,69 @@ def publish_blocks(core: Any, events: EventBus) -> None:
         )
 
     core.on_block(found)
+
+
+def status_changes(known: Mapping[str, str] | None, rows: list[Any]) -> list[Any]:
+    """The recent blocks (``BlockSummary``-like rows) that left ``pending`` since ``known``
+    (hash -> status); None means nothing was known yet: nothing has changed."""
+    if known is None:
+        return []
+    return [row for row in rows if row.status != "pending" and known.get(row.hash) != row.status]
+
+
+class BlockStatusEvents(TimerService):
+    """Publishes ``confirmed``, ``orphaned`` and ``rejected`` on ``blocks`` when one of the
+    ledger's recent blocks leaves ``pending`` (``found`` comes from :func:`publish_blocks`).
+
+    The block tracker has no hook for its verdicts, so the ledger's recent blocks are read
+    every ``interval`` seconds; a failing read is logged and tried again next time.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, store: Any, events: EventBus, clock: Any, interval: float = 15.0, window: int = 50
+    ) -> None:
+        super().__init__(interval, self.tick)
+        self.setName("block-events")
+        self.clock = clock
+        self.store = store
+        self.events = events
+        self.window = window
+        self.failures = 0
+        self.known: dict[str, str] | None = None
+        self.last: Deferred[None] | None = None
+
+    def tick(self) -> Deferred[None]:
+        self.last = Deferred.fromCoroutine(self.check())
+        return self.last
+
+    async def check(self) -> None:
+        from functools import partial
+
+        from otedama.ledger.stats import recent_blocks
+
+        try:
+            rows = await self.store.run(partial(recent_blocks, limit=self.window))
+        except Exception:
+            self.failures += 1
+            self.log.failure(
+                "reading recent blocks for events failed ({n} so far)", n=self.failures
+            )
+            return
+        for row in status_changes(self.known, rows):
+            self.events.publish(
+                "blocks",
+                {
+                    "event": row.status,
+                    "height": row.height,
+                    "hash": row.hash,
+                    "confirmations": row.confirmations,
+                    "reward": row.reward,
+                    "address": row.finder_address,
+                },
+            )
+        self.known = {row.hash: row.status for row in rows}
 
 
 class SharedState(Service):

@@ -361,3 +361,70 @@ def test_a_redis_url_that_is_not_redis_is_a_config_error_naming_the_key(tmp_path
     problems = "\n".join(caught.value.problems)
     assert "redis.url: expected redis://" in problems
     assert "hunter22" not in problems
+
+
+# -- block status events ----------------------------------------------------------------
+
+
+class _Row:
+    def __init__(self, hash: str, status: str) -> None:
+        self.hash = hash
+        self.status = status
+
+
+def test_status_changes_are_blocks_that_left_pending_since_the_last_look() -> None:
+    from otedama.ops.redis import status_changes
+
+    rows = [_Row("a", "confirmed"), _Row("b", "pending"), _Row("c", "orphaned")]
+    assert status_changes(None, rows) == []  # the first look only learns
+    changed = status_changes({"a": "pending", "b": "pending", "c": "orphaned"}, rows)
+    assert [row.hash for row in changed] == ["a"]
+    # A block first seen already settled (found and settled between two looks) counts.
+    assert [r.hash for r in status_changes({}, [_Row("d", "rejected")])] == ["d"]
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_a_block_the_ledger_confirms_or_orphans_is_published_on_blocks(
+    tmp_path: Path,
+) -> None:
+    from functools import partial
+
+    from twisted.internet import reactor
+
+    from otedama.ledger import db
+    from otedama.ledger.blocks import FoundBlock, RewardPolicy, confirm_block, orphan_block
+    from otedama.ledger.rewards import RewardScheme
+    from otedama.ledger.store import LedgerStore
+    from otedama.ops.redis import BlockStatusEvents
+
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    engine = db.make_engine(url, pool_size=1)
+    with engine.begin() as connection:
+        db.upgrade(connection)
+    engine.dispose()
+    store = LedgerStore(reactor, url, 1, spool_dir=tmp_path / "spool")  # type: ignore[arg-type]
+    store.start()
+    bus = MemoryEventBus()
+    seen: list[dict[str, Any]] = []
+    bus.subscribe("blocks", lambda topic, event: seen.append(event))
+    watcher = BlockStatusEvents(store, bus, reactor)
+    policy = RewardPolicy(RewardScheme.SOLO, 0, "fee-address", 3600.0)
+    try:
+        ids = []
+        for height in (101, 102):
+            found = FoundBlock(height, f"{height:064x}", "alice", "rig0", 5_000_000_000, 1000.0)
+            ids.append((await store.record_block(found, policy)).block_id)
+        await watcher.check()
+        assert seen == []
+        await store.run(partial(confirm_block, block_id=ids[0], confirmations=100, now=2000.0))
+        await store.run(partial(orphan_block, block_id=ids[1], reason="reorg", now=2000.0))
+        await watcher.check()
+        assert sorted((e["event"], e["height"]) for e in seen) == [
+            ("confirmed", 101),
+            ("orphaned", 102),
+        ]
+        await watcher.check()
+        assert len(seen) == 2  # each change once
+    finally:
+        await store.stop()
