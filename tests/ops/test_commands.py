@@ -189,14 +189,19 @@ def test_the_debug_bundle_holds_no_secret_from_the_config_or_the_environment(
     log = tmp_path / "otedama.log"
     log.write_text(
         "\n".join(f"line {n}" for n in range(3000))
+        + f"\nrpc auth __cookie__:{SECRETS['cookie']} refused"
         + f"\nconnecting to postgresql://otedama:{SECRETS['database']}@127.0.0.1/x\n"
     )
     path = write_config(
         tmp_path / "otedama.yaml",
         offline_config(
             tmp_path,
-            chain={"wallet": {"url": f"http://127.0.0.1:{free_port()}", "user": "payer",
+            chain={"backend": "bitcoind", "network": "regtest",
+                   "rpc": [{"url": f"http://127.0.0.1:{free_port()}",
+                            "cookie_file": str(cookie)}],
+                   "wallet": {"url": f"http://127.0.0.1:{free_port()}", "user": "payer",
                               "password": SECRETS["config"]}},
+            pool={"wallet_address": "bcrt1qqxlgwddcf0uhsmr9uqesvn3efp00p99t0mcyjs"},
             redis={"password": "Redis-Field-Pa55-44"},
             monitoring={"logging": {"file": str(log)},
                         "health": {"enabled": True, "address": f"127.0.0.1:{free_port()}"}},
@@ -233,7 +238,10 @@ def test_the_debug_bundle_holds_no_secret_from_the_config_or_the_environment(
     config_text = texts["otedama-debug/config.yaml"]
     assert "********" in config_text and "payer" in config_text
     log_lines = texts["otedama-debug/otedama.log"].splitlines()
-    assert log_lines[-1] == "connecting to postgresql://otedama:********@127.0.0.1/x"
+    assert log_lines[-2:] == [
+        "rpc auth ******** refused",
+        "connecting to postgresql://otedama:********@127.0.0.1/x",
+    ]
     assert len(log_lines) == 2000
     assert "== checks ==" in texts["otedama-debug/system-report.txt"]
     assert "unavailable" in texts["otedama-debug/health.json"]
