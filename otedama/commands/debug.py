@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import tarfile
 import time
 from pathlib import Path
@@ -136,7 +137,12 @@ def debug_bundle(args: argparse.Namespace) -> int:
     }
     output = Path(args.output)
     try:
-        with tarfile.open(output, "w:gz") as archive:
+        # Created 0600 from the start: the bundle describes the node's setup.
+        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with (
+            os.fdopen(descriptor, "wb") as file,
+            tarfile.open(fileobj=file, mode="w:gz") as archive,
+        ):
             now = time.time()
             for name, text in files.items():
                 data = scrub(text, secrets).encode("utf-8")
