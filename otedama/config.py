@@ -327,14 +327,34 @@ class DatabaseConfig:
         return min(self.pool_size, self.max_connections)
 
 
+def _redis_url(value: Any) -> str | None:
+    text = optional_string(value)
+    if text is None:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme != "redis" or not parts.hostname:
+        raise Invalid(f'expected redis://[:password@]host[:port][/db], got "{mask_url(text)}"')
+    if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise Invalid(f'the database after the / must be a number, got "{mask_url(text)}"')
+    return text
+
+
 @dataclass(frozen=True)
 class RedisConfig:
-    url: str | None = option(None, optional_string, secret=False, used=False)
-    host: str = option("localhost", string, used=False)
-    port: int = option(6379, port, used=False)
-    password: str = option("", string, secret=True, used=False)
-    db: int = option(0, integer(0), used=False)
-    pool_size: int = option(10, integer(1), used=False)
+    enabled: bool = option(
+        False, boolean, doc="Share rate limits and live events through Redis at host:port."
+    )
+    url: str | None = option(
+        None,
+        _redis_url,
+        secret=False,
+        doc="`redis://[:password@]host[:port][/db]`; `REDIS_URL` overrides. Set: Redis is used.",
+    )
+    host: str = option("localhost", string, doc="Redis host (with `enabled`).")
+    port: int = option(6379, port, doc="Redis port.")
+    password: str = option("", string, secret=True, doc="Redis password.")
+    db: int = option(0, integer(0), doc="Redis database number.")
+    pool_size: int = option(10, integer(1), doc="Connections to Redis.")
 
 
 @dataclass(frozen=True)
@@ -402,11 +422,20 @@ class FederationConfig:
     )
 
 
+def _metrics_path(value: Any) -> str:
+    text = string(value)
+    if not text.startswith("/") or " " in text:
+        raise Invalid(f'expected a URL path like "/metrics", got "{text}"')
+    return text
+
+
 @dataclass(frozen=True)
-class EndpointToggle:
-    enabled: bool = option(True, boolean)
-    address: HostPort = option(HostPort("127.0.0.1", 9090), host_port(), dump=str)
-    path: str = option("/", string)
+class MetricsConfig:
+    enabled: bool = option(False, boolean, doc="Serve Prometheus metrics over HTTP.")
+    address: HostPort = option(
+        HostPort("127.0.0.1", 9090), host_port(), dump=str, doc="Metrics endpoint address."
+    )
+    path: str = option("/metrics", _metrics_path, doc="URL path Prometheus scrapes.")
 
 
 def _url_path(value: Any) -> str:
@@ -445,7 +474,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class MonitoringConfig:
-    metrics: EndpointToggle = section(EndpointToggle, used=False)
+    metrics: MetricsConfig = section(MetricsConfig)
     health: HealthConfig = section(HealthConfig)
     logging: LoggingConfig = section(LoggingConfig)
 
@@ -622,7 +651,9 @@ class Config:
     stratum: StratumConfig = section(StratumConfig)
     api: ApiConfig = section(ApiConfig, used=False)
     database: DatabaseConfig = section(DatabaseConfig)
-    redis: RedisConfig = section(RedisConfig, used=False)
+    redis: RedisConfig = section(
+        RedisConfig, doc="Optional: rate limits and events shared by several nodes."
+    )
     security: SecurityConfig = section(SecurityConfig, used=False)
     federation: FederationConfig = section(FederationConfig, used=False)
     monitoring: MonitoringConfig = section(MonitoringConfig)
@@ -1063,6 +1094,8 @@ def start_summary(config: Config) -> str:
         listeners.append(f"stratum {config.stratum.address}")
     if config.monitoring.health.enabled:
         listeners.append(f"health {config.monitoring.health.address}")
+    if config.monitoring.metrics.enabled:
+        listeners.append(f"metrics {config.monitoring.metrics.address}")
     miner = "; built-in CPU miner on" if config.mining.enable_cpu else ""
     return (
         f"starting {config.app.name}: network {chain.network}; chain {backend}; "

@@ -21,4 +21,7 @@ COMMAND_MODULES: list[str] = [
     "otedama.commands.migrate",
     "otedama.commands.stats",
     "otedama.commands.devnet",
+    "otedama.commands.mining",
+    "otedama.commands.system",
+    "otedama.commands.debug",
 ]
