@@ -126,7 +126,7 @@ def _points(
 ) -> list[HistoryPoint]:
     """Group interval rows into ``step`` points over the last ``span`` seconds (gaps are 0)."""
     first = bucket_of(now - span, step) + step
-    sums: dict[float, list[float]] = {}
+    sums: dict[float, list[float]] = {}  # [difficulty, shares]
     for bucket, difficulty, count in rows:
         point = bucket_of(bucket, step)
         total = sums.setdefault(point, [0.0, 0.0])
@@ -136,9 +136,9 @@ def _points(
     time = first
     last = bucket_of(now, step)
     while time <= last:
-        difficulty, count = sums.get(time, (0.0, 0.0))
+        difficulty, shares_sum = sums.get(time, [0.0, 0.0])
         seconds = _span(now, time, step)
-        points.append(HistoryPoint(time, hashrate(difficulty, seconds), int(count)))
+        points.append(HistoryPoint(time, hashrate(difficulty, seconds), int(shares_sum)))
         time += step
     return points
 
@@ -304,9 +304,7 @@ class HashrateHistory(TimerService):
         """Re-sum the open interval now (the timer's work; also for tests and the API)."""
         try:
             await self.store.run(
-                partial(
-                    refresh, now=self._now(), interval=self.interval, retention=self.retention
-                )
+                partial(refresh, now=self._now(), interval=self.interval, retention=self.retention)
             )
         except Exception:
             self.failures += 1
