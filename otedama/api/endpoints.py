@@ -183,14 +183,17 @@ class ApiContext:
     started_at: float = 0.0
 
 
-def address_param(network: str) -> Param:
+def address_param(network: str, example: str | None = None) -> Param:
     def check(address: str) -> None:
         address_to_script(address, network)
 
+    schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 100}
+    if example is not None:
+        schema["examples"] = [example]
     return Param(
         "address",
         "path",
-        {"type": "string", "minLength": 1, "maxLength": 100},
+        schema,
         f"A payout address on {network}.",
         check=check,
     )
@@ -199,8 +202,8 @@ def address_param(network: str) -> Param:
 def register_pool_routes(registry: ApiRegistry, context: ApiContext) -> None:
     """The public read endpoints."""
     view = context.view
-    address = address_param(context.network)
     config = context.config
+    address = address_param(context.network, config.payout_address)
 
     async def status(request: ApiRequest) -> Any:
         report = context.health.report() if context.health is not None else {"status": "ok"}

@@ -177,6 +177,7 @@ def array(items: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": dict(items)}
 
 
+OBJ_ANY: Mapping[str, Any] = {"type": "object"}
 ERROR_SCHEMA = obj({"error": obj({"status": INTEGER, "message": STRING})})
 
 
