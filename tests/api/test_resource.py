@@ -241,9 +241,9 @@ def test_parse_params_names_the_parameter_and_applies_defaults() -> None:
         ),
     )
     assert parse_params(route, {"id": "7"}, {}) == {"id": 7, "page": 1}
-    with pytest.raises(BadParameter, match="^page: must be at most 5"):
+    with pytest.raises(BadParameter, match=r"^page: must be at most 5"):
         parse_params(route, {"id": "7"}, {b"page": [b"6"]})
-    with pytest.raises(BadParameter, match="^id: expected a whole number"):
+    with pytest.raises(BadParameter, match=r"^id: expected a whole number"):
         parse_params(route, {"id": "1e99999"}, {})
     assert route.match(["things", "3"]) == {"id": "3"}
     assert route.match(["things"]) is None
