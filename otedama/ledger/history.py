@@ -59,6 +59,7 @@ def refresh_bucket(connection: Connection, bucket: float, interval: float = INTE
             shares.c.worker,
             func.count().label("shares"),
             func.sum(shares.c.difficulty).label("difficulty"),
+            func.min(shares.c.created_at).label("first"),
             func.max(shares.c.created_at).label("last"),
         )
         .where(shares.c.created_at >= bucket, shares.c.created_at < end)
@@ -77,6 +78,7 @@ def refresh_bucket(connection: Connection, bucket: float, interval: float = INTE
                 "worker": row.worker,
                 "shares": int(row.shares),
                 "difficulty": float(row.difficulty),
+                "first_share_at": float(row.first),
                 "last_share_at": float(row.last),
             }
             for row in rows
@@ -89,6 +91,7 @@ def refresh_bucket(connection: Connection, bucket: float, interval: float = INTE
             difficulty=sum(float(row.difficulty) for row in rows),
             workers=len(rows),
             miners=len({row.address for row in rows}),
+            first_share_at=min(float(row.first) for row in rows),
         )
     )
     return len(rows)
@@ -182,6 +185,12 @@ def _window_start(now: float, window: float, interval: float) -> float:
     return bucket_of(now - window, interval) + interval
 
 
+def _covered(now: float, start: float, first_share_at: float) -> float:
+    """Seconds a window's rate is averaged over: from its first share, not before it
+    (right after a start the window reaches back past the first share)."""
+    return max(now - max(start, first_share_at), MIN_SPAN_SECONDS)
+
+
 @dataclass(frozen=True)
 class PoolRate:
     """The pool's hashrate over a window, from the history rows."""
@@ -200,12 +209,12 @@ def pool_rate(
         select(
             func.coalesce(func.sum(pool_hashrate.c.shares), 0),
             func.coalesce(func.sum(pool_hashrate.c.difficulty), 0.0),
-            func.min(pool_hashrate.c.bucket),
+            func.min(pool_hashrate.c.first_share_at),
         ).where(pool_hashrate.c.bucket >= start)
     ).one()
     if first is None:
         return PoolRate(window, 0.0, 0)
-    seconds = max(now - float(first), MIN_SPAN_SECONDS)
+    seconds = _covered(now, start, float(first))
     return PoolRate(window, hashrate(float(difficulty), seconds), int(count))
 
 
@@ -237,7 +246,7 @@ def worker_rates(
             func.sum(worker_hashrate.c.shares).label("shares"),
             func.sum(worker_hashrate.c.difficulty).label("difficulty"),
             func.max(worker_hashrate.c.last_share_at).label("last"),
-            func.min(worker_hashrate.c.bucket).label("first"),
+            func.min(worker_hashrate.c.first_share_at).label("first"),
         )
         .where(worker_hashrate.c.bucket >= start)
         .group_by(worker_hashrate.c.address, worker_hashrate.c.worker)
@@ -248,7 +257,7 @@ def worker_rates(
         WorkerHistoryRate(
             row.address,
             row.worker,
-            hashrate(float(row.difficulty), max(now - start, MIN_SPAN_SECONDS)),
+            hashrate(float(row.difficulty), _covered(now, start, float(row.first))),
             int(row.shares),
             float(row.difficulty),
             float(row.last),

@@ -158,6 +158,9 @@ worker_hashrate = Table(
     Column("shares", Integer, nullable=False),
     # The sum of the interval's share difficulties.
     Column("difficulty", Float, nullable=False),
+    # The interval's first share: a rate right after a start spans from here, not
+    # from the interval's start.
+    Column("first_share_at", Float, nullable=False),
     Column("last_share_at", Float, nullable=False),
     Index(None, "address", "bucket"),
 )
@@ -171,6 +174,7 @@ pool_hashrate = Table(
     Column("difficulty", Float, nullable=False),
     Column("workers", Integer, nullable=False),
     Column("miners", Integer, nullable=False),
+    Column("first_share_at", Float, nullable=False),
 )
 
 #: Each found block's effort: the share difficulty of its round over the network

@@ -109,3 +109,19 @@ def test_a_failing_refresh_is_counted_and_the_timer_goes_on() -> None:
     clock.advance(60.0)
     service.stopService()
     assert service.failures == 2
+
+
+def test_right_after_a_start_rates_span_from_the_first_share_not_the_window(
+    tmp_path: Path,
+) -> None:
+    """Mining for 60 s is not shown as a tenth of its rate (the window is 600 s)."""
+    engine = migrated_engine(tmp_path)
+    now = T0 + 200.0
+    with engine.begin() as c:
+        add_shares(c, [(T0 + 140 + i, MINER, "rig", 1.0) for i in range(60)])
+        history.refresh(c, now=now)
+        expected = 60 * 2**32 / 60
+        assert history.pool_rate(c, now, 600.0).hashrate == pytest.approx(expected)
+        assert history.pool_rate(c, now, 86400.0).hashrate == pytest.approx(expected)
+        [worker] = history.worker_rates(c, now, 600.0)
+        assert worker.hashrate == pytest.approx(expected)

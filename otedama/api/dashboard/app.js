@@ -15,6 +15,7 @@
     return h.toFixed(h < 10 ? 2 : 1) + " " + units[i];
   }
   function coins(sats) { return (sats / 1e8).toFixed(8); }
+  function shortCoins(sats) { return (sats / 1e8).toFixed(8).replace(/0+$/, "").replace(/\.$/, ""); }
   function when(t) { return t == null ? "–" : new Date(t * 1000).toLocaleString(); }
   function text(value) { const span = document.createElement("span"); span.textContent = String(value); return span.innerHTML; }
   function cell(value, cls) { return "<td" + (cls ? ' class="' + cls + '"' : "") + ">" + text(value) + "</td>"; }
@@ -32,13 +33,14 @@
     const xs = points.map((p) => p.time);
     const ys = points.map((p) => p.hashrate);
     const width = Math.max(280, el.clientWidth - 10);
+    el.dataset.points = String(points.length);
+    el.dataset.max = String(Math.max(0, ...ys));
     if (charts[id]) { charts[id].setData([xs, ys]); charts[id].setSize({ width: width, height: 220 }); return; }
     charts[id] = new uPlot({
       width: width, height: 220,
       series: [{}, { label: "hashrate", stroke: "#f0a30a", fill: "rgba(240,163,10,0.15)", value: (u, v) => hashrate(v) }],
-      axes: [{ stroke: "#8b949e" }, { stroke: "#8b949e", size: 70, values: (u, vals) => vals.map(hashrate) }],
+      axes: [{ stroke: "#8b949e" }, { stroke: "#8b949e", size: 90, values: (u, vals) => vals.map(hashrate) }],
     }, [xs, ys], el);
-    el.dataset.points = String(points.length);
   }
 
   function showPool(summary) {
@@ -64,7 +66,7 @@
   async function loadPool() {
     const [pool, history] = await Promise.all([get("/pool"), get("/hashrate?range=24h")]);
     showPool(pool);
-    $("fee").textContent = pool.fee_percent + " % / " + coins(pool.minimum_payout);
+    $("fee").textContent = pool.fee_percent + " % / " + shortCoins(pool.minimum_payout);
     showBlocks(pool.blocks.last);
     $("payouts").tBodies[0].innerHTML = payoutRows(pool.payouts, false);
     $("connect").innerHTML = pool.stratum.map((s) => "<p><code>" + text(s.url) + "</code> (" + text(s.algorithm) +
@@ -87,9 +89,9 @@
 
   function showMiner(m) {
     $("m-hr").textContent = hashrate(m.hashrate);
-    $("m-immature").textContent = coins(m.balance.immature);
-    $("m-confirmed").textContent = coins(m.balance.confirmed);
-    $("m-paid").textContent = coins(m.balance.paid);
+    $("m-immature").textContent = shortCoins(m.balance.immature);
+    $("m-confirmed").textContent = shortCoins(m.balance.confirmed);
+    $("m-paid").textContent = shortCoins(m.balance.paid);
     $("workers").tBodies[0].innerHTML = m.workers.map((w) => "<tr>" + cell(w.name || "(default)") + cell(hashrate(w.hashrate_10m)) +
       cell(hashrate(w.hashrate_1h)) + cell(w.shares_1h) + cell(when(w.last_share_at)) + "</tr>").join("");
     $("m-payouts").tBodies[0].innerHTML = payoutRows(m.payouts, true);

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("worker", sa.Text(), nullable=False),
         sa.Column("shares", sa.Integer(), nullable=False),
         sa.Column("difficulty", sa.Float(), nullable=False),
+        sa.Column("first_share_at", sa.Float(), nullable=False),
         sa.Column("last_share_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("bucket", "address", "worker", name="pk_worker_hashrate"),
     )
@@ -42,6 +43,7 @@ def upgrade() -> None:
         sa.Column("difficulty", sa.Float(), nullable=False),
         sa.Column("workers", sa.Integer(), nullable=False),
         sa.Column("miners", sa.Integer(), nullable=False),
+        sa.Column("first_share_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("bucket", name="pk_pool_hashrate"),
     )
 
