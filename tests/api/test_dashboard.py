@@ -116,7 +116,7 @@ def test_pool_and_miner_pages_draw_real_data_and_show_a_new_block_live(
         browser, "the miner chart", "Number(document.getElementById('miner-chart').dataset.max) > 0"
     )
     assert browser.find_element("css selector", "#workers tbody td").text == "cpu"
-    assert browser.find_element("id", "m-immature").text != "–"
+    assert browser.find_element("id", "m-immature").text != "\u2013"  # the placeholder dash
     assert browser.execute_script(ACCENT_PIXELS, "#miner-chart") > 0
     browser.save_screenshot(str(tmp_path / "dashboard-miner.png"))
     assert console_errors(browser) == []
