@@ -10,10 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, literal, select
 
 from otedama.ledger import history
-from otedama.ledger.stats import address_balance, blocks_by_status, payout_history
+from otedama.ledger.stats import (
+    PayoutRecord,
+    address_balance,
+    blocks_by_status,
+    payout_history,
+)
 from otedama.ledger.tables import (
     REJECTED,
     block_effort,
@@ -92,65 +97,49 @@ def payments_page(
     connection: Connection, page: int, per_page: int, address: str | None = None
 ) -> dict[str, Any]:
     """Payout batches (or one address's payout items), newest first, one page."""
+    columns = [
+        payout_batches.c.id,
+        payout_batches.c.created_at,
+        payout_batches.c.state,
+        payout_batches.c.txid,
+    ]
     if address is None:
-        total = int(
-            connection.execute(select(func.count()).select_from(payout_batches)).scalar() or 0
-        )
+        count = select(func.count()).select_from(payout_batches)
         recipients = (
             select(func.count())
             .where(payout_items.c.batch_id == payout_batches.c.id)
             .scalar_subquery()
         )
-        rows = connection.execute(
-            select(payout_batches, recipients.label("recipients"))
-            .order_by(payout_batches.c.id.desc())
-            .limit(per_page)
-            .offset((page - 1) * per_page)
+        query = select(
+            *columns, payout_batches.c.total.label("amount"), recipients.label("recipients")
         )
-        items = [
-            {
-                "batch": int(r.id),
-                "created_at": float(r.created_at),
-                "state": r.state,
-                "txid": r.txid,
-                "amount": int(r.total),
-                "recipients": int(r.recipients),
-            }
-            for r in rows
-        ]
     else:
-        total = int(
-            connection.execute(
-                select(func.count()).where(payout_items.c.address == address)
-            ).scalar()
-            or 0
-        )
-        rows = connection.execute(
-            select(
-                payout_batches.c.id,
-                payout_batches.c.created_at,
-                payout_batches.c.state,
-                payout_batches.c.txid,
-                payout_items.c.amount,
-            )
+        count = select(func.count()).where(payout_items.c.address == address)
+        query = (
+            select(*columns, payout_items.c.amount, literal(1).label("recipients"))
             .join(payout_items, payout_items.c.batch_id == payout_batches.c.id)
             .where(payout_items.c.address == address)
-            .order_by(payout_batches.c.id.desc())
-            .limit(per_page)
-            .offset((page - 1) * per_page)
         )
-        items = [
-            {
-                "batch": int(r.id),
-                "created_at": float(r.created_at),
-                "state": r.state,
-                "txid": r.txid,
-                "amount": int(r.amount),
-                "recipients": 1,
-            }
-            for r in rows
-        ]
+    total = int(connection.execute(count).scalar() or 0)
+    rows = connection.execute(
+        query.order_by(payout_batches.c.id.desc()).limit(per_page).offset((page - 1) * per_page)
+    )
+    items = [
+        _payout(PayoutRecord(r.id, r.created_at, r.state, r.txid, int(r.amount), int(r.recipients)))
+        for r in rows
+    ]
     return {"page": page, "per_page": per_page, "total": total, "items": items}
+
+
+def _payout(p: PayoutRecord) -> dict[str, Any]:
+    return {
+        "batch": int(p.batch_id),
+        "created_at": float(p.created_at),
+        "state": p.state,
+        "txid": p.txid,
+        "amount": p.amount,
+        "recipients": p.recipients,
+    }
 
 
 def _points(points: list[history.HistoryPoint]) -> list[dict[str, Any]]:
@@ -204,17 +193,7 @@ def miner(connection: Connection, address: str, now: float) -> dict[str, Any]:
             "paid": balance.paid,
             "payout_pending": balance.payout_pending,
         },
-        "payouts": [
-            {
-                "batch": p.batch_id,
-                "created_at": p.created_at,
-                "state": p.state,
-                "txid": p.txid,
-                "amount": p.amount,
-                "recipients": p.recipients,
-            }
-            for p in payouts
-        ],
+        "payouts": [_payout(p) for p in payouts],
     }
 
 
@@ -257,17 +236,7 @@ def pool_snapshot(connection: Connection, now: float) -> dict[str, Any]:
             "counts": blocks_by_status(connection),
             "last": [_block_dict(r) for r in recent],
         },
-        "payouts": [
-            {
-                "batch": p.batch_id,
-                "created_at": p.created_at,
-                "state": p.state,
-                "txid": p.txid,
-                "amount": p.amount,
-                "recipients": p.recipients,
-            }
-            for p in payout_history(connection, None, 10)
-        ],
+        "payouts": [_payout(p) for p in payout_history(connection, None, 10)],
     }
 
 

@@ -247,3 +247,47 @@ def test_parse_params_names_the_parameter_and_applies_defaults() -> None:
         parse_params(route, {"id": "1e99999"}, {})
     assert route.match(["things", "3"]) == {"id": "3"}
     assert route.match(["things"]) is None
+
+
+def test_payments_are_paged_newest_first_for_the_pool_and_one_address(tmp_path: Path) -> None:
+    from sqlalchemy import insert
+
+    from otedama.ledger.tables import payout_batches, payout_items
+    from tests.pool.support import POOL
+
+    parts, store, _, _ = site(tmp_path, ApiPolicy(rate_limiting=False))
+
+    def pay(connection: Any) -> None:
+        for batch in range(1, 4):
+            connection.execute(
+                insert(payout_batches).values(
+                    id=batch,
+                    created_at=float(batch),
+                    updated_at=float(batch),
+                    state="sent",
+                    comment=f"otedama-payout-{batch}",
+                    txid=f"{batch:064x}",
+                    total=300 * batch,
+                )
+            )
+            connection.execute(
+                insert(payout_items),
+                [
+                    {"batch_id": batch, "address": MINER, "amount": 100 * batch},
+                    {"batch_id": batch, "address": POOL, "amount": 200 * batch},
+                ],
+            )
+
+    _run(store.run(pay))
+    stub = StubTreq(parts.site.resource)
+    _, _, page = call(stub, "GET", "/payments?per_page=2")
+    assert page["total"] == 3
+    assert [(p["batch"], p["amount"], p["recipients"]) for p in page["items"]] == [
+        (3, 900, 2),
+        (2, 600, 2),
+    ]
+    _, _, page = call(stub, "GET", f"/miners/{MINER}/payments?page=2&per_page=2")
+    assert page["total"] == 3
+    assert [(p["batch"], p["amount"], p["recipients"]) for p in page["items"]] == [(1, 100, 1)]
+    code, _, miner = call(stub, "GET", f"/miners/{MINER}")
+    assert code == 200 and [p["batch"] for p in miner["payouts"]] == [3, 2, 1]
