@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
+from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 from twisted.web.static import File
@@ -90,6 +91,13 @@ class DocsPage(Resource):
         return page.encode()
 
 
+class Static(File):
+    """The dashboard's files; folders are not listed."""
+
+    def directoryListing(self) -> Resource:
+        return cast(Resource, notFound())
+
+
 def dashboard_dir() -> str:
     return str(importlib.resources.files("otedama.api") / "dashboard")
 
@@ -148,7 +156,7 @@ def build_api(
     check_address = address_param(network).check
     assert check_address is not None
     ws = WebSocketResource(TopicSocketFactory(bus, topic_checker(check_address)))
-    root = File(dashboard_dir())
+    root = Static(dashboard_dir())
     v1 = ApiV1(api, ws, DocsPage(registry))
     api_dir: Any = Resource()
     api_dir.putChild(b"v1", v1)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_twisted
 from treq.testing import StubTreq
 
 from otedama.api import tokens
@@ -291,3 +292,30 @@ def test_payments_are_paged_newest_first_for_the_pool_and_one_address(tmp_path: 
     assert [(p["batch"], p["amount"], p["recipients"]) for p in page["items"]] == [(1, 100, 1)]
     code, _, miner = call(stub, "GET", f"/miners/{MINER}")
     assert code == 200 and [p["batch"] for p in miner["payouts"]] == [3, 2, 1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_root_serves_the_dashboard_and_lists_no_folder(tmp_path: Path) -> None:
+    """Over real TCP: static files are streamed by a producer StubTreq does not pump."""
+    import treq
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+
+    parts, _, _, _ = site(tmp_path, ApiPolicy(rate_limiting=False))
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(parts.site)
+    base = f"http://127.0.0.1:{port.getHost().port}"
+
+    async def get(path: str) -> tuple[int, bytes]:
+        response = await treq.get(base + path)
+        return response.code, await response.content()
+
+    try:
+        code, page = await get("/")
+        assert code == 200 and b"/vendor/uPlot.iife.min.js" in page
+        assert (await get("/vendor/uPlot.iife.min.js"))[0] == 200
+        assert (await get("/vendor/uPlot.LICENSE"))[1].startswith(b"The MIT License")
+        assert (await get("/vendor/"))[0] == 404
+        code, docs = await get("/api/v1/docs")
+        assert code == 200 and b"GET /api/v1/miners/{address}" in docs
+    finally:
+        await port.stopListening()
