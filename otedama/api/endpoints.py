@@ -146,6 +146,7 @@ MINER = obj(
                     "hashrate_10m": NUMBER,
                     "hashrate_1h": NUMBER,
                     "shares_1h": INTEGER,
+                    "difficulty": NUMBER,
                     "last_share_at": NUMBER,
                 }
             )

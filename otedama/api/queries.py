@@ -183,6 +183,8 @@ def miner(connection: Connection, address: str, now: float) -> dict[str, Any]:
                 "hashrate_10m": fast.get(rate.worker, 0.0),
                 "hashrate_1h": rate.hashrate,
                 "shares_1h": rate.shares,
+                # The average share difficulty over the hour (vardiff moves it).
+                "difficulty": rate.difficulty / rate.shares if rate.shares else 0.0,
                 "last_share_at": rate.last_share_at,
             }
             for rate in rates

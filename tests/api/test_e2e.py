@@ -49,6 +49,7 @@ def test_public_endpoints_report_the_devnet_pool(mined: Node) -> None:
 
     _, _, miner = mined.get(f"/api/v1/miners/{mined.address}")
     assert [w["name"] for w in miner["workers"]] == ["cpu"]
+    assert miner["workers"][0]["difficulty"] == pytest.approx(0.0001)
     assert miner["balance"]["immature"] > 0
     _, _, chart = mined.get(f"/api/v1/miners/{mined.address}/hashrate?range=1h")
     assert any(p["shares"] > 0 for p in chart["points"])

@@ -93,7 +93,7 @@
     $("m-confirmed").textContent = shortCoins(m.balance.confirmed);
     $("m-paid").textContent = shortCoins(m.balance.paid);
     $("workers").tBodies[0].innerHTML = m.workers.map((w) => "<tr>" + cell(w.name || "(default)") + cell(hashrate(w.hashrate_10m)) +
-      cell(hashrate(w.hashrate_1h)) + cell(w.shares_1h) + cell(when(w.last_share_at)) + "</tr>").join("");
+      cell(hashrate(w.hashrate_1h)) + cell(w.shares_1h) + cell(Number(w.difficulty.toPrecision(4))) + cell(when(w.last_share_at)) + "</tr>").join("");
     $("m-payouts").tBodies[0].innerHTML = payoutRows(m.payouts, true);
   }
 
