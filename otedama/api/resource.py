@@ -141,6 +141,20 @@ class ApiResource(Resource):
             raise HttpError(401, "Authorization must be 'Bearer <token>'")
         return value.strip()
 
+    def refuse_websocket(self, request: Request, full: bool) -> bytes | None:
+        """The JSON refusal of a WebSocket upgrade (rate limited, or too many open), or None."""
+        try:
+            if self.policy.rate_limiting:
+                self._limit(self._client(request), self.ip_limits)
+            if full:
+                raise HttpError(503, "too many WebSocket connections; try again later")
+        except HttpError as error:
+            status, body = self._failed(Failure(error), request)
+            request.setResponseCode(status)
+            request.setHeader(b"content-type", b"application/json")
+            return body
+        return None
+
     # -- rendering --------------------------------------------------------------------
 
     def render(self, request: Request) -> bytes | int:

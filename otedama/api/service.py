@@ -53,6 +53,24 @@ class ApiV1(Resource):
         return self.api.render(request)
 
 
+class GatedWebSocket(Resource):
+    """``/api/v1/ws``: the per-IP rate limit and the open-socket bound, then the upgrade."""
+
+    isLeaf = True
+
+    def __init__(self, api: ApiResource, factory: TopicSocketFactory) -> None:
+        super().__init__()
+        self.api = api
+        self.factory = factory
+        self.ws = WebSocketResource(factory)
+
+    def render_GET(self, request: Request) -> bytes | int:
+        refused = self.api.refuse_websocket(request, self.factory.full)
+        if refused is not None:
+            return refused
+        return self.ws.render_GET(request)
+
+
 class DocsPage(Resource):
     """A human page listing every route of the registry (the document's twin view)."""
 
@@ -155,7 +173,7 @@ def build_api(
     api = ApiResource(registry, store, reactor, policy)
     check_address = address_param(network).check
     assert check_address is not None
-    ws = WebSocketResource(TopicSocketFactory(bus, topic_checker(check_address)))
+    ws = GatedWebSocket(api, TopicSocketFactory(bus, topic_checker(check_address)))
     root = Static(dashboard_dir())
     v1 = ApiV1(api, ws, DocsPage(registry))
     api_dir: Any = Resource()

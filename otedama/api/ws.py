@@ -34,6 +34,8 @@ MAX_TOPICS = 16
 #: Longest client message accepted.
 MAX_MESSAGE = 1024
 CLOSE_POLICY = 1008
+#: Open WebSockets a node accepts at once; past it an upgrade answers 503.
+MAX_SOCKETS = 10_000
 
 
 @implementer(IPushProducer)
@@ -48,8 +50,10 @@ class TopicSocket:
         check_topic: Callable[[str], None],
         max_queued: int = MAX_QUEUED,
         max_queued_bytes: int = MAX_QUEUED_BYTES,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.bus = bus
+        self.on_close = on_close
         self.check_topic = check_topic
         self.max_queued = max_queued
         self.max_queued_bytes = max_queued_bytes
@@ -99,6 +103,9 @@ class TopicSocket:
 
     def connectionLost(self, reason: Failure) -> None:
         self.closed = True
+        if self.on_close is not None:
+            self.on_close()
+            self.on_close = None
         for unsubscribe in self.subscriptions.values():
             unsubscribe()
         self.subscriptions.clear()
@@ -164,14 +171,26 @@ class TopicSocket:
 
 
 class TopicSocketFactory:
-    """Builds a :class:`TopicSocket` per accepted WebSocket."""
+    """Builds a :class:`TopicSocket` per accepted WebSocket and counts the open ones."""
 
-    def __init__(self, bus: EventBus, check_topic: Callable[[str], None]) -> None:
+    def __init__(
+        self, bus: EventBus, check_topic: Callable[[str], None], max_sockets: int = MAX_SOCKETS
+    ) -> None:
         self.bus = bus
         self.check_topic = check_topic
+        self.max_sockets = max_sockets
+        self.open = 0
+
+    @property
+    def full(self) -> bool:
+        return self.open >= self.max_sockets
 
     def buildProtocol(self, request: Request) -> TopicSocket:
-        return TopicSocket(self.bus, self.check_topic)
+        self.open += 1
+        return TopicSocket(self.bus, self.check_topic, on_close=self._closed)
+
+    def _closed(self) -> None:
+        self.open -= 1
 
 
 def topic_checker(check_address: Callable[[str], None]) -> Callable[[str], None]:

@@ -79,3 +79,33 @@ def test_a_slow_consumer_is_queued_up_to_the_bound_then_closed() -> None:
     assert sock.queue == type(sock.queue)()
     bus.publish("pool", {"n": 99})
     assert transport.sent[-1]["data"]["n"] == 2
+
+
+def test_upgrades_are_rate_limited_per_ip_and_bounded_in_number(tmp_path: Any) -> None:
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from otedama.api.resource import ApiPolicy
+    from otedama.api.service import GatedWebSocket
+    from otedama.api.ws import TopicSocketFactory
+    from tests.api.support import site
+
+    parts, _, _, _ = site(tmp_path, ApiPolicy(rate_limiting=True, ip_rate=1.0, ip_burst=1))
+    factory = TopicSocketFactory(EventBus(), lambda topic: None, max_sockets=1)
+    gate = GatedWebSocket(parts.api, factory)
+
+    def refused() -> tuple[int, Any]:
+        request = DummyRequest([b""])
+        body = gate.render_GET(request)  # type: ignore[arg-type]
+        assert isinstance(body, bytes)  # refused before any upgrade
+        return request.responseCode, json.loads(body)
+
+    factory.open = 1  # one socket open: the bound is reached
+    code, body = refused()
+    assert code == 503 and "too many WebSocket connections" in body["error"]["message"]
+    code, body = refused()
+    assert code == 429 and body["error"]["status"] == 429
+    sock = factory.buildProtocol(None)  # type: ignore[arg-type]
+    assert factory.open == 2
+    sock.connectionLost(None)  # type: ignore[arg-type]
+    sock.connectionLost(None)  # type: ignore[arg-type]
+    assert factory.open == 1
