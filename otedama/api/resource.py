@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
@@ -44,6 +45,13 @@ class HttpError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+
+@dataclass
+class Served:
+    """Which route a request reached (for the response observers)."""
+
+    operation: str = "unmatched"
 
 
 @dataclass
@@ -89,6 +97,9 @@ class ApiResource(Resource):
         self.ip_limits = RateLimiter(policy.ip_rate, policy.ip_burst)
         self.token_limits = RateLimiter(policy.token_rate, policy.token_burst)
         self._document: bytes | None = None
+        #: Called as ``observer(operation, status)`` for every answer (metrics hook;
+        #: ``operation`` is the route's operationId, or "unmatched").
+        self.observers: list[Callable[[str, int], None]] = []
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -165,19 +176,22 @@ class ApiResource(Resource):
         if method == "OPTIONS":
             request.setResponseCode(204)
             return b""
-        d = Deferred.fromCoroutine(self._answer(request, method))
+        served = Served()
+        d = Deferred.fromCoroutine(self._answer(request, method, served))
         d.addErrback(self._failed, request)
-        d.addCallback(self._write, request)
+        d.addCallback(self._write, request, served)
         return NOT_DONE_YET
 
-    async def _answer(self, request: Request, method: str) -> tuple[int, bytes]:
+    async def _answer(self, request: Request, method: str, served: Served) -> tuple[int, bytes]:
         segments = self._segments(request)
         client = self._client(request)
         if self.policy.rate_limiting:
             self._limit(client, self.ip_limits)
         if segments == ["openapi.json"] and method in ("GET", "HEAD"):
+            served.operation = "openapi"
             return 200, self.document()
         entry, path_params = self._match(segments, method)
+        served.operation = entry.route.operation
         try:
             params = parse_params(entry.route, path_params, request.args or {})
         except BadParameter as e:
@@ -244,10 +258,15 @@ class ApiResource(Resource):
     def _error_body(status: int, message: str) -> bytes:
         return json_body({"error": {"status": status, "message": message}})
 
-    def _write(self, answer: tuple[int, bytes], request: Request) -> None:
+    def _write(self, answer: tuple[int, bytes], request: Request, served: Served) -> None:
+        status, body = answer
+        for observer in self.observers:
+            try:
+                observer(served.operation, status)
+            except Exception:
+                self.log.failure("API response observer failed")
         if request.finished or getattr(request, "_disconnected", False):
             return
-        status, body = answer
         request.setResponseCode(status)
         request.setHeader(b"content-length", str(len(body)).encode())
         if request.method != b"HEAD":

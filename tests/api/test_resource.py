@@ -319,3 +319,15 @@ async def test_the_root_serves_the_dashboard_and_lists_no_folder(tmp_path: Path)
         assert code == 200 and b"GET /api/v1/miners/{address}" in docs
     finally:
         await port.stopListening()
+
+
+def test_observers_see_each_answer_by_route_and_status(tmp_path: Path) -> None:
+    """The hook the metrics use (API requests by route and status)."""
+    parts, _, _, _ = site(tmp_path, ApiPolicy(rate_limiting=False))
+    seen: list[tuple[str, int]] = []
+    parts.api.observers.append(lambda operation, status: seen.append((operation, status)))
+    parts.api.observers.append(lambda operation, status: 1 / 0)  # a broken one is logged
+    stub = StubTreq(parts.site.resource)
+    for path in ("/pool", "/blocks?page=0", "/nope", "/openapi.json"):
+        call(stub, "GET", path)
+    assert seen == [("getPool", 200), ("getBlocks", 400), ("unmatched", 404), ("openapi", 200)]
