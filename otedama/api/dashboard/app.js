@@ -17,7 +17,11 @@
   function coins(sats) { return (sats / 1e8).toFixed(8); }
   function shortCoins(sats) { return (sats / 1e8).toFixed(8).replace(/0+$/, "").replace(/\.$/, ""); }
   function when(t) { return t == null ? "–" : new Date(t * 1000).toLocaleString(); }
-  function text(value) { const span = document.createElement("span"); span.textContent = String(value); return span.innerHTML; }
+  function text(value) {
+    const span = document.createElement("span");
+    span.textContent = String(value);
+    return span.innerHTML.replace(/"/g, "&quot;");
+  }
   function cell(value, cls) { return "<td" + (cls ? ' class="' + cls + '"' : "") + ">" + text(value) + "</td>"; }
   function effort(e) { return e == null ? "–" : (e * 100).toFixed(1) + " %"; }
 
