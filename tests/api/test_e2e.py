@@ -113,10 +113,13 @@ def test_admin_auth_with_tokens_from_the_command(devnet_node: Node) -> None:
 
 
 class Collector:
-    """A WebSocket client that subscribes to ``blocks`` and waits for a found block."""
+    """A WebSocket client on ``topics``; ``found`` fires with the first found block,
+    ``heard`` once every topic has delivered an event."""
 
-    def __init__(self) -> None:
+    def __init__(self, topics: list[str]) -> None:
+        self.topics = topics
         self.found: Deferred[dict[str, Any]] = Deferred()
+        self.heard: Deferred[None] = Deferred()
         self.messages: list[dict[str, Any]] = []
         self.transport: Any = None
 
@@ -124,7 +127,8 @@ class Collector:
         self.transport = transport
 
     def negotiationFinished(self) -> None:
-        self.transport.sendTextMessage(json.dumps({"op": "subscribe", "topic": "blocks"}))
+        for topic in self.topics:
+            self.transport.sendTextMessage(json.dumps({"op": "subscribe", "topic": topic}))
 
     def textMessageReceived(self, message: str) -> None:
         event = json.loads(message)
@@ -132,6 +136,9 @@ class Collector:
         data = event.get("data") or {}
         if data.get("event") == "found" and not self.found.called:
             self.found.callback(data["block"])
+        delivered = {m["topic"] for m in self.messages if "data" in m}
+        if delivered >= set(self.topics) and not self.heard.called:
+            self.heard.callback(None)
 
     def bytesMessageReceived(self, data: bytes) -> None:
         pass
@@ -146,13 +153,14 @@ class Collector:
 
 @pytest.mark.timeout(120)
 @pytest_twisted.ensureDeferred
-async def test_the_websocket_blocks_topic_delivers_a_block_found_on_the_devnet(
+async def test_the_websocket_topics_deliver_a_block_found_on_the_devnet_pool_and_miner(
     devnet_node: Node,
 ) -> None:
     from twisted.internet import reactor
     from twisted.web.websocket import WebSocketClientEndpoint
 
-    collector = Collector()
+    miner = f"miner:{devnet_node.address}"
+    collector = Collector(["blocks", "pool", miner])
 
     class Factory:
         def buildProtocol(self, url: str) -> Collector:
@@ -163,9 +171,15 @@ async def test_the_websocket_blocks_topic_delivers_a_block_found_on_the_devnet(
     await endpoint.connect(Factory())
     try:
         block = await collector.found
+        await collector.heard
     finally:
         collector.transport.loseConnection()
     assert collector.messages[0] == {"topic": "blocks", "subscribed": True}
+    events = {m["topic"]: m["data"] for m in collector.messages if "data" in m}
+    assert events["pool"]["workers"] == 1 and events["pool"]["height"] >= 1
+    # The miner's summary (its workers appear once the history has a point: see mined).
+    assert events[miner]["address"] == devnet_node.address
+    assert set(events[miner]["balance"]) == {"immature", "confirmed", "paid", "payout_pending"}
     assert block["finder"] == devnet_node.address and block["worker"] == "cpu"
     assert len(block["hash"]) == 64 and block["network_difficulty"] > 0
 
