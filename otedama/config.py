@@ -255,16 +255,24 @@ class StratumConfig:
 
 @dataclass(frozen=True)
 class ApiAuthConfig:
-    enabled: bool = option(True, boolean)
-    token_expiry: float = option(86400.0, duration, dump=dump_duration)
-    rate_limiting: bool = option(True, boolean)
+    enabled: bool = option(True, boolean, doc="Admin endpoints need a bearer token.")
+    token_expiry: float = option(
+        86400.0, duration, dump=dump_duration, doc="Default lifetime of `otedama api token create`."
+    )
+    rate_limiting: bool = option(
+        True, boolean, doc="Per-IP and per-token token buckets (429 with Retry-After)."
+    )
 
 
 @dataclass(frozen=True)
 class ApiConfig:
-    enable: bool = option(True, boolean)
-    address: HostPort = option(HostPort("0.0.0.0", 8080), host_port(), dump=str)
-    cors_origins: tuple[str, ...] = option([], string_list, dump=list)
+    enable: bool = option(True, boolean, doc="REST API, WebSocket and dashboard.")
+    address: HostPort = option(
+        HostPort("0.0.0.0", 8080), host_port(), dump=str, doc="Where the API listens."
+    )
+    cors_origins: tuple[str, ...] = option(
+        [], string_list, dump=list, doc='Origins allowed by CORS (`["*"]`: any).'
+    )
     auth: ApiAuthConfig = section(ApiAuthConfig)
 
 
@@ -649,7 +657,7 @@ class Config:
     mining: MiningConfig = section(MiningConfig)
     pool: PoolConfig = section(PoolConfig)
     stratum: StratumConfig = section(StratumConfig)
-    api: ApiConfig = section(ApiConfig, used=False)
+    api: ApiConfig = section(ApiConfig)
     database: DatabaseConfig = section(DatabaseConfig)
     redis: RedisConfig = section(
         RedisConfig, doc="Optional: rate limits and events shared by several nodes."

@@ -395,6 +395,18 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         )
         miner.setName("cpu-miner")
         miner.setServiceParent(node)
+    if config.api.enable:
+        from otedama.api.service import build_api
+        from otedama.ledger.history import HashrateHistory
+
+        history = HashrateHistory(store, reactor)
+        history.setName("hashrate-history")
+        history.setServiceParent(node)
+        parts = build_api(config, reactor, store, core, health=health, payouts=payouts)
+        source.subscribe(parts.view.tip.on_template)
+        parts.view.setServiceParent(node)
+        endpoint = serverFromString(reactor, config.api.address.server_endpoint())
+        ListenerService("api", endpoint, parts.site).setServiceParent(node)
     if config.monitoring.health.enabled:
         settings = config.monitoring.health
         site = Site(health_root(settings.path, HealthResource(health)))

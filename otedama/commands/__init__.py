@@ -24,4 +24,5 @@ COMMAND_MODULES: list[str] = [
     "otedama.commands.mining",
     "otedama.commands.system",
     "otedama.commands.debug",
+    "otedama.commands.api",
 ]

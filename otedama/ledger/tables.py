@@ -146,3 +146,57 @@ journal = Table(
     Index(None, "block_id"),
     Index(None, "batch_id"),
 )
+
+#: Hashrate history, one row per worker per interval (``bucket`` is the interval's start,
+#: a multiple of the interval in epoch seconds); written by :mod:`otedama.ledger.history`.
+worker_hashrate = Table(
+    "worker_hashrate",
+    metadata,
+    Column("bucket", Float, primary_key=True),
+    Column("address", Text, primary_key=True),
+    Column("worker", Text, primary_key=True),
+    Column("shares", Integer, nullable=False),
+    # The sum of the interval's share difficulties.
+    Column("difficulty", Float, nullable=False),
+    # The interval's first share: a rate right after a start spans from here, not
+    # from the interval's start.
+    Column("first_share_at", Float, nullable=False),
+    Column("last_share_at", Float, nullable=False),
+    Index(None, "address", "bucket"),
+)
+
+#: The pool's totals per interval (same buckets as ``worker_hashrate``).
+pool_hashrate = Table(
+    "pool_hashrate",
+    metadata,
+    Column("bucket", Float, primary_key=True),
+    Column("shares", Integer, nullable=False),
+    Column("difficulty", Float, nullable=False),
+    Column("workers", Integer, nullable=False),
+    Column("miners", Integer, nullable=False),
+    Column("first_share_at", Float, nullable=False),
+)
+
+#: Each found block's effort: the share difficulty of its round over the network
+#: difficulty (1.0 = as many hashes as expected), computed once when it is found.
+block_effort = Table(
+    "block_effort",
+    metadata,
+    Column("hash", Text, primary_key=True),
+    Column("network_difficulty", Float, nullable=False),
+    Column("share_difficulty", Float, nullable=False),
+    Column("effort", Float, nullable=False),
+)
+
+#: Bearer tokens of the API's admin endpoints: only the SHA-256 of a token is stored.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", Text, nullable=False),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Index(None, "name"),
+)

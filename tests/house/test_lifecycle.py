@@ -49,6 +49,7 @@ def node_config(data_dir: Path, devnet_port: int = 0, **overrides: object) -> di
         "stratum": {"address": "127.0.0.1:0", "share_difficulty": 0.001, "min_difficulty": 0.0001},
         "database": {"url": f"sqlite:///{data_dir / 'otedama.sqlite'}"},
         "mining": {"enable_cpu": False},
+        "api": {"address": f"127.0.0.1:{free_port()}"},
         "monitoring": {
             "logging": {"format": "json"},
             "health": {"enabled": True, "address": f"127.0.0.1:{free_port()}"},

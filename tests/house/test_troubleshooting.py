@@ -54,7 +54,10 @@ QUOTED = [
     ("(create it: createdb -h", "(create it: createdb -h"),
     ("authentication failed for user 'otedama_user'", "authentication failed for user"),
     ("(is PostgreSQL running and listening there?)", "(is PostgreSQL running and listening"),
-    ("schema is empty (no migrations applied; newest is 0001)", "schema is empty (no migrations"),
+    (
+        "schema is empty (no migrations applied; newest is ",
+        "schema is empty (no migrations",
+    ),
     (
         "run `otedama migrate up --config /etc/otedama.yaml` first",
         "run `otedama migrate up --config",

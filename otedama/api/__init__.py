@@ -1,0 +1,1 @@
+"""The operator and miner surface: REST API, OpenAPI document, WebSocket, dashboard."""

@@ -1,0 +1,274 @@
+"""The twisted.web edge of the API: dispatch, JSON errors, CORS, auth and rate limits.
+
+:class:`ApiResource` serves ``/api/v1/…`` from the routes of an
+:class:`~otedama.api.endpoints.ApiRegistry`: it matches the path, answers 405 for a
+known path with another method, checks parameters with the route's own definitions,
+applies the rate limits and (for admin routes) the bearer token, runs the handler (whose
+database reads go to the ledger's thread pool) and writes JSON. Every error is JSON:
+``{"error": {"status": 400, "message": "address: …"}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, cast
+from urllib.parse import unquote
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from otedama.api import tokens
+from otedama.api.endpoints import ApiRegistry, Conflict, NotFound, Registered
+from otedama.api.ratelimit import (
+    IP_BURST,
+    IP_RATE,
+    TOKEN_BURST,
+    TOKEN_RATE,
+    RateLimiter,
+    retry_after,
+)
+from otedama.api.routes import PREFIX, ApiRequest, BadParameter, openapi, parse_params
+
+LOCALHOST = ("127.0.0.1", "::1")
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class Served:
+    """Which route a request reached (for the response observers)."""
+
+    operation: str = "unmatched"
+
+
+@dataclass
+class ApiPolicy:
+    """The ``api`` section's switches, as the resource applies them."""
+
+    auth_enabled: bool = True
+    rate_limiting: bool = True
+    cors_origins: tuple[str, ...] = ()
+    ip_rate: float = IP_RATE
+    ip_burst: int = IP_BURST
+    token_rate: float = TOKEN_RATE
+    token_burst: int = TOKEN_BURST
+
+
+def json_body(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+def _finite(data: Any) -> Any:
+    """Replace non-finite floats (never expected) by None, so the JSON stays valid."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_finite(v) for v in data]
+    return data
+
+
+class ApiResource(Resource):
+    """``/api/v1``: every path below is dispatched from the registry (``ws`` aside)."""
+
+    log = Logger()
+    isLeaf = True
+
+    def __init__(self, registry: ApiRegistry, store: Any, clock: Any, policy: ApiPolicy) -> None:
+        super().__init__()
+        self.registry = registry
+        self.store = store
+        self.clock = clock
+        self.policy = policy
+        self.ip_limits = RateLimiter(policy.ip_rate, policy.ip_burst)
+        self.token_limits = RateLimiter(policy.token_rate, policy.token_burst)
+        self._document: bytes | None = None
+        #: Called as ``observer(operation, status)`` for every answer (metrics hook;
+        #: ``operation`` is the route's operationId, or "unmatched").
+        self.observers: list[Callable[[str, int], None]] = []
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def document(self) -> bytes:
+        if self._document is None:
+            self._document = json_body(openapi(self.registry.routes))
+        return self._document
+
+    def _cors(self, request: Request) -> None:
+        origin = request.getHeader("origin")
+        allowed = self.policy.cors_origins
+        if origin is None or not allowed:
+            return
+        if "*" in allowed:
+            request.setHeader(b"access-control-allow-origin", b"*")
+        elif origin in allowed:
+            request.setHeader(b"access-control-allow-origin", origin.encode())
+            request.setHeader(b"vary", b"Origin")
+        else:
+            return
+        request.setHeader(b"access-control-allow-methods", b"GET, POST, OPTIONS")
+        request.setHeader(b"access-control-allow-headers", b"Authorization, Content-Type")
+        request.setHeader(b"access-control-max-age", b"600")
+
+    def _segments(self, request: Request) -> list[str]:
+        path = unquote(request.path.decode("latin-1"), errors="replace")
+        rest = path[len(PREFIX) :] if path.startswith(PREFIX) else path
+        return rest.strip("/").split("/") if rest.strip("/") else []
+
+    def _client(self, request: Request) -> str:
+        peer = request.getClientAddress()
+        return str(getattr(peer, "host", "unknown"))
+
+    def _limit(self, key: str, limiter: RateLimiter) -> None:
+        wait = limiter.take(key, self.clock.seconds())
+        if wait > 0:
+            after = retry_after(wait)
+            raise HttpError(
+                429,
+                f"too many requests; retry after {after} s",
+                {"retry-after": str(after)},
+            )
+
+    def _bearer(self, request: Request) -> str | None:
+        header = request.getHeader("authorization")
+        if header is None:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise HttpError(401, "Authorization must be 'Bearer <token>'")
+        return value.strip()
+
+    def refuse_websocket(self, request: Request, full: bool) -> bytes | None:
+        """The JSON refusal of a WebSocket upgrade (rate limited, or too many open), or None."""
+        try:
+            if self.policy.rate_limiting:
+                self._limit(self._client(request), self.ip_limits)
+            if full:
+                raise HttpError(503, "too many WebSocket connections; try again later")
+        except HttpError as error:
+            status, body = self._failed(Failure(error), request)
+            request.setResponseCode(status)
+            request.setHeader(b"content-type", b"application/json")
+            return body
+        return None
+
+    # -- rendering --------------------------------------------------------------------
+
+    def render(self, request: Request) -> bytes | int:
+        self._cors(request)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        method = (request.method or b"GET").decode("latin-1")
+        if method == "OPTIONS":
+            request.setResponseCode(204)
+            return b""
+        served = Served()
+        d = Deferred.fromCoroutine(self._answer(request, method, served))
+        d.addErrback(self._failed, request)
+        d.addCallback(self._write, request, served)
+        return NOT_DONE_YET
+
+    async def _answer(self, request: Request, method: str, served: Served) -> tuple[int, bytes]:
+        segments = self._segments(request)
+        client = self._client(request)
+        if self.policy.rate_limiting:
+            self._limit(client, self.ip_limits)
+        if segments == ["openapi.json"] and method in ("GET", "HEAD"):
+            served.operation = "openapi"
+            return 200, self.document()
+        entry, path_params = self._match(segments, method)
+        served.operation = entry.route.operation
+        try:
+            params = parse_params(entry.route, path_params, request.args or {})
+        except BadParameter as e:
+            raise HttpError(400, str(e)) from None
+        token_name = None
+        if entry.route.admin:
+            token_name = await self._authorize(request, client)
+        host = (request.getRequestHostname() or b"localhost").decode("latin-1")
+        answer = await entry.handler(ApiRequest(params, client, host, token_name))
+        return 200, json_body(_finite(answer))
+
+    def _match(self, segments: list[str], method: str) -> tuple[Registered, dict[str, str]]:
+        allowed: list[str] = []
+        for entry in self.registry.entries:
+            found = entry.route.match(segments)
+            if found is None:
+                continue
+            if entry.route.method == method or (method == "HEAD" and entry.route.method == "GET"):
+                return entry, found
+            allowed.append(entry.route.method)
+        if allowed:
+            raise HttpError(
+                405,
+                f"method {method} not allowed here; use {', '.join(sorted(set(allowed)))}",
+                {"allow": ", ".join(sorted({*allowed, "OPTIONS"}))},
+            )
+        raise HttpError(404, f"no such endpoint: {PREFIX}/{'/'.join(segments)}")
+
+    async def _authorize(self, request: Request, client: str) -> str | None:
+        if not self.policy.auth_enabled:
+            if client not in LOCALHOST:
+                raise HttpError(403, "admin endpoints answer only localhost while api.auth is off")
+            return None
+        token = self._bearer(request)
+        if token is None:
+            raise HttpError(401, "this endpoint needs a bearer token (otedama api token create)")
+        if len(token) > 200:
+            raise HttpError(401, "unknown token")
+        name, why = await self.store.run(
+            partial(tokens.verify_token, token=token, now=self.clock.seconds())
+        )
+        if name is None:
+            raise HttpError(401, why)
+        if self.policy.rate_limiting:
+            self._limit(name, self.token_limits)
+        return cast(str, name)
+
+    def _failed(self, failure: Failure, request: Request) -> tuple[int, bytes]:
+        error = failure.value
+        if isinstance(error, HttpError):
+            for name, value in error.headers.items():
+                request.setHeader(name.encode(), value.encode())
+            if error.status == 401:
+                request.setHeader(b"www-authenticate", b'Bearer realm="otedama"')
+            return error.status, self._error_body(error.status, error.message)
+        if isinstance(error, NotFound):
+            return 404, self._error_body(404, str(error))
+        if isinstance(error, Conflict):
+            return 409, self._error_body(409, str(error))
+        self.log.failure("API request {path} failed", failure, path=request.path)
+        return 500, self._error_body(500, "internal error; see the node's log")
+
+    @staticmethod
+    def _error_body(status: int, message: str) -> bytes:
+        return json_body({"error": {"status": status, "message": message}})
+
+    def _write(self, answer: tuple[int, bytes], request: Request, served: Served) -> None:
+        status, body = answer
+        for observer in self.observers:
+            try:
+                observer(served.operation, status)
+            except Exception:
+                self.log.failure("API response observer failed")
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        request.setResponseCode(status)
+        request.setHeader(b"content-length", str(len(body)).encode())
+        if request.method != b"HEAD":
+            request.write(body)
+        request.finish()
