@@ -20,5 +20,6 @@ COMMAND_MODULES: list[str] = [
     "otedama.commands.bench",
     "otedama.commands.migrate",
     "otedama.commands.stats",
+    "otedama.commands.ban",
     "otedama.commands.devnet",
 ]

@@ -21,6 +21,7 @@ so no line is ever written to a file being renamed: rotation never loses a line.
 from __future__ import annotations
 
 import fcntl
+import getpass
 import json
 import os
 import threading
@@ -33,7 +34,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-__all__ = ["AuditLog", "append_entry", "audit_line", "audit_path"]
+__all__ = ["AuditLog", "append_entry", "audit_line", "audit_path", "command_actor", "record_now"]
 
 MAX_SIZE = 64 * 1024 * 1024
 BACKUPS = 10
@@ -167,3 +168,27 @@ class AuditLog:
 
         written.addErrback(failed)
         return written
+
+
+def command_actor(command: str) -> str:
+    """``USER (COMMAND)``: who ran a command, for its audit lines."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user} ({command})"
+
+
+def record_now(
+    config: Any,
+    actor: str,
+    action: str,
+    target: str,
+    result: str,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Write one audit line now, blocking (for commands in their own process, e.g.
+    ``otedama migrate up``); nothing when ``config``'s audit log is disabled."""
+    path = audit_path(config)
+    if path is not None:
+        append_entry(path, audit_line(time.time(), actor, action, target, result, detail))

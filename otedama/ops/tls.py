@@ -149,10 +149,11 @@ class ReloadableTLS:
     def reload_hook(self, reactor: Any) -> Any:
         """A ``NodeService.add_reload_hook`` hook: re-read the files on every reload."""
 
-        def hook(old: Any, new: Any) -> None:
+        def hook(old: Any, new: Any) -> Deferred[bool] | None:
             security = new.security
-            if security.enable_tls:
-                self.reload(reactor, security.cert_file, security.key_file)
+            if not security.enable_tls:
+                return None
+            return self.reload(reactor, security.cert_file, security.key_file)
 
         return hook
 

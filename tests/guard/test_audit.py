@@ -88,3 +88,20 @@ def test_rotation_under_concurrent_threads_and_processes_loses_no_line(tmp_path:
     rotated = list(tmp_path.glob("audit.log.*[0-9]"))
     assert len(rotated) > 10
     assert all(f.stat().st_size <= 2000 for f in [path, *rotated])
+
+
+def test_migrate_up_writes_its_audit_line(tmp_path: Path) -> None:
+    from otedama.cli import main
+
+    config = tmp_path / "otedama.yaml"
+    config.write_text(
+        f"app:\n  data_dir: {tmp_path}\nsecurity:\n  audit:\n    enabled: true\n",
+        encoding="utf-8",
+    )
+    assert main(["migrate", "up", "--config", str(config)]) == 0
+    [entry] = all_lines(tmp_path / "audit.log")
+    assert entry["action"] == "migrate.upgrade" and entry["result"] == "ok"
+    assert entry["target"].startswith("sqlite:///") and entry["detail"]["from"] is None
+    assert entry["actor"].endswith("(otedama migrate)")
+    assert main(["migrate", "up", "--config", str(config)]) == 0  # nothing to do: no line
+    assert len(all_lines(tmp_path / "audit.log")) == 1
