@@ -157,7 +157,8 @@ class Guard:
                 f"{settings.invalid_ratio:.0%} of its work in {settings.invalid_window:g} s"
             )
             self.work.forget(key)
-            self.ban(key, settings.ban_duration, reason, "auto")
+            # A failed audit write is logged by the audit log; the ban stands.
+            self.ban(key, settings.ban_duration, reason, "auto").addErrback(lambda _: None)
 
     # -- bans --------------------------------------------------------------------------
 
