@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.python.failure import Failure
@@ -218,6 +218,151 @@ async def flood(reactor: Any, port: int, connections: int, report: FloodReport) 
     await DeferredList(opened, consumeErrors=True)
 
 
+class HonestFleet:
+    """Honest miners on 127.0.1.x (``per_ip`` per address), mining in rounds: each miner
+    submits one share at a random moment within ``spread`` seconds."""
+
+    def __init__(self, reactor: Any, port: int, honest: int, per_ip: int, spread: float) -> None:
+        self.reactor = reactor
+        self.port = port
+        self.honest = honest
+        self.per_ip = per_ip
+        self.spread = spread
+        self.miners: list[LineClient] = []
+        self.shares = 0
+        self.accepted = 0
+        self._nonces = iter(range(1, 1 << 31))
+
+    async def start(self) -> int:
+        batch = 200
+        for first in range(0, self.honest, batch):
+            made = [
+                Deferred.fromCoroutine(
+                    honest_miner(
+                        self.reactor,
+                        self.port,
+                        f"127.0.{1 + i // self.per_ip // 250}.{1 + i // self.per_ip % 250}",
+                        f"{BENCH_ADDRESS}.h{i}",
+                    )
+                )
+                for i in range(first, min(self.honest, first + batch))
+            ]
+            self.miners.extend(await gatherResults(made, consumeErrors=True))
+        return len(self.miners)
+
+    async def round(self) -> list[float]:
+        """One share from every miner; their latencies in seconds."""
+        latencies: list[float] = []
+
+        async def one(index: int, client: LineClient) -> None:
+            pause: Deferred[None] = Deferred()
+            self.reactor.callLater(random.uniform(0, self.spread), pause.callback, None)
+            await pause
+            sent = time.monotonic()
+            reply = await client.submit(f"{BENCH_ADDRESS}.h{index}", next(self._nonces))
+            latencies.append(time.monotonic() - sent)
+            self.shares += 1
+            self.accepted += reply.get("result") is True
+
+        await gatherResults(
+            [Deferred.fromCoroutine(one(i, c)) for i, c in enumerate(self.miners)],
+            consumeErrors=True,
+        )
+        return latencies
+
+    async def connected(self) -> int:
+        return sum(1 for client in self.miners if not client.closed.called)
+
+    async def close(self) -> None:
+        for client in self.miners:
+            transport: Any = client.transport
+            if transport is not None:
+                transport.loseConnection()
+
+
+class _Child(ProcessProtocol):
+    """A bench child process: JSON lines on stdout, each awaited with ``next_line``."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.lines: list[Any] = []
+        self.waiting: Deferred[Any] | None = None
+        self.ended: Deferred[None] = Deferred()
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd != 1:
+            return
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        self.lines.extend(json.loads(line) for line in lines if line.strip())
+        self._deliver()
+
+    def _deliver(self) -> None:
+        if self.waiting is not None and self.lines:
+            waiting, self.waiting = self.waiting, None
+            waiting.callback(self.lines.pop(0))
+
+    def next_line(self) -> Deferred[Any]:
+        self.waiting = Deferred()
+        waiting = self.waiting
+        self._deliver()
+        return waiting
+
+    def processEnded(self, reason: Failure) -> None:
+        if self.waiting is not None:
+            waiting, self.waiting = self.waiting, None
+            waiting.errback(RuntimeError(f"bench child ended: {reason.getErrorMessage()}"))
+        self.ended.callback(None)
+
+
+def _spawn(reactor: Any, *args: str) -> _Child:
+    import sys
+
+    child = _Child()
+    argv = [sys.executable, "-m", "otedama.bench.flood", *args]
+    reactor.spawnProcess(child, sys.executable, argv, env=None, childFDs={0: "w", 1: "r", 2: 2})
+    return child
+
+
+class RemoteFleet:
+    """The same fleet in its own process, so the clients' work does not share the server's
+    reactor thread (and the bench process's memory is the server's)."""
+
+    def __init__(self, reactor: Any, port: int, honest: int, per_ip: int, spread: float) -> None:
+        self.reactor = reactor
+        self.args = (str(port), str(honest), str(per_ip), str(spread))
+        self.child: _Child | None = None
+        self.shares = 0
+        self.accepted = 0
+
+    async def _ask(self, command: str) -> Any:
+        assert self.child is not None
+        transport: Any = self.child.transport
+        transport.write(command.encode() + b"\n")
+        return await self.child.next_line()
+
+    async def start(self) -> int:
+        self.child = _spawn(self.reactor, "honest", *self.args)
+        ready: int = (await self.child.next_line())["ready"]
+        return ready
+
+    async def round(self) -> list[float]:
+        reply = await self._ask("round")
+        self.shares, self.accepted = reply["shares"], reply["accepted"]
+        latencies: list[float] = reply["latencies"]
+        return latencies
+
+    async def connected(self) -> int:
+        count: int = (await self._ask("status"))["connected"]
+        return count
+
+    async def close(self) -> None:
+        if self.child is not None:
+            transport: Any = self.child.transport
+            transport.closeStdin()
+            await self.child.ended
+
+
 async def run_flood(
     reactor: Any,
     honest: int = 200,
@@ -226,126 +371,121 @@ async def run_flood(
     rounds: int = 3,
     spread: float = 1.0,
     progress: Callable[[str], object] = lambda text: None,
+    remote_honest: bool = False,
 ) -> FloodReport:
-    """The whole scenario on loopback; the report."""
+    """The whole scenario on loopback; the report. The flooder always runs in its own
+    process; the honest miners too when ``remote_honest``."""
     started = time.monotonic()
     stratum, guard, factory = stratum_stack(reactor)
     port = reactor.listenTCP(0, factory, backlog=4096, interface="127.0.0.1")
     number = port.getHost().port
     report = FloodReport(honest=honest)
     latencies: list[float] = []
-    miners: list[LineClient] = []
+    kind = RemoteFleet if remote_honest else HonestFleet
+    fleet = kind(reactor, number, honest, per_ip, spread)
     try:
-        batch = 200
-        for first in range(0, honest, batch):
-            made = [
-                Deferred.fromCoroutine(
-                    honest_miner(
-                        reactor,
-                        number,
-                        f"127.0.{1 + i // per_ip // 250}.{1 + i // per_ip % 250}",
-                        f"{BENCH_ADDRESS}.h{i}",
-                    )
-                )
-                for i in range(first, min(honest, first + batch))
-            ]
-            miners.extend(await gatherResults(made, consumeErrors=True))
-        progress(f"{len(miners)} honest miners connected")
-
-        nonces = iter(range(1, 1 << 31))
-
-        async def mining_round() -> None:
-            async def one(index: int, client: LineClient) -> None:
-                pause: Deferred[None] = Deferred()
-                reactor.callLater(random.uniform(0, spread), pause.callback, None)
-                await pause
-                sent = time.monotonic()
-                reply = await client.submit(f"{BENCH_ADDRESS}.h{index}", next(nonces))
-                latencies.append(time.monotonic() - sent)
-                report.shares += 1
-                report.accepted += reply.get("result") is True
-
-            await gatherResults(
-                [Deferred.fromCoroutine(one(i, c)) for i, c in enumerate(miners)],
-                consumeErrors=True,
-            )
-
+        progress(f"{await fleet.start()} honest miners connected")
         flooding = Deferred.fromCoroutine(
             flood_in_process(reactor, number, flood_connections, report)
         )
         for _ in range(rounds):
-            await mining_round()
+            latencies.extend(await fleet.round())
         await flooding
-        await mining_round()  # after the flood
+        latencies.extend(await fleet.round())  # after the flood
         progress("flood over")
         now = guard.now()
         report.flooder_banned = guard.bans.banned(FLOODER, now) is not None
         report.flooder_refused_at_accept = await probe_refused(reactor, number, FLOODER)
-        report.honest_connected = sum(1 for c in miners if not c.closed.called)
+        report.honest_connected = await fleet.connected()
+        report.shares, report.accepted = fleet.shares, fleet.accepted
         report.refusals = dict(guard.refused_total)
         report.sessions_after = len(stratum.server.sessions)
         report.p50_ms = _percentile(latencies, 0.50) * 1000
         report.p99_ms = _percentile(latencies, 0.99) * 1000
         report.max_ms = max(latencies, default=0.0) * 1000
     finally:
-        for client in miners:
-            transport: Any = client.transport
-            if transport is not None:
-                transport.loseConnection()
+        await fleet.close()
         await port.stopListening()
     report.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report.seconds = time.monotonic() - started
     return report
 
 
-class _FlooderOutput(ProcessProtocol):
-    """Collects a flooder process's stdout; ``done`` fires with it when the process ends."""
-
-    def __init__(self) -> None:
-        self.out = b""
-        self.done: Deferred[bytes] = Deferred()
-
-    def childDataReceived(self, fd: int, data: bytes) -> None:
-        if fd == 1:
-            self.out += data
-
-    def processEnded(self, reason: Failure) -> None:
-        self.done.callback(self.out)
-
-
 async def flood_in_process(reactor: Any, port: int, connections: int, report: FloodReport) -> None:
     """Run :func:`flood` in its own process (its connects and writes must not share the
     server's reactor thread) and copy its counts into ``report``."""
-    import sys
-
-    output = _FlooderOutput()
-    reactor.spawnProcess(
-        output,
-        sys.executable,
-        [sys.executable, "-m", "otedama.bench.flood", str(port), str(connections)],
-        env=None,
-    )
-    counts = json.loads((await output.done).decode().strip().splitlines()[-1])
+    child = _spawn(reactor, "flood", str(port), str(connections))
+    counts = await child.next_line()
     report.flood_connections = counts["flood_connections"]
     report.flood_garbage_lines = counts["flood_garbage_lines"]
     report.flood_invalid_shares = counts["flood_invalid_shares"]
+    await child.ended
 
 
-def flooder_main(argv: list[str]) -> int:
-    """``python -m otedama.bench.flood PORT CONNECTIONS``: flood, print the counts."""
+class _FleetControl(Protocol):
+    """The honest child's stdin: ``round`` and ``status``, answered one JSON line each."""
+
+    def __init__(self, fleet: HonestFleet, say: Callable[[Any], None]) -> None:
+        self.fleet = fleet
+        self.say = say
+        self.buffer = b""
+        self.lock = DeferredLock()
+        self.done: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            command = line.strip().decode()
+            if command:
+                self.lock.run(self.run_command, command)
+
+    def run_command(self, command: str) -> Deferred[None]:
+        return Deferred.fromCoroutine(self.run(command))
+
+    async def run(self, command: str) -> None:
+        fleet = self.fleet
+        if command == "round":
+            latencies = await fleet.round()
+            self.say({"latencies": latencies, "shares": fleet.shares, "accepted": fleet.accepted})
+        elif command == "status":
+            self.say({"connected": await fleet.connected()})
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.lock.run(lambda: self.done.callback(None))
+
+
+def child_main(argv: list[str]) -> int:
+    """``python -m otedama.bench.flood flood PORT CONNECTIONS`` (flood, print the counts)
+    or ``… honest PORT N PER_IP SPREAD`` (a fleet driven over stdin)."""
     raise_fd_limit()
     from otedama.ops.reactor import install_asyncio_reactor
 
     install_asyncio_reactor()
+    from twisted.internet import stdio
     from twisted.internet.task import react
 
-    report = FloodReport(honest=0)
-    port, connections = int(argv[0]), int(argv[1])
+    def say(obj: Any) -> None:
+        print(json.dumps(obj), flush=True)
+
+    async def honest(rx: Any) -> None:
+        fleet = HonestFleet(rx, int(argv[1]), int(argv[2]), int(argv[3]), float(argv[4]))
+        say({"ready": await fleet.start()})
+        control = _FleetControl(fleet, say)
+        stdio.StandardIO(control, reactor=rx)
+        await control.done
+        await fleet.close()
+
+    async def flooding(rx: Any) -> None:
+        report = FloodReport(honest=0)
+        await flood(rx, int(argv[1]), int(argv[2]), report)
+        say(asdict(report))
+
+    main = honest if argv[0] == "honest" else flooding
     try:
-        react(lambda rx: Deferred.fromCoroutine(flood(rx, port, connections, report)), [])
+        react(lambda rx: Deferred.fromCoroutine(main(rx)), [])
     except SystemExit:
         pass
-    print(json.dumps(asdict(report)), flush=True)
     return 0
 
 
@@ -363,6 +503,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="shares per miner during the flood")
     parser.add_argument(
         "--spread", type=float, default=2.0, help="seconds over which each round's shares spread"
+    )
+    parser.add_argument(
+        "--in-process", action="store_true", help="run the honest miners in the bench process"
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=bench_flood)
@@ -386,6 +529,7 @@ def bench_flood(args: argparse.Namespace) -> int:
                 flood_connections=args.flood,
                 rounds=args.rounds,
                 spread=args.spread,
+                remote_honest=not args.in_process,
                 progress=lambda text: print(text, flush=True),
             )
         )
@@ -409,8 +553,9 @@ def bench_flood(args: argparse.Namespace) -> int:
         f"shares; banned: {report.flooder_banned}; refused at accept: "
         f"{report.flooder_refused_at_accept}\n"
         f"guard refusals: {report.refusals}\n"
-        f"sessions after: {report.sessions_after}; peak RSS (bench process, server and "
-        f"clients): {report.peak_rss_mib:.0f} MiB; {report.seconds:.1f} s"
+        f"sessions after: {report.sessions_after}; peak RSS of the bench process "
+        f"({'server and honest clients' if args.in_process else 'the server'}): "
+        f"{report.peak_rss_mib:.0f} MiB; {report.seconds:.1f} s"
     )
     return 0 if report.honest_connected == report.honest and report.flooder_banned else 1
 
@@ -418,4 +563,4 @@ def bench_flood(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     import sys
 
-    sys.exit(flooder_main(sys.argv[1:]))
+    sys.exit(child_main(sys.argv[1:]))
