@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_twisted
 from twisted.internet import task
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
 
-from otedama.ops.bans import Ban, DdosSettings
+from otedama.ops.bans import Ban, DdosSettings, JsonBanFile
 from otedama.ops.firewall import Firewall
 from otedama.ops.guard import AdminProtocol, Guard, GuardedFactory, GuardService
 from tests.stratum.conftest import ADDRESS, Miner, Stack, StackMaker, logged
@@ -254,3 +255,25 @@ def test_ipv4_mapped_peers_share_the_ipv4_ban(make_stack: StackMaker, tmp_path: 
     _stack, guard, factory = guarded_stack(make_stack)
     guard.ban("::ffff:192.0.2.1", 60.0, "test", "op")
     assert connect(factory, "192.0.2.1") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_ban_survives_a_restart_through_the_ban_file(tmp_path: Path) -> None:
+    from twisted.internet import reactor
+
+    path = tmp_path / "bans.json"
+    first = Guard(Firewall(), DdosSettings(), reactor, store=JsonBanFile(path, reactor))
+    await first.ban("198.51.100.7", 3600.0, "abuse", "alice")
+    assert first.store is not None
+    await first.store.save(first.bans.active(reactor.seconds()))  # the save in flight, then ours
+
+    second = Guard(Firewall(), DdosSettings(), reactor, store=JsonBanFile(path, reactor))
+    service = GuardService(second)
+    service.startService()
+    try:
+        assert await service.whenReady() == 1
+        assert second.refusal("198.51.100.7") == "banned"
+        [ban] = second.bans.active(reactor.seconds())
+        assert (ban.reason, ban.actor) == ("abuse", "alice")
+    finally:
+        service.stopService()
