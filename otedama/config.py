@@ -333,14 +333,34 @@ class DatabaseConfig:
         return min(self.pool_size, self.max_connections)
 
 
+def _redis_url(value: Any) -> str | None:
+    text = optional_string(value)
+    if text is None:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme != "redis" or not parts.hostname:
+        raise Invalid(f'expected redis://[:password@]host[:port][/db], got "{mask_url(text)}"')
+    if parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise Invalid(f'the database after the / must be a number, got "{mask_url(text)}"')
+    return text
+
+
 @dataclass(frozen=True)
 class RedisConfig:
-    url: str | None = option(None, optional_string, secret=False, used=False)
-    host: str = option("localhost", string, used=False)
-    port: int = option(6379, port, used=False)
-    password: str = option("", string, secret=True, used=False)
-    db: int = option(0, integer(0), used=False)
-    pool_size: int = option(10, integer(1), used=False)
+    enabled: bool = option(
+        False, boolean, doc="Share rate limits and live events through Redis at host:port."
+    )
+    url: str | None = option(
+        None,
+        _redis_url,
+        secret=False,
+        doc="`redis://[:password@]host[:port][/db]`; `REDIS_URL` overrides. Set: Redis is used.",
+    )
+    host: str = option("localhost", string, doc="Redis host (with `enabled`).")
+    port: int = option(6379, port, doc="Redis port.")
+    password: str = option("", string, secret=True, doc="Redis password.")
+    db: int = option(0, integer(0), doc="Redis database number.")
+    pool_size: int = option(10, integer(1), doc="Connections to Redis.")
 
 
 def _positive_duration(value: Any) -> float:
@@ -427,6 +447,11 @@ class FederationConfig:
     enabled: bool = option(False, boolean)
     node_id: str = option("", string)
     listen_port: int = option(4444, port)
+    advertise_host: str = option(
+        "",
+        string,
+        doc="Host name or address peers dial (gossip TCP); empty: as the bootstrap peers see it.",
+    )
     bootstrap_peers: tuple[str, ...] = option([], string_list, dump=list)
     max_peers: int = option(50, integer(0))
     reputation_threshold: float = option(0.5, number(0, 1))
@@ -444,11 +469,20 @@ class FederationConfig:
     )
 
 
+def _metrics_path(value: Any) -> str:
+    text = string(value)
+    if not text.startswith("/") or " " in text:
+        raise Invalid(f'expected a URL path like "/metrics", got "{text}"')
+    return text
+
+
 @dataclass(frozen=True)
-class EndpointToggle:
-    enabled: bool = option(True, boolean)
-    address: HostPort = option(HostPort("127.0.0.1", 9090), host_port(), dump=str)
-    path: str = option("/", string)
+class MetricsConfig:
+    enabled: bool = option(False, boolean, doc="Serve Prometheus metrics over HTTP.")
+    address: HostPort = option(
+        HostPort("127.0.0.1", 9090), host_port(), dump=str, doc="Metrics endpoint address."
+    )
+    path: str = option("/metrics", _metrics_path, doc="URL path Prometheus scrapes.")
 
 
 def _url_path(value: Any) -> str:
@@ -487,7 +521,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class MonitoringConfig:
-    metrics: EndpointToggle = section(EndpointToggle, used=False)
+    metrics: MetricsConfig = section(MetricsConfig)
     health: HealthConfig = section(HealthConfig)
     logging: LoggingConfig = section(LoggingConfig)
 
@@ -565,6 +599,26 @@ class WalletConfig:
     )
 
 
+_ZMQ_ADDRESS = re.compile(r"(tcp://(\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\d{1,5}|\*)|ipc://\S+)")
+
+
+def _zmq_address(value: Any) -> str | None:
+    text = optional_string(value)
+    if text is None or text == "":
+        return None
+    if not _ZMQ_ADDRESS.fullmatch(text):
+        raise Invalid(f'expected a ZMQ address like "tcp://127.0.0.1:28332", got "{text}"')
+    return text
+
+
+def _zmq_option(topic: str) -> Any:
+    return option(
+        None,
+        _zmq_address,
+        doc=f"Publish Core's {topic} notifications here (like -zmqpub{topic}); off if unset.",
+    )
+
+
 @dataclass(frozen=True)
 class DevnetConfig:
     listen: HostPort = option(
@@ -579,6 +633,36 @@ class DevnetConfig:
     data_dir: Path = option(
         Path("./data/devnet"), path, dump=dump_path, doc="Where the devnet keeps its chain."
     )
+    rpc_user: str | None = option(
+        None, optional_string, doc="Require this user (with rpc_password), like rpcuser."
+    )
+    rpc_password: str | None = option(
+        None, optional_string, secret=True, doc="The password for rpc_user, like rpcpassword."
+    )
+    rpc_cookie: bool = option(
+        False, boolean, doc="Require the .cookie Core-style auth written in data_dir at start."
+    )
+    zmq_pub_hashblock: str | None = _zmq_option("hashblock")
+    zmq_pub_rawblock: str | None = _zmq_option("rawblock")
+    zmq_pub_hashtx: str | None = _zmq_option("hashtx")
+    zmq_pub_rawtx: str | None = _zmq_option("rawtx")
+    zmq_pub_sequence: str | None = _zmq_option("sequence")
+    chain_name: str = option(
+        "devnet",
+        choice("devnet", "regtest"),
+        doc="The chain getblockchaininfo reports; regtest for other software (otedama devnet).",
+    )
+    reported_connections: int = option(
+        0,
+        integer(0, 125),
+        doc="Peer count getnetworkinfo reports (it has none); 1 for Miningcore, which waits.",
+    )
+
+    def zmq_endpoints(self) -> dict[str, str]:
+        """Core's topic -> address for every configured ZMQ publisher."""
+        topics = ("hashblock", "rawblock", "hashtx", "rawtx", "sequence")
+        pairs = ((t, getattr(self, f"zmq_pub_{t}")) for t in topics)
+        return {topic: address for topic, address in pairs if address}
 
 
 @dataclass(frozen=True)
@@ -614,7 +698,9 @@ class Config:
     stratum: StratumConfig = section(StratumConfig)
     api: ApiConfig = section(ApiConfig, used=False)
     database: DatabaseConfig = section(DatabaseConfig)
-    redis: RedisConfig = section(RedisConfig, used=False)
+    redis: RedisConfig = section(
+        RedisConfig, doc="Optional: rate limits and events shared by several nodes."
+    )
     security: SecurityConfig = section(SecurityConfig)
     federation: FederationConfig = section(FederationConfig, used=False)
     monitoring: MonitoringConfig = section(MonitoringConfig)
@@ -825,6 +911,9 @@ def _cross_checks(config: Config) -> list[str]:
     if chain.backend == "bitcoind" and not chain.rpc:
         problems.append("chain.rpc: the bitcoind backend needs at least one daemon {url, user, …}")
     problems.extend(_wallet_problems(chain.wallet))
+    devnet = chain.devnet
+    if bool(devnet.rpc_user) != bool(devnet.rpc_password):
+        problems.append("chain.devnet: rpc_user and rpc_password go together (give both)")
     stratum = config.stratum
     if stratum.min_difficulty > stratum.max_difficulty:
         problems.append(
@@ -1074,6 +1163,8 @@ def start_summary(config: Config) -> str:
         listeners.append(f"stratum {config.stratum.address}")
     if config.monitoring.health.enabled:
         listeners.append(f"health {config.monitoring.health.address}")
+    if config.monitoring.metrics.enabled:
+        listeners.append(f"metrics {config.monitoring.metrics.address}")
     miner = "; built-in CPU miner on" if config.mining.enable_cpu else ""
     return (
         f"starting {config.app.name}: network {chain.network}; chain {backend}; "

@@ -162,6 +162,13 @@ def devnet_service(config: Config, reactor: Any) -> DevnetService:
             devnet.difficulty,
             devnet.data_dir,
             wallet_address=config.payout_address,
+            credentials=(devnet.rpc_user, devnet.rpc_password)
+            if devnet.rpc_user and devnet.rpc_password
+            else None,
+            cookie=devnet.rpc_cookie,
+            zmq=devnet.zmq_endpoints(),
+            chain_name=devnet.chain_name,
+            connections=devnet.reported_connections,
         )
     except ValueError as e:
         raise ValueError(f"chain.devnet.difficulty: {e}") from None
@@ -171,10 +178,19 @@ def rpc_endpoints(config: Config) -> list[Any]:
     from otedama.node.rpc import RpcEndpoint
 
     if config.chain.backend == "devnet":
-        listen = config.chain.devnet.listen
+        devnet = config.chain.devnet
+        listen = devnet.listen
         host = "127.0.0.1" if listen.host in ("", "0.0.0.0") else listen.host
         host = f"[{host}]" if ":" in host else host
-        return [RpcEndpoint(url=f"http://{host}:{listen.port}/")]
+        cookie = devnet.data_dir / ".cookie" if devnet.rpc_cookie and not devnet.rpc_user else None
+        return [
+            RpcEndpoint(
+                url=f"http://{host}:{listen.port}/",
+                user=devnet.rpc_user,
+                password=devnet.rpc_password,
+                cookie_file=str(cookie) if cookie else None,
+            )
+        ]
     return [
         RpcEndpoint(
             url=rpc.url,
@@ -366,10 +382,15 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     health.checks["database"] = lambda: ledger_check(store)
     source.setName("templates")
     source.setServiceParent(node)
+    metrics = node_metrics(config, reactor, core, store, client)
+    shared_state(config, reactor, core, node, health, store)
 
     if config.stratum.enable:
-        factory = StratumFactory(jobs, core, stratum_settings(config), reactor)
-        health.checks["stratum"] = lambda: Check(OK, {"miners": len(factory.server.sessions)})
+        port = str(config.stratum.address.port)
+        sink = metrics.watch_stratum(port, network.algorithm, core)
+        factory = StratumFactory(jobs, sink, stratum_settings(config), reactor)
+        metrics.watch_server(sink, factory.server)
+        health.checks["stratum"] = lambda: metrics.stratum_check(health)
         factory.server.work_observer = guard.note_work
         endpoint = serverFromString(reactor, config.stratum.address.server_endpoint())
         ListenerService("stratum", endpoint, guarded(guard, factory, "stratum")).setServiceParent(
@@ -404,6 +425,16 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         site.log = lambda request: None  # type: ignore[method-assign]
         endpoint = serverFromString(reactor, settings.address.server_endpoint())
         ListenerService("health", endpoint, guarded(guard, site, "health")).setServiceParent(node)
+    metrics.start_services(node)
+    if config.monitoring.metrics.enabled:
+        served = config.monitoring.metrics
+        site = Site(health_root(served.path, metrics.resource()))
+        site.noisy = False
+        site.log = lambda request: None  # type: ignore[method-assign]
+        endpoint = serverFromString(reactor, served.address.server_endpoint())
+        ListenerService("metrics", endpoint, guarded(guard, site, "metrics")).setServiceParent(
+            node
+        )
     if tls is not None:
         node.add_reload_hook(tls.reload_hook(reactor), ("security.cert_file", "security.key_file"))
     return node
@@ -509,6 +540,39 @@ def watch_the_chain(health: NodeHealth, source: Any, core: Any) -> None:
     """The chain check is degraded as soon as templates or ``submitblock`` fail."""
     health.chain_troubles["templates"] = source.trouble
     health.chain_troubles["submitblock"] = core.submit_trouble
+
+
+def shared_state(
+    config: Config, reactor: Any, core: Any, node: Any, health: Any, store: Any = None
+) -> Any:
+    """Rate limits and live events (``redis.*``: through Redis, else in memory); found,
+    confirmed and orphaned blocks are published on ``blocks``. With Redis, ``/health``
+    gains a ``redis`` check."""
+    from otedama.ops.redis import BlockStatusEvents, SharedState, publish_blocks, redis_target
+
+    shared = SharedState(redis_target(config), reactor)
+    shared.setServiceParent(node)
+    if shared.target is not None:
+        health.checks["redis"] = shared.check
+    publish_blocks(core, shared)
+    if store is not None:
+        BlockStatusEvents(store, shared, reactor).setServiceParent(node)
+    return shared
+
+
+def node_metrics(config: Config, reactor: Any, core: Any, store: Any, client: Any) -> Any:
+    """The node's counters: served to Prometheus when ``monitoring.metrics`` is on, and
+    read by ``/health``'s stratum check (``otedama mining status``) always."""
+    from otedama.ops.metrics import NodeMetrics
+
+    metrics = NodeMetrics(reactor, config.chain.network)
+    metrics.watch_core(core)
+    if config.monitoring.metrics.enabled:
+        metrics.watch_ledger(store)
+    metrics.watch_rpc(client.transport)
+    if client.wallet.transport is not client.transport:
+        metrics.watch_rpc(client.wallet.transport)
+    return metrics
 
 
 def health_root(path: str, leaf: Any) -> Any:

@@ -22,4 +22,7 @@ COMMAND_MODULES: list[str] = [
     "otedama.commands.stats",
     "otedama.commands.ban",
     "otedama.commands.devnet",
+    "otedama.commands.mining",
+    "otedama.commands.system",
+    "otedama.commands.debug",
 ]

@@ -1,9 +1,11 @@
 """``otedama devnet``: run the devnet chain on its own, for several nodes to share.
 
 It reads the ``chain.devnet`` section of the config (``listen``, ``difficulty``,
-``data_dir``) and ``pool.wallet_address`` (the address its wallet owns), and serves
-Bitcoin Core's JSON-RPC subset until interrupted. Nodes use it with
-``chain.backend: bitcoind`` and a ``chain.rpc`` entry pointing at ``listen``.
+``data_dir``; ``rpc_user``/``rpc_password``/``rpc_cookie`` for Core's authentication,
+``zmq_pub_*`` for Core's ZMQ notifications, ``chain_name``, ``reported_connections``) and ``pool.wallet_address``
+(the address its wallet owns), and serves Bitcoin Core's JSON-RPC subset until
+interrupted. Nodes use it with ``chain.backend: bitcoind`` and a ``chain.rpc`` entry
+pointing at ``listen``; other pools and miners as a regtest bitcoind (docs/devnet.md).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ def register(subparsers: Any) -> None:
         "devnet",
         help="run the devnet chain alone (Bitcoin Core JSON-RPC on chain.devnet.listen)",
         description="Run the embedded devnet chain as its own process so that several "
-        "Otedama nodes can mine on one chain. Reads chain.devnet (listen, difficulty, "
-        "data_dir) and pool.wallet_address from the config. Stop with Ctrl-C.",
+        "Otedama nodes, or other pools and miners, can mine on one chain as on a regtest "
+        "bitcoind. Reads chain.devnet (listen, difficulty, data_dir, rpc_user, rpc_password, "
+        "rpc_cookie, zmq_pub_*, chain_name, reported_connections) and pool.wallet_address from the config. "
+        "Stop with Ctrl-C.",
     )
     add_config_argument(parser)
     parser.set_defaults(func=run_devnet)

@@ -8,7 +8,7 @@ HTTP JSON-RPC. See ``docs/devnet.md``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,8 @@ class DevnetNode:
         self.wallet: DevnetWallet = DevnetWallet(self.chain, b"", (), wallet_address)
         self._waiters: list[tuple[str, Deferred[None], Any]] = []
         self._invalidated: list[str] = []
+        self.listeners: list[Callable[[], None]] = []
+        """Called after every change of the tip or the mempool (the ZMQ notifier)."""
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -234,6 +236,11 @@ class DevnetNode:
             waiter[2].cancel()
 
     def _changed(self) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:
+                self.log.failure("devnet change listener failed")
         current = self.longpollid()
         woken = [w for w in self._waiters if w[0] != current]
         for waiter in woken:
@@ -297,6 +304,22 @@ class DevnetNode:
             comment=comment,
         )
         return record.txid
+
+    def accept_transaction(self, tx: Transaction) -> bytes:
+        """Put a transaction in the mempool (``sendrawtransaction``); raises ``ChainError``
+        with Core's reject reason. Already in the mempool: its txid, as Core answers."""
+        txid = tx.txid()
+        if txid in self.chain.mempool:
+            return txid
+        if txid in self.chain.tx_index:
+            raise ChainError("Transaction outputs already in utxo set")
+        self.chain.accept_to_mempool(tx, self.now())
+        self._changed()
+        return txid
+
+    def log_path(self) -> Path:
+        """Where Core would keep its log (``getrpcinfo``); the devnet logs through the node."""
+        return self.store.data_dir / "debug.log"
 
     async def generate(
         self, count: int, script: bytes, max_tries: int | None = None

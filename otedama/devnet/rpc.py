@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
 from typing import Any, Protocol
 
 from otedama import __version__
 from otedama.chain.address import AddressError, address_to_script, script_to_address
 from otedama.chain.rpcjson import AmountError, AmountOutOfRange, btc_to_sats
-from otedama.chain.serialize import Block, BlockHeader, Transaction
+from otedama.chain.serialize import Block, BlockHeader, SerializationError, Transaction
 from otedama.chain.target import decode_compact, target_to_difficulty
 from otedama.devnet.chain import (
     BlockDecodeError,
@@ -33,6 +35,7 @@ from otedama.devnet.jsonrpc import (
     RPC_METHOD_NOT_FOUND,
     RPC_MISC_ERROR,
     RPC_TYPE_ERROR,
+    RPC_VERIFY_REJECTED,
     RPC_WALLET_INSUFFICIENT_FUNDS,
     Amount,
     RpcFault,
@@ -40,11 +43,6 @@ from otedama.devnet.jsonrpc import (
 from otedama.devnet.wallet import DevnetWallet, WalletError
 
 __all__ = ["METHODS", "DevnetRpc", "RpcNode", "parse_amount"]
-
-GBT_USAGE = (
-    'getblocktemplate {"mode":"str","capabilities":["str",...],"rules":["segwit","str",...],'
-    '"longpollid":"str","data":"hex"}\n\nIt returns data needed to construct a block to work on.'
-)
 
 METHODS: dict[str, tuple[str, ...]] = {
     "getblockchaininfo": (),
@@ -78,8 +76,43 @@ METHODS: dict[str, tuple[str, ...]] = {
     "listtransactions": ("label", "count", "skip", "include_watchonly"),
     "generatetoaddress": ("nblocks", "address", "maxtries"),
     "invalidateblock": ("blockhash",),
+    "getdifficulty": (),
+    "getnetworkhashps": ("nblocks", "height"),
+    "getaddressinfo": ("address",),
+    "getwalletinfo": (),
+    "getpeerinfo": (),
+    "getconnectioncount": (),
+    "getrpcinfo": (),
+    "getrawtransaction": ("txid", "verbose", "blockhash"),
+    "decoderawtransaction": ("hexstring", "iswitness"),
+    "sendrawtransaction": ("hexstring", "maxfeerate", "maxburnamount"),
+    "preciousblock": ("blockhash",),
 }
 """Every method the devnet serves, with its parameter names in Core's order."""
+
+USAGE: dict[str, tuple[int, str]] = {
+    "getblockhash": (1, "getblockhash height"),
+    "getblockheader": (1, 'getblockheader "blockhash" ( verbose )'),
+    "getblock": (1, 'getblock "blockhash" ( verbosity )'),
+    "submitblock": (1, 'submitblock "hexdata" ( "dummy" )'),
+    "validateaddress": (1, 'validateaddress "address"'),
+    "getaddressinfo": (1, 'getaddressinfo "address"'),
+    "importaddress": (1, 'importaddress "address" ( "label" rescan p2sh )'),
+    "sendmany": (
+        2,
+        'sendmany "" {"address":amount,...} ( minconf "comment" ["address",...] '
+        'replaceable conf_target "estimate_mode" fee_rate verbose )',
+    ),
+    "gettransaction": (1, 'gettransaction "txid" ( include_watchonly verbose )'),
+    "generatetoaddress": (2, 'generatetoaddress nblocks "address" ( maxtries )'),
+    "invalidateblock": (1, 'invalidateblock "blockhash"'),
+    "getrawtransaction": (1, 'getrawtransaction "txid" ( verbosity "blockhash" )'),
+    "decoderawtransaction": (1, 'decoderawtransaction "hexstring" ( iswitness )'),
+    "sendrawtransaction": (1, 'sendrawtransaction "hexstring" ( maxfeerate maxburnamount )'),
+    "preciousblock": (1, 'preciousblock "blockhash"'),
+}
+"""Methods with required parameters: how many, and the first line of Core's help, which
+Core sends as the -1 error when fewer are given (Miningcore probes ``submitblock`` so)."""
 
 
 def _json_type(value: Any) -> str:
@@ -219,14 +252,24 @@ class RpcNode(Protocol):
         self, recipients: list[tuple[str, int]], comment: str, minconf: int, subtract: Sequence[str]
     ) -> bytes: ...
 
+    def accept_transaction(self, tx: Transaction) -> bytes: ...
+
+    def log_path(self) -> Path: ...
+
 
 class DevnetRpc:
     """Core's RPC subset over a devnet node (``RpcNode``)."""
 
-    def __init__(self, node: RpcNode) -> None:
+    def __init__(self, node: RpcNode, chain_name: str | None = None, connections: int = 0) -> None:
+        """``chain_name`` is what ``getblockchaininfo`` and ``getmininginfo`` report as
+        ``chain`` (default the devnet's own name, ``devnet``); ``connections`` the peer
+        count ``getnetworkinfo`` and ``getconnectioncount`` report (the devnet has none;
+        software that waits for peers, like Miningcore, needs more than 0)."""
         self.node = node
         self.chain = node.chain
         self.wallet = node.wallet
+        self.chain_name = chain_name or node.chain.params.name
+        self.connections = connections
         self._handlers: dict[str, Callable[..., Awaitable[Any]]] = {
             name: getattr(self, f"rpc_{name}") for name in METHODS
         }
@@ -242,10 +285,15 @@ class DevnetRpc:
             if unknown:
                 raise RpcFault(RPC_INVALID_PARAMETER, f"Unknown named parameter {unknown[0]}")
             args = [params.get(name) for name in names]
+            given = max((i + 1 for i, name in enumerate(names) if name in params), default=0)
         else:
             if len(params) > len(names):
                 raise RpcFault(RPC_MISC_ERROR, f"{method}: too many parameters ({len(params)})")
             args = [*params, *([None] * (len(names) - len(params)))]
+            given = len(params)
+        required, usage = USAGE.get(method, (0, method))
+        if given < required:
+            raise RpcFault(RPC_MISC_ERROR, usage)
         return await handler(*args)
 
     # -- chain --------------------------------------------------------------------------
@@ -262,7 +310,7 @@ class DevnetRpc:
     async def rpc_getblockchaininfo(self) -> dict[str, Any]:
         tip = self.chain.tip
         return {
-            "chain": self.chain.params.name,
+            "chain": self.chain_name,
             "blocks": tip.height,
             "headers": tip.height,
             "bestblockhash": tip.hash[::-1].hex(),
@@ -413,7 +461,7 @@ class DevnetRpc:
 
     async def rpc_getblocktemplate(self, template_request: Any) -> Any:
         if template_request is None:
-            raise RpcFault(RPC_MISC_ERROR, GBT_USAGE)
+            template_request = {}  # optional in Core; the rules check then answers -8
         _expect(template_request, "object")
         mode = _str(template_request.get("mode"), "template")
         if mode == "proposal":
@@ -491,9 +539,9 @@ class DevnetRpc:
             "bits": f"{self.chain.bits:08x}",
             "difficulty": self._difficulty(self.chain.target),
             "target": f"{self.chain.target:064x}",
-            "networkhashps": 0,
+            "networkhashps": self._network_hashps(120, self.chain.tip),
             "pooledtx": len(self.chain.mempool),
-            "chain": self.chain.params.name,
+            "chain": self.chain_name,
             "warnings": [],
         }
 
@@ -506,9 +554,9 @@ class DevnetRpc:
             "localrelay": True,
             "timeoffset": 0,
             "networkactive": True,
-            "connections": 0,
+            "connections": self.connections,
             "connections_in": 0,
-            "connections_out": 0,
+            "connections_out": self.connections,
             "networks": [],
             "relayfee": Amount(1000),
             "incrementalfee": Amount(1000),
@@ -547,6 +595,106 @@ class DevnetRpc:
         hashes = await self.node.generate(count, script, tries)
         return [h[::-1].hex() for h in hashes]
 
+    async def rpc_getdifficulty(self) -> float:
+        return self._difficulty(self.chain.target)
+
+    def _network_hashps(self, lookup: int, tip: BlockIndex) -> float:
+        """Core's estimate: chain work over the last ``lookup`` blocks divided by the time
+        they spanned (0 for the genesis block or a zero span)."""
+        if tip.height == 0:
+            return 0
+        if lookup <= 0:  # Core: the blocks since the last retarget boundary
+            lookup = tip.height % 2016 + 1
+        lookup = min(lookup, tip.height)
+        first = self.chain.active[tip.height - lookup] if self.chain.on_best_chain(tip) else tip
+        while first.height > tip.height - lookup and first.parent is not None:
+            first = first.parent
+        times = []
+        walk: BlockIndex | None = tip
+        while walk is not None and walk.height >= first.height:
+            times.append(walk.header.time)
+            walk = walk.parent
+        span = max(times) - min(times)
+        if span <= 0:
+            return 0
+        work_per_block = (1 << 256) // (_target_of(tip.header) + 1)
+        return float(Fraction(work_per_block * lookup, span))
+
+    async def rpc_getnetworkhashps(self, nblocks: Any, height: Any) -> float:
+        h = _int(height, -1)
+        tip = self.chain.tip
+        if h >= 0:
+            if h > tip.height:
+                raise RpcFault(RPC_INVALID_PARAMETER, "Block does not exist at specified height")
+            tip = self.chain.active[h]
+        return self._network_hashps(_int(nblocks, 120), tip)
+
+    async def rpc_getpeerinfo(self) -> list[Any]:
+        return []
+
+    async def rpc_getconnectioncount(self) -> int:
+        return self.connections
+
+    async def rpc_getrpcinfo(self) -> dict[str, Any]:
+        return {
+            "active_commands": [{"method": "getrpcinfo", "duration": 0}],
+            "logpath": str(self.node.log_path()),
+        }
+
+    async def rpc_preciousblock(self, blockhash: Any) -> None:
+        self._entry(blockhash)  # the devnet has no competing tips of equal work to prefer
+
+    def _decode_tx(self, hexstring: Any) -> Transaction:
+        _expect(hexstring, "string")
+        try:
+            return Transaction.parse(bytes.fromhex(hexstring))
+        except (ValueError, SerializationError):
+            raise RpcFault(RPC_DESERIALIZATION_ERROR, "TX decode failed") from None
+
+    async def rpc_decoderawtransaction(self, hexstring: Any, iswitness: Any) -> dict[str, Any]:
+        return self._tx_json(self._decode_tx(hexstring), None, with_hex=False)
+
+    async def rpc_sendrawtransaction(
+        self, hexstring: Any, maxfeerate: Any, maxburnamount: Any
+    ) -> str:
+        tx = self._decode_tx(hexstring)
+        try:
+            txid = self.node.accept_transaction(tx)
+        except ChainError as e:
+            raise RpcFault(RPC_VERIFY_REJECTED, str(e)) from None
+        return txid[::-1].hex()
+
+    async def rpc_getrawtransaction(self, txid: Any, verbose: Any, blockhash: Any) -> Any:
+        tx_hash = _hash(txid, "parameter 1")
+        level = int(verbose) if isinstance(verbose, bool) else _int(verbose, 0)
+        tx: Transaction | None = None
+        entry: BlockIndex | None = None
+        if blockhash is not None:
+            entry = self._entry(blockhash)
+            for candidate in entry.block().transactions:
+                if candidate.txid() == tx_hash:
+                    tx = candidate
+        elif tx_hash in self.chain.mempool:
+            tx = self.chain.mempool[tx_hash].tx
+        elif tx_hash in self.chain.tx_index:
+            entry, position = self.chain.tx_index[tx_hash]
+            tx = entry.block().transactions[position]
+        if tx is None:
+            raise RpcFault(
+                RPC_INVALID_ADDRESS_OR_KEY,
+                "No such mempool or blockchain transaction. Use gettransaction for wallet "
+                "transactions.",
+            )
+        if level <= 0:
+            return tx.serialize().hex()
+        reply = self._tx_json(tx, None, with_hex=True)
+        if entry is not None:
+            reply["blockhash"] = entry.hash[::-1].hex()
+            on_best = self.chain.on_best_chain(entry)
+            reply["confirmations"] = self.chain.confirmations(entry) if on_best else 0
+            reply["time"] = reply["blocktime"] = entry.header.time
+        return reply
+
     # -- addresses and wallet -----------------------------------------------------------
 
     async def rpc_validateaddress(self, address: Any) -> dict[str, Any]:
@@ -567,6 +715,52 @@ class DevnetRpc:
         if program is not None:
             reply["witness_version"], reply["witness_program"] = program[0], program[1].hex()
         return reply
+
+    async def rpc_getaddressinfo(self, address: Any) -> dict[str, Any]:
+        text = _str(address)
+        try:
+            script = address_to_script(text, self.chain.params)
+        except AddressError as e:
+            raise RpcFault(RPC_INVALID_ADDRESS_OR_KEY, str(e)) from None
+        program = _witness_program(script)
+        mine = self.wallet.is_mine(script)
+        reply: dict[str, Any] = {
+            "address": text,
+            "scriptPubKey": script.hex(),
+            "ismine": mine,
+            "solvable": mine,
+            "iswatchonly": False,
+            "isscript": _script_type(script)
+            in ("scripthash", "witness_v0_scripthash", "witness_v1_taproot"),
+            "iswitness": program is not None,
+        }
+        if program is not None:
+            reply["witness_version"], reply["witness_program"] = program[0], program[1].hex()
+        reply["ischange"] = script == self.wallet.change_script
+        reply["labels"] = [""] if mine else []
+        return reply
+
+    async def rpc_getwalletinfo(self) -> dict[str, Any]:
+        tip = self.chain.tip
+        return {
+            "walletname": "",
+            "walletversion": 169900,
+            "format": "sqlite",
+            "balance": Amount(self.wallet.balance(1)),
+            "unconfirmed_balance": Amount(self.wallet.balance(0) - self.wallet.balance(1)),
+            "immature_balance": Amount(self.wallet.immature_balance()),
+            "txcount": len(self.wallet.records),
+            "keypoolsize": 1000,
+            "keypoolsize_hd_internal": 1000,
+            "paytxfee": Amount(0),
+            "private_keys_enabled": True,
+            "avoid_reuse": False,
+            "scanning": False,
+            "descriptors": True,
+            "external_signer": False,
+            "blank": False,
+            "lastprocessedblock": {"hash": tip.hash[::-1].hex(), "height": tip.height},
+        }
 
     async def rpc_getnewaddress(self, label: Any, address_type: Any) -> str:
         _str(label)

@@ -7,8 +7,7 @@ for tests. See ``docs/devnet.md``.
 
 from __future__ import annotations
 
-import base64
-import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
@@ -18,12 +17,14 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from otedama.devnet.auth import COOKIE_NAME, RpcAuth, remove_cookie, write_cookie
 from otedama.devnet.chain import DevnetChain
 from otedama.devnet.jsonrpc import (
     RPC_MISC_ERROR,
@@ -36,32 +37,101 @@ from otedama.devnet.jsonrpc import (
 )
 from otedama.devnet.node import DevnetNode
 from otedama.devnet.rpc import DevnetRpc
+from otedama.devnet.zmqpub import ZmqNotifier, ZmqPublisher
 
 __all__ = ["DevnetHandle", "DevnetResource", "DevnetService", "start_devnet"]
 
 
+KNOWN_METHODS = frozenset({b"GET", b"POST", b"HEAD", b"PUT"})
+"""HTTP methods Core's server knows (``HTTPRequest::GetRequestMethod``); any other is
+refused early with 405 and no body."""
+
+POST_ONLY = b"JSONRPC server handles only POST requests"
+AUTH_FAILURE_DELAY = 0.25
+"""Seconds before a wrong password is answered, as Core deters brute-forcing (without
+blocking: other requests are served meanwhile)."""
+
+AUTH_LOG_INTERVAL = 60.0
+"""Wrong passwords are logged at most once per this many seconds, with their count."""
+
+MAX_BODY = 0x02000000
+"""Core's limit on a request body (``MAX_SIZE``, 32 MiB): libevent answers more with 413."""
+
+TOO_LARGE = (
+    b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+)
+
+LIBEVENT_CONTENT_TYPE = b"text/html; charset=ISO-8859-1"
+"""The Content-Type libevent gives a reply that sets none (Core's 401, 404, 405)."""
+
+
+def rpc_path(uri: bytes) -> bool:
+    """Whether Core serves JSON-RPC at ``uri``: exactly ``/``, or under ``/wallet/``."""
+    return uri == b"/" or uri.startswith(b"/wallet/")
+
+
 class DevnetResource(Resource):
-    """``POST /``: Bitcoin Core style JSON-RPC (single calls and batches) for the devnet."""
+    """Bitcoin Core's HTTP JSON-RPC endpoint (single calls and batches) for the devnet.
+
+    Statuses, headers and bodies are Core's (``httpserver.cpp``/``httprpc.cpp``): 404 with
+    no body outside ``/`` and ``/wallet/…``; 405 for other methods; 401 with
+    ``WWW-Authenticate: Basic realm="jsonrpc"`` and no body when ``auth`` is set and the
+    request has no or wrong credentials; JSON replies with ``Content-Length`` always
+    (never chunked), 204 for notifications.
+    """
 
     isLeaf = True
     log = Logger()
 
-    def __init__(self, rpc: DevnetRpc, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, rpc: DevnetRpc, auth: RpcAuth | None = None, clock: IReactorTime | None = None
+    ) -> None:
         super().__init__()
         self.rpc = rpc
-        self.credentials = credentials
+        self.auth = auth
+        self.clock: Any = clock
+        self._bad_passwords = 0
+        self._bad_logged_at: float | None = None
 
-    def render_GET(self, request: Request) -> bytes:
-        request.setResponseCode(405)
-        request.setHeader(b"content-type", b"text/plain")
-        return b"JSONRPC server handles only POST requests"
+    def render(self, request: Request) -> int:
+        request.responseHeaders.removeHeader(b"server")
+        method = request.method
+        if method not in KNOWN_METHODS:
+            send_reply(request, 405, b"")
+        elif not rpc_path(request.uri):
+            send_reply(request, 404, b"")
+        elif method != b"POST":
+            send_reply(request, 405, POST_ONLY)
+        elif self.auth is not None and request.getHeader(b"authorization") is None:
+            _unauthorized(request)
+        elif self.auth is not None and not self.auth.check(
+            request.getHeader(b"authorization") or b""
+        ):
+            self._note_bad_password(request)
+            if self.clock is None:
+                _unauthorized(request)
+            else:
+                self.clock.callLater(AUTH_FAILURE_DELAY, _unauthorized, request)
+        else:
+            self._serve(request)
+        return NOT_DONE_YET
 
-    def render_POST(self, request: Request) -> int | bytes:
-        if self.credentials is not None and not self._authorized(request):
-            request.setResponseCode(401)
-            request.setHeader(b"www-authenticate", b'Basic realm="jsonrpc"')
-            request.setHeader(b"content-type", b"text/html; charset=ISO-8859-1")
-            return b""
+    def _note_bad_password(self, request: Request) -> None:
+        """Log wrong passwords summarised per ``AUTH_LOG_INTERVAL`` (an outsider sets the pace)."""
+        self._bad_passwords += 1
+        now = self.clock.seconds() if self.clock is not None else None
+        last = self._bad_logged_at
+        if now is not None and last is not None and now - last < AUTH_LOG_INTERVAL:
+            return
+        self.log.warn(
+            "devnet RPC: {count} incorrect password attempt(s), the last from {peer}",
+            count=self._bad_passwords,
+            peer=str(request.getClientAddress()),
+        )
+        self._bad_passwords = 0
+        self._bad_logged_at = now
+
+    def _serve(self, request: Request) -> None:
         assert request.content is not None
         body = request.content.read()
         d = ensureDeferred(self._handle(body))
@@ -77,11 +147,7 @@ class DevnetResource(Resource):
             status, payload = reply
             if gone or request.finished:
                 return
-            request.setResponseCode(status)
-            if payload:
-                request.setHeader(b"content-type", b"application/json")
-            request.write(payload)
-            request.finish()
+            send_reply(request, status, payload, b"application/json" if payload else None)
 
         def failed(f: Any) -> None:
             if not f.check(CancelledError):
@@ -89,19 +155,6 @@ class DevnetResource(Resource):
 
         d.addCallback(write)
         d.addErrback(failed)
-        return NOT_DONE_YET
-
-    def _authorized(self, request: Request) -> bool:
-        assert self.credentials is not None
-        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
-        if not header.startswith("Basic "):
-            return False
-        try:
-            given = base64.b64decode(header[6:].strip()).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        expected = f"{self.credentials[0]}:{self.credentials[1]}"
-        return hmac.compare_digest(given.encode(), expected.encode())
 
     async def _handle(self, body: bytes) -> tuple[int, bytes]:
         parsed = parse_body(body)
@@ -118,6 +171,8 @@ class DevnetResource(Resource):
                 return 204, b""
             return status, (encode_json(single) + "\n").encode()
         items = [reply for _, reply in replies if reply is not None]
+        if not items and calls:
+            return 204, b""  # a batch of notifications only
         return 200, (encode_json(items) + "\n").encode()
 
     async def _one(self, call: RpcCall | RpcFault) -> tuple[int, dict[str, Any] | None]:
@@ -137,8 +192,93 @@ class DevnetResource(Resource):
         return status, None if call.notification else reply
 
 
-class _QuietSite(Site):
-    """A site without the per-request access log (long polls and submits are frequent)."""
+def send_reply(
+    request: Request, status: int, body: bytes, content_type: bytes | None = None
+) -> None:
+    """Finish ``request`` as libevent does for Core: ``Content-Length`` on every reply that
+    has a body (so HTTP/1.1 is never chunked), libevent's default Content-Type, and for
+    204 neither."""
+    if request.finished or request.channel is None:
+        return
+    request.setResponseCode(status)
+    if status not in http.NO_BODY_CODES:
+        request.setHeader(b"content-type", content_type or LIBEVENT_CONTENT_TYPE)
+        request.setHeader(b"content-length", b"%d" % len(body))
+        if body:
+            request.write(body)
+    request.finish()
+
+
+def _unauthorized(request: Request) -> None:
+    request.setHeader(b"www-authenticate", b'Basic realm="jsonrpc"')
+    send_reply(request, 401, b"")
+
+
+class _CoreChannel(http.HTTPChannel):
+    """An HTTP channel that keeps connections as libevent does for Core: HTTP/1.1 stays
+    open unless the client says ``Connection: close``; HTTP/1.0 stays open when the client
+    says ``Connection: keep-alive`` (and is told so). Header lines may end in a bare LF,
+    as libevent allows and ckpool sends."""
+
+    delimiter = b"\n"
+    refused = False
+
+    def lineReceived(self, line: bytes) -> None:
+        if not self.refused:
+            super().lineReceived(line[:-1] if line.endswith(b"\r") else line)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self.refused:
+            super().rawDataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        length = self.length
+        if length is not None and length > MAX_BODY:
+            self.refuse_too_large()
+        else:
+            super().allHeadersReceived()
+
+    def refuse_too_large(self) -> None:
+        """Answer 413 and close, reading nothing more (a body beyond ``MAX_BODY``)."""
+        if not self.refused:
+            self.refused = True
+            transport: Any = self.transport  # zope interfaces do not type-check here
+            transport.write(TOO_LARGE)
+            transport.loseConnection()
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        if version == b"HTTP/1.0":
+            header = request.requestHeaders.getRawHeaders(b"connection") or [b""]
+            tokens = [t.strip().lower() for t in header[0].split(b",")]
+            if b"keep-alive" in tokens:
+                request.responseHeaders.setRawHeaders(b"connection", [b"keep-alive"])
+                return True
+            return False
+        result: bool = super().checkPersistence(request, version)
+        return result
+
+
+class _CoreRequest(Request):
+    """A request whose chunked body is cut off at ``MAX_BODY`` too."""
+
+    received = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received > MAX_BODY:
+            channel = self.channel
+            if isinstance(channel, _CoreChannel):
+                channel.refuse_too_large()
+            return
+        super().handleContentChunk(data)
+
+
+class _CoreSite(Site):
+    """A site with Core's connection handling and without the per-request access log
+    (long polls and submits are frequent)."""
+
+    protocol = _CoreChannel  # type: ignore[assignment]
+    requestFactory = _CoreRequest
 
     def log(self, request: http.Request) -> None:
         return None
@@ -173,12 +313,26 @@ class DevnetService(Service):
         data_dir: Path,
         wallet_address: str | None = None,
         credentials: tuple[str, str] | None = None,
+        cookie: bool = False,
+        zmq: Mapping[str, str] | None = None,
+        chain_name: str | None = None,
+        connections: int = 0,
     ) -> None:
+        """``credentials`` (rpcuser, rpcpassword) and ``cookie`` (write a ``.cookie`` in the
+        data dir) turn on Core's authentication; neither: no authentication. ``zmq`` maps
+        Core's topics (``hashblock``, ``rawblock``, …) to the addresses to publish them on.
+        ``chain_name`` is the ``chain`` the RPC reports (default ``devnet``), ``connections``
+        the peer count (default 0)."""
         self.reactor = reactor
         self.listen = listen
         self._node_args = (reactor, difficulty, Path(data_dir), wallet_address)
         self.node = self._make_node()
         self.credentials = credentials
+        self.cookie = cookie
+        self.zmq = ZmqPublisher(zmq or {})
+        self.chain_name = chain_name
+        self.connections = connections
+        self.notifier: ZmqNotifier | None = None
         self.port: Any = None  # IListeningPort
         self.ready: Deferred[DevnetHandle] = Deferred()
         self._loaded = False
@@ -191,11 +345,53 @@ class DevnetService(Service):
             self.ready = Deferred()
         self.node.load()
         self._loaded = True
-        resource = DevnetResource(DevnetRpc(self.node), self.credentials)
-        site = _QuietSite(resource)
+        try:
+            auth = self._start_auth()
+            self._start_zmq()
+        except BaseException:
+            self._stop_extras()
+            self.node.close()
+            raise
+        resource = DevnetResource(
+            DevnetRpc(self.node, self.chain_name, self.connections), auth, self.reactor
+        )
+        site = _CoreSite(resource)
         site.noisy = False
         d = serverFromString(self.reactor, self.listen).listen(site)
         d.addCallbacks(self._listening, self._listen_failed)
+
+    def _start_auth(self) -> RpcAuth | None:
+        pairs: list[tuple[str, str]] = []
+        if self.credentials is not None:
+            pairs.append(self.credentials)
+        if self.cookie:
+            pairs.append(write_cookie(self.node.store.data_dir))
+            self.log.info(
+                "devnet RPC cookie written to {path}",
+                path=str(self.node.store.data_dir / COOKIE_NAME),
+            )
+        return RpcAuth(pairs) if pairs else None
+
+    def _start_zmq(self) -> None:
+        if not self.zmq.endpoints:
+            return
+        self.zmq.start()
+        self.notifier = ZmqNotifier(self.node.chain, self.zmq, self.reactor)
+        self.node.listeners.append(self.notifier.changed)
+        for topic, address in sorted(self.zmq.endpoints.items()):
+            self.log.info(
+                "devnet ZMQ {topic} notifications on {address}", topic=topic, address=address
+            )
+
+    def _stop_extras(self) -> None:
+        if self.notifier is not None:
+            if self.notifier.changed in self.node.listeners:
+                self.node.listeners.remove(self.notifier.changed)
+            self.notifier.stop()
+            self.notifier = None
+        self.zmq.stop()
+        if self.cookie:
+            remove_cookie(self.node.store.data_dir)
 
     def _make_node(self) -> DevnetNode:
         """A node whose block writes run on the reactor's thread pool."""
@@ -224,6 +420,7 @@ class DevnetService(Service):
         self.ready.callback(handle)
 
     def _listen_failed(self, failure: Any) -> None:
+        self._stop_extras()
         self.node.close()
         self.ready.errback(failure)
 
@@ -234,6 +431,7 @@ class DevnetService(Service):
         async def stop() -> None:
             if port is not None:
                 await port.stopListening()
+            self._stop_extras()
             await self.node.store.written()
             self.node.close()
 
@@ -247,12 +445,25 @@ def start_devnet(
     data_dir: Path | str,
     wallet_address: str | None = None,
     credentials: tuple[str, str] | None = None,
+    cookie: bool = False,
+    zmq: Mapping[str, str] | None = None,
+    chain_name: str | None = None,
+    connections: int = 0,
 ) -> Deferred[DevnetHandle]:
     """Start a devnet listening on the endpoint string ``listen`` (e.g.
     ``"tcp:0:interface=127.0.0.1"``); fires with its ``DevnetHandle``."""
     try:
         service = DevnetService(
-            reactor, listen, difficulty, Path(data_dir), wallet_address, credentials
+            reactor,
+            listen,
+            difficulty,
+            Path(data_dir),
+            wallet_address,
+            credentials,
+            cookie,
+            zmq,
+            chain_name,
+            connections,
         )
         service.startService()
     except Exception:

@@ -210,6 +210,15 @@ class DevnetWallet:
         """Satoshis the wallet can spend (Core's ``getbalance``)."""
         return sum(c.value for c in self.spendable(minconf))
 
+    def immature_balance(self) -> int:
+        """Satoshis in the wallet's coinbase outputs that are not mature yet."""
+        return sum(
+            coin.value
+            for script in self.receive
+            for _, coin in self.chain.coins_for_script(script)
+            if coin.coinbase and not self._coinbase_mature(coin.height)
+        )
+
     # -- paying -------------------------------------------------------------------------
 
     def send_many(

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
+import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from otedama.chain.address import address_to_script
 from otedama.cli import build_parser
-from otedama.config import load_config
+from otedama.config import ConfigError, load_config
 from otedama.devnet.node import LONGPOLL_TIMEOUT, DevnetNode
 from otedama.devnet.service import DevnetService
-from otedama.tap import devnet_service
+from otedama.node.bitcoind import BitcoindClient
+from otedama.node.rpc import RpcEndpoint
+from otedama.tap import devnet_service, rpc_endpoints
 
 EASY = Fraction(1, 10**9)
 OTHER_POOL = "bcrt1qkuycd29ejkf8n8sneevx4xmlsgly03cq8mavh9"
@@ -109,6 +113,67 @@ def test_the_devnet_command_reads_the_config(tmp_path: Path) -> None:
     assert service.node.chain.difficulty == Fraction(1, 1000)
     assert service.node.store.data_dir == tmp_path / "chain"
     assert service.node.wallet_address == OTHER_POOL
+
+
+def test_the_devnet_auth_and_zmq_keys_reach_the_service_and_the_pools_client(
+    tmp_path: Path,
+) -> None:
+    def config(devnet_lines: str) -> Any:
+        return load_config(
+            data={
+                "chain": {
+                    "devnet": {
+                        "listen": "127.0.0.1:19555",
+                        "data_dir": str(tmp_path / "chain"),
+                        **yaml.safe_load(devnet_lines),
+                    },
+                }
+            }
+        )
+
+    cookie = config("rpc_cookie: true\nzmq_pub_hashblock: tcp://127.0.0.1:28332\n")
+    service = devnet_service(cookie, reactor)
+    assert service.cookie and service.credentials is None
+    assert service.zmq.endpoints == {"hashblock": "tcp://127.0.0.1:28332"}
+    [endpoint] = rpc_endpoints(cookie)
+    assert endpoint.cookie_file == str(tmp_path / "chain" / ".cookie")
+
+    password = config("rpc_user: alice\nrpc_password: pw\nzmq_pub_rawblock: ipc:///tmp/x\n")
+    service = devnet_service(password, reactor)
+    assert service.credentials == ("alice", "pw") and not service.cookie
+    assert service.zmq.endpoints == {"rawblock": "ipc:///tmp/x"}
+    [endpoint] = rpc_endpoints(password)
+    assert (endpoint.user, endpoint.password) == ("alice", "pw")
+
+    with pytest.raises(ConfigError, match=r"chain\.devnet\.zmq_pub_rawtx"):
+        config("zmq_pub_rawtx: 127.0.0.1:28332\n")
+    with pytest.raises(ConfigError, match="rpc_user and rpc_password go together"):
+        config("rpc_user: alice\n")
+    plain = devnet_service(config("{}"), reactor)
+    assert plain.credentials is None and not plain.cookie and not plain.zmq.endpoints
+    assert plain.chain_name == "devnet"
+    alone = devnet_service(config("chain_name: regtest\nreported_connections: 1\n"), reactor)
+    assert (alone.chain_name, alone.connections) == ("regtest", 1)
+    assert plain.connections == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_pools_client_authenticates_with_the_devnets_cookie(tmp_path: Path) -> None:
+    service = DevnetService(
+        reactor, "tcp:0:interface=127.0.0.1", EASY, tmp_path / "devnet", cookie=True
+    )
+    service.startService()
+    handle = await service.ready
+    client = BitcoindClient(
+        [RpcEndpoint(url=handle.url, cookie_file=str(tmp_path / "devnet" / ".cookie"))],
+        clock=reactor,
+        timeout=30,
+    )
+    try:
+        assert await client.call("getblockcount") == 0
+    finally:
+        await client.close()
+        await service.stopService()
 
 
 def test_generate_stops_after_maxtries_nonces(tmp_path: Path) -> None:

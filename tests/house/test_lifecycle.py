@@ -83,6 +83,17 @@ class Output:
         raise AssertionError(f"{text!r} not seen in output:\n{''.join(self.lines[-40:])}")
 
 
+def migrate_up(config_file: Path) -> None:
+    """``otedama migrate up`` for a node's config, run from its data dir."""
+    subprocess.run(
+        [str(OTEDAMA), "migrate", "up", "--config", str(config_file)],
+        cwd=config_file.parent,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+
+
 @pytest.fixture
 def notify_socket() -> Iterator[tuple[socket.socket, str]]:
     folder = tempfile.mkdtemp(prefix="otd-", dir="/tmp")  # AF_UNIX paths are short
@@ -254,13 +265,7 @@ def test_sigterm_to_the_node_and_its_process_group_stops_it_once(tmp_path: Path)
     )
     config["monitoring"]["logging"]["format"] = "text"
     config_file.write_text(yaml.safe_dump(config))
-    subprocess.run(
-        [str(OTEDAMA), "migrate", "up", "--config", str(config_file)],
-        cwd=tmp_path,
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
+    migrate_up(config_file)
     process = subprocess.Popen(
         [str(TWISTD), "--pidfile=", "-n", "otedama", "--config", str(config_file)],
         cwd=tmp_path,
@@ -331,13 +336,7 @@ def test_a_part_that_cannot_start_stops_the_node_with_status_1(
             config = node_config(tmp_path, stratum__address=f"127.0.0.1:{port}")
         config["monitoring"]["logging"]["format"] = "text"
         config_file.write_text(yaml.safe_dump(config))
-        subprocess.run(
-            [str(OTEDAMA), "migrate", "up", "--config", str(config_file)],
-            cwd=tmp_path,
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
+        migrate_up(config_file)
         result = subprocess.run(
             [str(TWISTD), "--pidfile=", "-n", "otedama", "--config", str(config_file)],
             cwd=tmp_path,
