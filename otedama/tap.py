@@ -7,6 +7,7 @@ so they run the same service tree.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from otedama.config import (
 from otedama.ops.audit import AuditLog, audit_path
 from otedama.ops.bans import DdosSettings, JsonBanFile
 from otedama.ops.firewall import Firewall
-from otedama.ops.guard import AdminFactory, Guard, GuardService, guarded
+from otedama.ops.guard import AdminFactory, Guard, GuardService, guarded, share_bans
 from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
 from otedama.ops.logging import LogControl
@@ -383,7 +384,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     source.setName("templates")
     source.setServiceParent(node)
     metrics = node_metrics(config, reactor, core, store, client)
-    shared_state(config, reactor, core, node, health, store)
+    shared = shared_state(config, reactor, core, node, health, store)
+    if shared.target is not None:  # Redis: bans are shared between the nodes
+        share_bans(guard, shared, f"{socket.gethostname()}/{os.getpid()}")
 
     if config.stratum.enable:
         port = str(config.stratum.address.port)

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
@@ -39,6 +41,7 @@ __all__ = [
     "GuardService",
     "GuardedFactory",
     "guarded",
+    "share_bans",
 ]
 
 _SUMMARY_HOSTS = 1024
@@ -235,6 +238,64 @@ class Guard:
         )
 
 
+BAN_TOPIC = "bans"
+
+
+class BanBus(Protocol):
+    """What :func:`share_bans` needs of ``otedama.ops.redis``'s ``EventBus``."""
+
+    def publish(self, topic: str, event: Mapping[str, Any], /) -> None: ...
+
+    def subscribe(
+        self, topic: str, callback: Callable[[str, dict[str, Any]], object], /
+    ) -> Callable[[], None]: ...
+
+
+def share_bans(guard: Guard, bus: BanBus, origin: str) -> Callable[[], None]:
+    """Share bans between the nodes on one event bus (Redis): this node's bans and
+    unbans are published on ``bans``; other nodes' are applied here (their connections
+    dropped, the ban file saved; the audit line is the origin node's). Returns the
+    unsubscribe."""
+    applying = False
+
+    def changed(host: str, ban: Ban | None) -> None:
+        if not applying:
+            bus.publish(
+                BAN_TOPIC,
+                {"origin": origin, "host": host, "ban": None if ban is None else ban.to_json()},
+            )
+
+    def received(topic: str, event: dict[str, Any]) -> None:
+        nonlocal applying
+        if event.get("origin") == origin:
+            return
+        host = str(event.get("host", ""))
+        if parse_host(host) is None:
+            return
+        data = event.get("ban")
+        ban = None if data is None else Ban.from_json(data)
+        applying = True
+        try:
+            if ban is None:
+                guard.bans.unban(host)
+            else:
+                now = guard.now()
+                if ban.until > now:
+                    guard.bans.ban(host, now, ban.until - now, ban.reason, ban.actor)
+        finally:
+            applying = False
+
+    guard.bans.listeners.append(changed)
+    unsubscribe = bus.subscribe(BAN_TOPIC, received)
+
+    def stop() -> None:
+        if changed in guard.bans.listeners:
+            guard.bans.listeners.remove(changed)
+        unsubscribe()
+
+    return stop
+
+
 class GuardedFactory(Factory):
     """Wraps a listener's factory: refuses at accept what the guard refuses, caps open
     connections per IP on this listener, limits messages, drops banned peers."""
@@ -270,7 +331,7 @@ class GuardedFactory(Factory):
             if transport is not None:
                 transport.abortConnection()
 
-    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:
+    def buildProtocol(self, addr: IAddress | None) -> TwistedProtocol | None:
         guard = self.guard
         host = _host_of(addr)
         reason = guard.refusal(host)
