@@ -37,6 +37,8 @@ database:
 monitoring:
   health:
     enabled: true
+  metrics:
+    enabled: true
 security:
   enable_tls: true
   cert_file: {cert}
@@ -64,7 +66,7 @@ async def test_every_listener_is_guarded_and_a_reload_applies_the_lists(tmp_path
     guard: Guard = guard_service.guard
     names = [service.name for service in node]
     assert names.index("guard") < names.index("stratum")  # bans load before accepting
-    for name in ("stratum", "stratum-tls", "health"):
+    for name in ("stratum", "stratum-tls", "health", "metrics"):
         assert isinstance(node.getServiceNamed(name).factory, GuardedFactory), name
     plain = node.getServiceNamed("stratum").factory.wrapped
     secure = node.getServiceNamed("stratum-tls").factory.wrapped
