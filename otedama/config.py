@@ -250,6 +250,12 @@ class StratumConfig:
     )
     extranonce2_size: int = option(8, integer(2, 16), doc="Bytes of extranonce2 per miner.")
     pool_tag: str = option("/otedama/", string, doc="Text put in each coinbase scriptSig.")
+    tls_address: HostPort = option(
+        HostPort("0.0.0.0", 3443),
+        host_port(),
+        dump=str,
+        doc="Stratum over TLS (`stratum+ssl://`) when `security.enable_tls` is true.",
+    )
     protocols: ProtocolsConfig = section(ProtocolsConfig)
 
 
@@ -365,42 +371,83 @@ class RedisConfig:
     pool_size: int = option(10, integer(1), doc="Connections to Redis.")
 
 
-@dataclass(frozen=True)
-class DdosConfig:
-    enabled: bool = option(True, boolean)
-    rate_limit: int = option(1000, integer(0))
-    burst_limit: int = option(2000, integer(0))
-    ban_duration: float = option(3600.0, duration, dump=dump_duration)
-
-
-@dataclass(frozen=True)
-class FirewallConfig:
-    enabled: bool = option(False, boolean)
-    whitelist: tuple[str, ...] = option([], string_list, dump=list)
-    blacklist: tuple[str, ...] = option([], string_list, dump=list)
-
-
-@dataclass(frozen=True)
-class AuditConfig:
-    enabled: bool = option(False, boolean)
-    log_file: Path | None = option(None, optional_path, dump=dump_path)
-
-
-@dataclass(frozen=True)
-class SecurityConfig:
-    enable_tls: bool = option(False, boolean)
-    cert_file: Path | None = option(None, optional_path, dump=dump_path)
-    key_file: Path | None = option(None, optional_path, dump=dump_path)
-    ddos_protection: DdosConfig = section(DdosConfig)
-    firewall: FirewallConfig = section(FirewallConfig)
-    audit: AuditConfig = section(AuditConfig)
-
-
 def _positive_duration(value: Any) -> float:
     seconds = duration(value)
     if seconds <= 0:
         raise Invalid(f"expected a duration > 0, got {value!r}")
     return seconds
+
+
+def _ratio(value: Any) -> float:
+    result = number(0, 1)(value)
+    if result <= 0:
+        raise Invalid(f"expected a ratio in (0, 1], got {value!r}")
+    return float(result)
+
+
+@dataclass(frozen=True)
+class DdosConfig:
+    enabled: bool = option(
+        True, boolean, doc="Per-IP rate limits, connection caps and bans on invalid work."
+    )
+    rate_limit: int = option(
+        1000, integer(1), doc="Messages (lines) per second from one IP on any listener."
+    )
+    burst_limit: int = option(2000, integer(1), doc="Messages one IP may send in a burst.")
+    ban_duration: float = option(
+        3600.0, _positive_duration, dump=dump_duration, doc="How long a ban lasts."
+    )
+    connection_rate: float = option(
+        10.0, number(0.001, 1e6), doc="New connections per second from one IP (Otedama)."
+    )
+    connection_burst: int = option(
+        100, integer(1), doc="New connections one IP may open in a burst (Otedama)."
+    )
+    max_connections_per_ip: int = option(
+        256, integer(1), doc="Open connections from one IP on each listener (Otedama)."
+    )
+    invalid_ratio: float = option(
+        0.5, _ratio, doc="Ban when invalid work is at least this share of an IP's work…"
+    )
+    invalid_min: int = option(
+        50, integer(1), doc="…and at least this many invalid items (never one bad share)…"
+    )
+    invalid_window: float = option(
+        300.0, _positive_duration, dump=dump_duration, doc="…within this window."
+    )
+
+
+@dataclass(frozen=True)
+class FirewallConfig:
+    enabled: bool = option(False, boolean, doc="Apply the whitelist and the blacklist.")
+    whitelist: tuple[str, ...] = option(
+        [], string_list, dump=list, doc="IPs and CIDR blocks never limited nor banned."
+    )
+    blacklist: tuple[str, ...] = option(
+        [], string_list, dump=list, doc="IPs and CIDR blocks refused on every listener."
+    )
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    enabled: bool = option(False, boolean, doc="Write the audit log (JSON lines).")
+    log_file: Path | None = option(
+        None, optional_path, dump=dump_path, doc="Audit file (default: DATA_DIR/audit.log)."
+    )
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    enable_tls: bool = option(
+        False, boolean, doc="Serve Stratum over TLS on `stratum.tls_address` too."
+    )
+    cert_file: Path | None = option(
+        None, optional_path, dump=dump_path, doc="PEM certificate (chain, leaf first)."
+    )
+    key_file: Path | None = option(None, optional_path, dump=dump_path, doc="PEM private key.")
+    ddos_protection: DdosConfig = section(DdosConfig)
+    firewall: FirewallConfig = section(FirewallConfig)
+    audit: AuditConfig = section(AuditConfig)
 
 
 @dataclass(frozen=True)
@@ -662,7 +709,7 @@ class Config:
     redis: RedisConfig = section(
         RedisConfig, doc="Optional: rate limits and events shared by several nodes."
     )
-    security: SecurityConfig = section(SecurityConfig, used=False)
+    security: SecurityConfig = section(SecurityConfig)
     federation: FederationConfig = section(FederationConfig, used=False)
     monitoring: MonitoringConfig = section(MonitoringConfig)
     optimization: OptimizationConfig = section(OptimizationConfig, used=False)
@@ -888,6 +935,25 @@ def _cross_checks(config: Config) -> list[str]:
             f".. {dump_fraction(stratum.max_difficulty)})"
         )
     problems.extend(_address_checks(config))
+    problems.extend(_security_checks(config))
+    return problems
+
+
+def _security_checks(config: Config) -> list[str]:
+    from otedama.ops.firewall import Firewall, FirewallError
+
+    problems: list[str] = []
+    firewall = config.security.firewall
+    try:
+        Firewall.from_lists(firewall.whitelist, firewall.blacklist)
+    except FirewallError as error:
+        problems.append(str(error))
+    if config.security.enable_tls and config.stratum.enable:
+        if config.stratum.tls_address == config.stratum.address:
+            problems.append(
+                f"stratum.tls_address: {config.stratum.tls_address} is also stratum.address; "
+                "TLS needs its own port"
+            )
     return problems
 
 
@@ -1031,10 +1097,13 @@ def money_risks(config: Config) -> list[MoneyRisk]:
 
 
 def refused_start(config: Config) -> list[str]:
-    """The problems that keep a node with ``config`` from starting (empty: start)."""
+    """The problems that keep a node with ``config`` from starting (empty: start):
+    money risks, and TLS files that are missing, unreadable or do not match."""
+    from otedama.ops.tls import check_tls_files
+
     return [
         f"{risk} (refused on {config.chain.network})" for risk in money_risks(config) if risk.refuse
-    ]
+    ] + check_tls_files(config)
 
 
 def _strings(data: Any, where: str) -> list[tuple[str, str]]:

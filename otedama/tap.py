@@ -7,6 +7,7 @@ so they run the same service tree.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -23,11 +24,16 @@ from otedama.config import (
     refused_start,
     start_summary,
 )
+from otedama.ops.audit import AuditLog, audit_path
+from otedama.ops.bans import DdosSettings, JsonBanFile
+from otedama.ops.firewall import Firewall
+from otedama.ops.guard import AdminFactory, Guard, GuardService, guarded, share_bans
 from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
 from otedama.ops.logging import LogControl
 from otedama.ops.reactor import WrongReactor, install_asyncio_reactor
 from otedama.ops.sdnotify import keep_start_alive
+from otedama.ops.tls import tls_context, tls_factory
 
 if TYPE_CHECKING:
     from otedama.devnet.service import DevnetService
@@ -283,6 +289,10 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     node.expect_start_errors(*operator_errors())
     node.log.info("{summary}", summary=start_summary(config))
     network = get_network(config.chain.network)
+    audit = AuditLog(audit_path(config), reactor)
+    guard = build_guard(config, reactor, audit)
+    protect_the_node(node, config, reactor, guard, audit)
+    tls = tls_context(config)
 
     if config.chain.backend == "devnet":
         devnet = devnet_service(config, reactor)
@@ -319,6 +329,13 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         minimum_payout_sats=config.pool.minimum_payout,
         # The fee credited to the pool's own address is already in its wallet: keep it.
         kept_addresses={config.payout_address},
+        on_sent=lambda batch, txid: audit.record(
+            "node",
+            "payout.sent",
+            f"batch {batch.id}",
+            "ok",
+            {"txid": txid, "total_sat": batch.total, "recipients": len(batch.items)},
+        ),
     )
     payouts.setName("payouts")
     payouts.setServiceParent(node)
@@ -367,7 +384,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     source.setName("templates")
     source.setServiceParent(node)
     metrics = node_metrics(config, reactor, core, store, client)
-    shared_state(config, reactor, core, node, health, store)
+    shared = shared_state(config, reactor, core, node, health, store)
+    if shared.target is not None:  # Redis: bans are shared between the nodes
+        share_bans(guard, shared, f"{socket.gethostname()}/{os.getpid()}")
 
     if config.stratum.enable:
         port = str(config.stratum.address.port)
@@ -375,8 +394,15 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         factory = StratumFactory(jobs, sink, stratum_settings(config), reactor)
         metrics.watch_server(sink, factory.server)
         health.checks["stratum"] = lambda: metrics.stratum_check(health)
+        factory.server.work_observer = guard.note_work
         endpoint = serverFromString(reactor, config.stratum.address.server_endpoint())
-        ListenerService("stratum", endpoint, factory).setServiceParent(node)
+        ListenerService("stratum", endpoint, guarded(guard, factory, "stratum")).setServiceParent(
+            node
+        )
+        if tls is not None:
+            endpoint = serverFromString(reactor, config.stratum.tls_address.server_endpoint())
+            secure = guarded(guard, tls_factory(tls, factory, reactor), "stratum-tls", lines=False)
+            ListenerService("stratum-tls", endpoint, secure).setServiceParent(node)
         node.add_reload_hook(
             lambda old, new: factory.server.update_settings(stratum_settings(new)),
             STRATUM_LIVE_KEYS,
@@ -413,7 +439,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]
         endpoint = serverFromString(reactor, settings.address.server_endpoint())
-        ListenerService("health", endpoint, site).setServiceParent(node)
+        ListenerService("health", endpoint, guarded(guard, site, "health")).setServiceParent(node)
     metrics.start_services(node)
     if config.monitoring.metrics.enabled:
         served = config.monitoring.metrics
@@ -421,8 +447,90 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]
         endpoint = serverFromString(reactor, served.address.server_endpoint())
-        ListenerService("metrics", endpoint, site).setServiceParent(node)
+        ListenerService("metrics", endpoint, guarded(guard, site, "metrics")).setServiceParent(
+            node
+        )
+    if tls is not None:
+        node.add_reload_hook(tls.reload_hook(reactor), ("security.cert_file", "security.key_file"))
     return node
+
+
+def build_guard(config: Config, reactor: Any, audit: AuditLog | None = None) -> Guard:
+    """The node's guard from ``security.*`` (bans kept in ``DATA_DIR/bans.json``)."""
+    from pathlib import Path
+
+    return Guard(
+        firewall_of(config),
+        ddos_settings(config),
+        reactor,
+        store=JsonBanFile(Path(config.app.data_dir) / "bans.json", reactor),
+        audit=audit,
+    )
+
+
+def firewall_of(config: Config) -> Firewall:
+    """``security.firewall`` compiled (empty lists when it is disabled)."""
+    firewall = config.security.firewall
+    if not firewall.enabled:
+        return Firewall()
+    return Firewall.from_lists(firewall.whitelist, firewall.blacklist)
+
+
+def ddos_settings(config: Config) -> DdosSettings:
+    ddos = config.security.ddos_protection
+    return DdosSettings(
+        enabled=ddos.enabled,
+        message_rate=float(ddos.rate_limit),
+        message_burst=ddos.burst_limit,
+        connection_rate=ddos.connection_rate,
+        connection_burst=ddos.connection_burst,
+        max_connections_per_ip=ddos.max_connections_per_ip,
+        ban_duration=ddos.ban_duration,
+        invalid_window=ddos.invalid_window,
+        invalid_ratio=ddos.invalid_ratio,
+        invalid_min=ddos.invalid_min,
+    )
+
+
+#: Security keys a reload applies live (TLS files are re-read on every reload).
+SECURITY_LIVE_KEYS = (
+    "security.ddos_protection",
+    "security.firewall",
+    "security.cert_file",
+    "security.key_file",
+)
+
+
+def protect_the_node(
+    node: NodeService, config: Config, reactor: Any, guard: Guard, audit: AuditLog
+) -> None:
+    """The guard's service (bans loaded before any listener), the ``otedama ban`` socket,
+    and the reload hooks for the lists, the limits and the audit line of each reload."""
+    from pathlib import Path
+
+    from twisted.internet.endpoints import UNIXServerEndpoint
+
+    GuardService(guard).setServiceParent(node)
+    data_dir = Path(config.app.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    admin = UNIXServerEndpoint(reactor, str(admin_socket(config)), mode=0o600, wantPID=True)
+    ListenerService("admin", admin, AdminFactory(guard)).setServiceParent(node)
+
+    def reconfigure(old: Config, new: Config) -> None:
+        guard.configure(firewall_of(new), ddos_settings(new))
+
+    def audited(old: Config, new: Config) -> None:
+        audit.record("operator", "config.reload", str(new.source), "ok")
+
+    node.add_reload_hook(reconfigure, SECURITY_LIVE_KEYS)
+    node.add_reload_hook(audited, ())
+
+
+def admin_socket(config: Config) -> Any:
+    """The unix socket ``otedama ban`` talks to (``DATA_DIR/admin.sock``, mode 600)."""
+    from pathlib import Path
+
+    return Path(config.app.data_dir) / "admin.sock"
 
 
 def operator_errors() -> tuple[type[BaseException], ...]:

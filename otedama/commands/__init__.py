@@ -20,6 +20,7 @@ COMMAND_MODULES: list[str] = [
     "otedama.commands.bench",
     "otedama.commands.migrate",
     "otedama.commands.stats",
+    "otedama.commands.ban",
     "otedama.commands.devnet",
     "otedama.commands.mining",
     "otedama.commands.system",

@@ -7,8 +7,15 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from otedama.commands.common import add_config_argument, config_path, usage_of, with_database
+from otedama.commands.common import (
+    add_config_argument,
+    config_path,
+    load_or_report,
+    usage_of,
+    with_database,
+)
 from otedama.ledger import db
+from otedama.ops.audit import command_actor, record_now
 
 __all__ = ["migrate_status", "migrate_up", "register"]
 
@@ -36,6 +43,16 @@ def migrate_up(args: argparse.Namespace) -> int:
             return 0
         db.upgrade(connection)
         after = db.migration_state(connection)
+        config = load_or_report(args)
+        if config is not None:
+            record_now(
+                config,
+                command_actor("otedama migrate"),
+                "migrate.upgrade",
+                db.redact(url),
+                "ok",
+                {"from": before.current, "to": after.current},
+            )
         print(
             f"{db.redact(url)}: migrated from {before.current or 'an empty schema'} "
             f"to {after.current}"

@@ -32,7 +32,7 @@ connection lost, an unexpected error) may or may not have paid, so the batch sta
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar, cast
@@ -414,6 +414,7 @@ class PayoutProcessor(Service):
         search_depth: int = 10_000,
         kept_addresses: Iterable[str] = (),
         crash_hook: Callable[[str], None] | None = None,
+        on_sent: Callable[[PayoutBatch, str], Awaitable[object]] | None = None,
     ) -> None:
         _check_schedule(interval, minimum_payout_sats)
         if max_recipients_per_batch < 1:
@@ -434,6 +435,8 @@ class PayoutProcessor(Service):
             raise ValueError(f"payout search depth must be at least 1, got {search_depth}")
         self.search_depth = search_depth
         self.crash_hook = crash_hook
+        #: Awaited with each batch the wallet took (the audit log), before it is logged.
+        self.on_sent = on_sent
         self.kept_addresses = frozenset(kept_addresses)
         #: Addresses the wallet called invalid (-5); left out of new batches until restart.
         self.refused_addresses: set[str] = set()
@@ -581,6 +584,7 @@ class PayoutProcessor(Service):
         if txid is not None:
             now = self._now()
             await self.store.run(partial(mark_sent, batch_id=batch.id, txid=txid, now=now))
+            await self._report_sent(batch, txid)
             self.log.info(
                 "payout batch {batch_id} had reached the wallet as {txid}; recorded as sent",
                 batch_id=batch.id,
@@ -679,6 +683,7 @@ class PayoutProcessor(Service):
         self._crash_point("wallet_called")
         now = self._now()
         await self.store.run(partial(mark_sent, batch_id=batch.id, txid=txid, now=now))
+        await self._report_sent(batch, txid)
         self.log.info(
             "payout batch {batch_id} sent: {total} sat to {count} addresses in {txid}",
             batch_id=batch.id,
@@ -688,6 +693,14 @@ class PayoutProcessor(Service):
         )
         self._crash_point("txid_recorded")
         return True
+
+    async def _report_sent(self, batch: PayoutBatch, txid: str) -> None:
+        if self.on_sent is None:
+            return
+        try:
+            await self.on_sent(batch, txid)
+        except Exception:
+            self.log.failure("reporting payout batch {batch_id} failed", batch_id=batch.id)
 
     def _note_refused_addresses(self, batch: PayoutBatch, error: BaseException) -> None:
         """After an invalid-address refusal, leave the named address out of new batches."""

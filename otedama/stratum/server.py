@@ -126,6 +126,9 @@ class StratumServer:
         self._disconnects_logged = 0
         self._disconnects_since = 0
         self._summary_at = 0.0
+        #: Told ``(host, valid)`` for each accepted or rejected submit and each bad line
+        #: (the node's guard bans hosts by their ratio of invalid work).
+        self.work_observer: Callable[[str, bool], object] | None = None
         job_manager.add_listener(self.broadcast)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -246,6 +249,16 @@ class StratumServer:
         """A worker authorized (counted for the periodic summary, not logged each)."""
         self.stats.authorized += 1
         self._authorized_since += 1
+
+    def note_work(self, host: str, valid: bool) -> None:
+        """A submit from ``host`` was accepted (``valid``) or rejected, or it sent a bad
+        line: tell the work observer (a failing observer never fails the session)."""
+        observer = self.work_observer
+        if observer is not None:
+            try:
+                observer(host, valid)
+            except Exception:
+                self.log.failure("the work observer failed for {host}", host=host)
 
     def note_refused(self, host: str, reason: str) -> None:
         """A connection from ``host`` was refused for ``reason`` (summarised per interval)."""

@@ -272,6 +272,7 @@ class StratumSession:
     def _abuse(self, msg_id: Any, reason: str) -> None:
         self.bad_lines += 1
         self.server.stats.bad_lines += 1
+        self.server.note_work(self.host, False)
         self.write(encode_error(msg_id, ERR_OTHER, reason))
         if self.bad_lines >= self.server.settings.abuse_threshold:
             self.close(f"{self.bad_lines} bad lines, last: {reason}")
@@ -668,6 +669,7 @@ class StratumSession:
             return
         self.write(encode_result_true(request.id))
         server.stats.accepted += 1
+        server.note_work(self.host, True)
         self.accepted += 1
         try:
             server.sink.share_accepted(share)
@@ -705,6 +707,7 @@ class StratumSession:
 
     def _reject(self, request: Request, reject: Reject) -> None:
         self.server.stats.count_reject(reject)
+        self.server.note_work(self.host, False)
         self.write(encode_result_false(request.id, reject.array))
 
 

@@ -1,0 +1,92 @@
+"""The node as ``twistd otedama`` builds it: every listener behind the guard, Stratum over
+TLS on its own port sharing the plain port's server, reload hooks for the security keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest_twisted
+from twisted.internet.task import deferLater
+
+from otedama.config import load_config
+from otedama.ops.guard import Guard, GuardedFactory, GuardService
+from otedama.ops.logging import LogControl
+from otedama.ops.tls import TLSServerFactory
+from otedama.stratum.protocol import StratumFactory
+from otedama.tap import build_node
+from tests.guard.certs import self_signed
+from tests.pool.support import POOL
+
+
+def write_config(path: Path, cert: Path, key: Path, blacklist: str) -> None:
+    path.write_text(
+        f"""
+app:
+  data_dir: {path.parent / "data"}
+chain:
+  network: devnet
+  backend: devnet
+pool:
+  wallet_address: {POOL}
+stratum:
+  address: 127.0.0.1:3333
+  tls_address: 127.0.0.1:3443
+database:
+  url: sqlite:///{path.parent / "ledger.sqlite"}
+monitoring:
+  health:
+    enabled: true
+  metrics:
+    enabled: true
+security:
+  enable_tls: true
+  cert_file: {cert}
+  key_file: {key}
+  firewall:
+    enabled: true
+    blacklist: ["{blacklist}"]
+  audit:
+    enabled: true
+""",
+        encoding="utf-8",
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_listener_is_guarded_and_a_reload_applies_the_lists(tmp_path: Path) -> None:
+    from twisted.internet import reactor
+
+    cert, key = self_signed(tmp_path, "one")
+    path = tmp_path / "otedama.yaml"
+    write_config(path, cert, key, "203.0.113.0/24")
+    node = build_node(load_config(path), reactor, LogControl("info", "text", stdout=False))
+    guard_service = node.getServiceNamed("guard")
+    assert isinstance(guard_service, GuardService)
+    guard: Guard = guard_service.guard
+    names = [service.name for service in node]
+    assert names.index("guard") < names.index("stratum")  # bans load before accepting
+    for name in ("stratum", "stratum-tls", "health", "metrics"):
+        assert isinstance(node.getServiceNamed(name).factory, GuardedFactory), name
+    plain = node.getServiceNamed("stratum").factory.wrapped
+    secure = node.getServiceNamed("stratum-tls").factory.wrapped
+    assert isinstance(plain, StratumFactory) and isinstance(secure, TLSServerFactory)
+    assert secure.wrappedFactory is plain  # one server: one extranonce space
+    assert plain.server.work_observer == guard.note_work
+    assert node.getServiceNamed("stratum-tls").endpoint._port == 3443
+    admin = node.getServiceNamed("admin").endpoint
+    assert admin._address == str(tmp_path / "data" / "admin.sock") and admin._mode == 0o600
+    assert guard.refusal("203.0.113.9") == "blacklisted"
+    assert {"security.firewall", "security.cert_file"} <= node.live_keys
+
+    write_config(path, cert, key, "198.51.100.0/24")
+    assert node.reload()
+    assert guard.refusal("203.0.113.9") is None
+    assert guard.refusal("198.51.100.1") == "blacklisted"
+    audit = tmp_path / "data" / "audit.log"
+    for _ in range(500):  # the audit line is written in a thread
+        if audit.exists() and audit.read_text():
+            break
+        await deferLater(reactor, 0.01)
+    [entry] = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert entry["action"] == "config.reload" and entry["target"] == str(path)
