@@ -432,7 +432,11 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         source.subscribe(parts.view.tip.on_template)
         parts.view.setServiceParent(node)
         endpoint = serverFromString(reactor, config.api.address.server_endpoint())
-        ListenerService("api", endpoint, parts.site).setServiceParent(node)
+        if tls is None:
+            api_factory = guarded(guard, parts.site, "api")
+        else:  # HTTPS on the API port, the certificate reloaded with Stratum's on SIGHUP
+            api_factory = guarded(guard, tls_factory(tls, parts.site, reactor), "api", lines=False)
+        ListenerService("api", endpoint, api_factory).setServiceParent(node)
     if config.monitoring.health.enabled:
         settings = config.monitoring.health
         site = Site(health_root(settings.path, HealthResource(health)))

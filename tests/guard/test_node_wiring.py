@@ -34,6 +34,9 @@ stratum:
   tls_address: 127.0.0.1:3443
 database:
   url: sqlite:///{path.parent / "ledger.sqlite"}
+api:
+  enable: true
+  address: 127.0.0.1:0
 monitoring:
   health:
     enabled: true
@@ -66,8 +69,9 @@ async def test_every_listener_is_guarded_and_a_reload_applies_the_lists(tmp_path
     guard: Guard = guard_service.guard
     names = [service.name for service in node]
     assert names.index("guard") < names.index("stratum")  # bans load before accepting
-    for name in ("stratum", "stratum-tls", "health", "metrics"):
+    for name in ("stratum", "stratum-tls", "health", "metrics", "api"):
         assert isinstance(node.getServiceNamed(name).factory, GuardedFactory), name
+    assert isinstance(node.getServiceNamed("api").factory.wrapped, TLSServerFactory)
     plain = node.getServiceNamed("stratum").factory.wrapped
     secure = node.getServiceNamed("stratum-tls").factory.wrapped
     assert isinstance(plain, StratumFactory) and isinstance(secure, TLSServerFactory)
@@ -90,3 +94,24 @@ async def test_every_listener_is_guarded_and_a_reload_applies_the_lists(tmp_path
         await deferLater(reactor, 0.01)
     [entry] = [json.loads(line) for line in audit.read_text().splitlines()]
     assert entry["action"] == "config.reload" and entry["target"] == str(path)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_api_answers_over_https_with_the_configured_certificate(tmp_path: Path) -> None:
+    from twisted.internet import reactor, ssl
+    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, readBody
+
+    cert, key = self_signed(tmp_path, "api")
+    path = tmp_path / "otedama.yaml"
+    write_config(path, cert, key, "203.0.113.0/24")
+    node = build_node(load_config(path), reactor, LogControl("info", "text", stdout=False))
+    port = reactor.listenTCP(0, node.getServiceNamed("api").factory, interface="127.0.0.1")
+    try:
+        trust = ssl.Certificate.loadPEM(cert.read_bytes())
+        agent = Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trustRoot=trust))
+        url = f"https://localhost:{port.getHost().port}/api/v1/openapi.json"
+        response = await agent.request(b"GET", url.encode())
+        document = json.loads(await readBody(response))
+        assert response.code == 200 and document["openapi"].startswith("3.1")
+    finally:
+        await port.stopListening()
