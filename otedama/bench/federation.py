@@ -2,7 +2,7 @@
 
 ::
 
-    otedama bench federation [--nodes 10] [--shares 200] [--max-peers 4] [--interval 0.05]
+    otedama bench federation [--nodes 10] [--shares 200] [--max-peers 6] [--interval 0.05]
                              [--messages 20000] [--peers 50] [--json]
 
 Three figures, each from the real federation code:
@@ -746,7 +746,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--nodes", type=int, default=10, help="federation nodes gossiping")
     parser.add_argument("--shares", type=int, default=200, help="shares published")
-    parser.add_argument("--max-peers", type=int, default=4, help="each node's federation.max_peers")
+    parser.add_argument("--max-peers", type=int, default=6, help="each node's federation.max_peers")
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between publishes")
     parser.add_argument(
         "--messages", type=int, default=20_000, help="frames for the messages/s figure"
