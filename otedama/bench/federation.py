@@ -365,27 +365,27 @@ async def measure_propagation(
     handled: list[dict[bytes, float]] = [{} for _ in range(nodes)]
     verifiers: list[Verifier] = []
     services: list[FederationService] = []
-    for n, member in enumerate(members):
-        verifier = Verifier(scene, reactor, _stamp_into(handled[n]))
-        verifiers.append(verifier)
-        bootstrap = [f"127.0.0.1:{services[0].port}"] if services else []
-        service = FederationService(
-            member.identity,
-            network=NETWORK,
-            payout_script=member.script,
-            listen_port=0,
-            handler=verifier,
-            reputation=BenchReputation(reactor),
-            reactor=reactor,
-            interface="127.0.0.1",
-            bootstrap_peers=bootstrap,
-            max_peers=max_peers,
-            upkeep_interval=0.5,
-            dht_options=FAST_DHT,
-        )
-        await service.startService()
-        services.append(service)
     try:
+        for n, member in enumerate(members):
+            verifier = Verifier(scene, reactor, _stamp_into(handled[n]))
+            verifiers.append(verifier)
+            bootstrap = [f"127.0.0.1:{services[0].port}"] if services else []
+            service = FederationService(
+                member.identity,
+                network=NETWORK,
+                payout_script=member.script,
+                listen_port=0,
+                handler=verifier,
+                reputation=BenchReputation(reactor),
+                reactor=reactor,
+                interface="127.0.0.1",
+                bootstrap_peers=bootstrap,
+                max_peers=max_peers,
+                upkeep_interval=0.5,
+                dht_options=FAST_DHT,
+            )
+            services.append(service)
+            await service.startService()
         started = time.perf_counter()
         steady_since, last = started, link_graph(services)
         while True:
