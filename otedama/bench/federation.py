@@ -12,7 +12,7 @@ Three figures, each from the real federation code:
    core. Node 0 is everyone's bootstrap peer; ``--max-peers`` bounds each node's links,
    so with fewer slots than nodes the links they find form a partial mesh (the bench
    reports it). Once the link graph is connected and steady the discovery and upkeep
-   loops are paused (in a node they run every 30 s), then ``--shares`` real federation
+   loops are paused (a node discovers and pings every 30 s), then ``--shares`` real federation
    shares are published from random origins every ``--interval`` seconds. Each receiver
    verifies each share as a node does (``FedShare.from_dict``, node id of the key,
    ``verify_share`` against its own tip and window); the latency of a (share, receiver)
@@ -402,7 +402,7 @@ async def measure_propagation(
                     f"{form_limit:.0f} s (max_peers {max_peers}): {graph}"
                 )
         formed = time.perf_counter() - started - 1.5
-        for service in services:  # a node runs these every 30 s: pause them while timing
+        for service in services:  # fast here, every 30 s in a node: paused while timing
             for loop in [*service.dht._loops, service._upkeep]:
                 if loop is not None and loop.running:
                     loop.stop()
