@@ -19,6 +19,7 @@ BENCH_MODULES: list[str] = [
     "otedama.bench.ledger",
     "otedama.bench.pplns",
     "otedama.bench.flood",
+    "otedama.bench.federation",
 ]
 
 

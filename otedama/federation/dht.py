@@ -326,7 +326,7 @@ class DhtNode:
         self._running.add(future)
         future.add_done_callback(self._running.discard)
         d: Deferred[Any] = Deferred.fromFuture(future)
-        d.addErrback(lambda f: f.trap(CancelledError))
+        d.addErrback(lambda f: f.trap(CancelledError, asyncio.CancelledError))
         d.addCallbacks(lambda _: None, failed)
         return d
 

@@ -232,6 +232,8 @@ class Gossip:
         self.strikes: BoundedDict[bytes | str, int] = BoundedDict(settings.max_bans)
         self.replay = ReplayGuard(max_senders=max(16, settings.max_peers * 4))
         self.gave_up: BoundedDict[bytes, int] = BoundedDict(settings.max_known_peers)
+        self.refusals: BoundedDict[bytes, tuple[int, int]] = BoundedDict(settings.max_known_peers)
+        """Per dialled key: (its record's time, links it closed before they were ready)."""
         self.stats = GossipStats()
         self.running = True
         self._events: dict[str, int] = {}
@@ -255,18 +257,30 @@ class Gossip:
         return True
 
     def admit(self, host: str) -> bool:
-        """Whether to accept one more inbound connection from ``host``."""
+        """Whether to accept one more inbound connection from ``host``.
+
+        When every slot is taken, a connection may still be one of the peers this node is
+        dialling, dialling back (whose slot it would fill): as many handshakes as there
+        are such dials go ahead, and ``link_hello`` refuses any other key as ``full``.
+        """
         if not self.running or self.banned(host):
             self.stats.refused_connections += 1
             return False
         if self.slots_used() >= self.gossip_settings.max_peers:
-            self.stats.refused_connections += 1
-            return False
+            dialling = sum(1 for key in self.services if key not in self.ready)
+            handshakes = sum(1 for link in self.links if not link.outbound and not link.hello)
+            if handshakes >= dialling:
+                self.stats.refused_connections += 1
+                return False
         return True
 
     def slots_used(self) -> int:
-        """Peers held or wanted: one per outbound service, one per inbound link."""
-        return len(self.services) + sum(1 for link in self.links if not link.outbound)
+        """Peers held or wanted: one per outbound service, one per inbound link from a
+        key not dialled (a dialled key's inbound link takes its dial's slot)."""
+        inbound = sum(
+            1 for link in self.links if not link.outbound and link.peer_key not in self.services
+        )
+        return len(self.services) + inbound
 
     def connect(self, record: ContactRecord) -> bool:
         """Keep an outbound link to ``record``'s node (a ``ClientService`` with back-off)."""
@@ -295,6 +309,7 @@ class Gossip:
 
         service = ClientService(endpoint, factory, retryPolicy=retry, clock=self.clock)
         self.services[key] = service
+        self.refusals.put(key, (record.time, 0))
         self._know(key, label=record.label, address=record.address)
         service.startService()
         return True
@@ -307,6 +322,19 @@ class Gossip:
             service.stopService()
             self.gave_up.put(key, record_time)
             self._count("gave-up")
+
+    def _refused(self, key: bytes) -> None:
+        """A dialled peer closed the link before it was ready (full, or not really there).
+
+        ``ClientService`` counts only failed connects, so a peer that accepts and closes
+        would be redialled forever, holding a slot: give up after ``max_dial_attempts``.
+        """
+        record_time, count = self.refusals.get(key, (0, 0))
+        if count + 1 < self.gossip_settings.max_dial_attempts:
+            self.refusals.put(key, (record_time, count + 1))
+            return
+        self.refusals.pop(key, None)
+        self.clock.callLater(0, self._give_up, key, record_time)
 
     def disconnect(self, key: bytes) -> None:
         """Stop dialling ``key`` and close its link."""
@@ -461,6 +489,12 @@ class Gossip:
             return "wrong-key"
         if self.banned(key):
             return "banned"
+        if (
+            not link.outbound
+            and key not in self.services
+            and self.slots_used() > self.gossip_settings.max_peers  # this link counts too
+        ):
+            return "full"
         return None
 
     def link_ready(self, link: PeerLink) -> str | None:
@@ -476,6 +510,7 @@ class Gossip:
             held.close("duplicate")
         else:
             self.ready[key] = link
+        self.refusals.pop(key, None)
         hello = link.hello
         self._know(key, label=hello.label if hello else "", address=link.address, seen=True)
         self._count("linked")
@@ -538,6 +573,13 @@ class Gossip:
             info = self.known.get(key)
             if info is not None:
                 info.last_seen = self.clock.seconds()
+        if (
+            link.outbound_key is not None
+            and link.outbound_key in self.services
+            and self.ready.get(link.outbound_key) is None
+            and link.close_reason not in _FINAL_REFUSALS
+        ):
+            self._refused(link.outbound_key)
         if link.outbound_key is not None and link.close_reason in _FINAL_REFUSALS:
             # Dialling again would meet the same refusal: stop the service, unless the
             # link that won over this duplicate is an outbound one (the service's own).

@@ -367,3 +367,67 @@ async def test_inbound_links_beyond_max_peers_are_refused() -> None:
     finally:
         for node in (a, b, c):
             await node.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_full_nodes_dialling_each_other_still_link() -> None:
+    """Each node's only slot is its dial to the other: the other's dial is that peer."""
+    from twisted.internet import reactor
+
+    a = Node(reactor, "a", max_peers=1)
+    b = Node(reactor, "b", max_peers=1)
+    try:
+        assert a.gossip.connect(b.record()) and b.gossip.connect(a.record())
+        await wait_until(reactor, lambda: a.linked(b) and b.linked(a), limit=10)
+        await wait_until(reactor, lambda: len(a.gossip.links) == len(b.gossip.links) == 1)
+        assert a.gossip.slots_used() == b.gossip.slots_used() == 1
+    finally:
+        for node in (a, b):
+            await node.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stranger_is_refused_at_its_hello_when_only_a_dial_let_it_in() -> None:
+    from twisted.internet import reactor
+
+    a, b = await linked_nodes(reactor, 2, [(1, 0)], max_peers=2)
+    c = Node(reactor, "c")
+    closed = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+    port = closed.getHost().port
+    await closed.stopListening()
+    ghost = Identity.generate("ghost")
+    try:
+        # A: one slot for B's link, one for a dial to a ghost that never answers
+        ghost_record = ContactRecord.create(
+            ghost,
+            host="127.0.0.1",
+            port=port,
+            network=NETWORK,
+            payout_script=SCRIPT,
+            now=reactor.seconds(),
+        )
+        assert a.gossip.connect(ghost_record) and a.gossip.slots_used() == 2
+        dial(reactor, c, a.port.getHost().port, a.key)
+        await wait_until(reactor, lambda: a.gossip.stats.closes.get("full") == 1)
+        assert not c.linked(a) and a.gossip.ready.keys() == {b.key}
+    finally:
+        for node in (a, b, c):
+            await node.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dial_that_a_full_peer_keeps_refusing_is_given_up() -> None:
+    """A refused dial must not hold a slot forever (ClientService retries it forever)."""
+    from twisted.internet import reactor
+
+    a, b = await linked_nodes(reactor, 2, [(1, 0)], max_peers=1)
+    c = Node(reactor, "c", max_dial_attempts=2)
+    try:
+        record = a.record()
+        assert c.gossip.connect(record)
+        await wait_until(reactor, lambda: a.key not in c.gossip.services, limit=15)
+        assert c.gossip.gave_up[a.key] == record.time
+        assert c.gossip.slots_used() == 0 and not c.linked(a)
+    finally:
+        for node in (a, b, c):
+            await node.stop()
