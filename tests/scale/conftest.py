@@ -7,8 +7,10 @@ end of the session.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -39,3 +41,10 @@ def fresh_pg_database() -> Iterator[Callable[[], str]]:
         for name in created:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
+
+
+# The devnet process and the ledger helpers of the payout crash tests are shared with
+# them (tests/ledger has no package: put it on the path the way pytest does for its own).
+LEDGER_TESTS = str(Path(__file__).resolve().parents[1] / "ledger")
+if LEDGER_TESTS not in sys.path:
+    sys.path.insert(0, LEDGER_TESTS)
