@@ -29,10 +29,10 @@ from payout_support import (
     on_database,
     spendable,
 )
+from pgdb import migrated
 from sqlalchemy import Connection, func, insert, select
 
 from otedama.ledger.blocks import FoundBlock, RewardPolicy, record_block
-from otedama.ledger.db import make_engine, upgrade
 from otedama.ledger.stats import journal_total
 from otedama.ledger.tables import BATCH_CONFIRMED, CONFIRMED, blocks, journal, shares
 
@@ -41,15 +41,6 @@ NODES = ("a", "b", "c")
 SHARES_PER_NODE = 400
 #: The bound on every wait of this test (seconds): generous for a loaded 2-core machine.
 DEADLINE = 90.0
-
-
-def migrated(url: str) -> str:
-    """Apply the shipped migrations to the database at ``url``; returns the URL."""
-    engine = make_engine(url, pool_size=1)
-    with engine.begin() as connection:
-        upgrade(connection)
-    engine.dispose()
-    return url
 
 
 def wait_for(what: str, check: Callable[[], Any], deadline: float = DEADLINE) -> Any:
