@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,9 @@ def deadline(seconds: float) -> Iterator[None]:
     def expired(_signum: int, _frame: Any) -> None:
         raise Hang()
 
+    # Another alarm (pytest-timeout's) is put back afterwards with what was left of it.
+    outer, outer_interval = signal.getitimer(signal.ITIMER_REAL)
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -67,6 +71,9 @@ def deadline(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer > 0:
+            left = max(outer - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
 
 
 @contextlib.contextmanager

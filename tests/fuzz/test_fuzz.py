@@ -223,3 +223,19 @@ def test_the_harness_reports_a_failure_a_handler_logged_and_swallowed() -> None:
 
     with pytest.raises(FuzzFailure, match="logged failure RuntimeError"):
         check(Target("swallows", swallows), b"")
+
+
+def test_the_deadline_puts_back_an_outer_alarm() -> None:
+    import signal
+
+    fired: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(signum))
+    signal.setitimer(signal.ITIMER_REAL, 1000.0)
+    try:
+        check(Target("quick", lambda data: None), b"")
+        remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 0 < remaining <= 1000.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert fired == []
