@@ -93,8 +93,11 @@ async def test_one_node_of_two_leads_and_the_other_takes_over_when_it_stops(
     assert (first.leader.is_leader, second.leader.is_leader) == (True, False)
     assert first.running() == [True, True] and second.running() == [False, False]
 
+    await first.poll()  # the holder finds its lock in pg_locks: it stays the leader
     await second.poll()
+    assert first.leader.is_leader and first.running() == [True, True]
     assert second.running() == [False, False]
+    assert [duty.starts for duty in first.duties] == [1, 1]
 
     await first.leader.stopService()
     assert first.running() == [False, False]
