@@ -158,6 +158,7 @@ def block_status(connection: Connection, block_id: int) -> str:
     return str(connection.execute(select(blocks.c.status).where(blocks.c.id == block_id)).scalar())
 
 
+@pytest.mark.timeout(300)
 def test_killing_the_payout_leader_mid_payout_hands_over_without_paying_twice_or_losing_anything(
     fresh_pg_database: Callable[[], str], tmp_path: Path, devnet: DevnetProcess
 ) -> None:
