@@ -762,8 +762,12 @@ def read_yaml(source: Path) -> Any:
         raise ConfigError([f"{source}: no such config file"]) from None
     except OSError as error:
         raise ConfigError([f"{source}: cannot read it ({error.strerror})"]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{source}: not UTF-8 text (byte {error.start})"]) from None
     try:
         return _load_yaml(text)
+    except RecursionError:
+        raise ConfigError([f"{source}: not valid YAML: nested too deeply"]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -264,6 +264,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
 
     from otedama.chain.params import get_network
     from otedama.ledger.blocks import BlockTracker, RewardPolicy
+    from otedama.ledger.leader import LeaderService
     from otedama.ledger.payouts import PayoutProcessor
     from otedama.ledger.rewards import RewardScheme
     from otedama.ledger.store import LedgerStore
@@ -318,9 +319,12 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         fee_address=fee_address,
         pplns_window=config.pool.rewards.window,
     )
+    # Several nodes may share one PostgreSQL ledger: only the leader tracks blocks and pays.
+    leader = LeaderService(reactor, config.database_url)
+    leader.setServiceParent(node)
     tracker = BlockTracker(store, client, reactor, maturity=network.coinbase_maturity)
     tracker.setName("block-tracker")
-    tracker.setServiceParent(node)
+    tracker.setServiceParent(leader)
     payouts = PayoutProcessor(
         store,
         client.wallet,
@@ -338,7 +342,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         ),
     )
     payouts.setName("payouts")
-    payouts.setServiceParent(node)
+    payouts.setServiceParent(leader)
 
     ledger_link = LedgerLink(store, policy)
     core = PoolCore(

@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from otedama.chain.params import COIN
@@ -97,7 +97,10 @@ def encode_json(value: Any) -> str:
 def _bounded_decimal(text: str) -> Decimal:
     if len(text) > MAX_NUMBER_CHARS:
         raise NumberError(f"number of {len(text)} characters is too long: {text[:20]}…")
-    value = Decimal(text)  # cheap: a Decimal keeps its exponent, it expands nothing
+    try:
+        value = Decimal(text)  # cheap: a Decimal keeps its exponent, it expands nothing
+    except InvalidOperation:  # an exponent beyond what Decimal can hold at all
+        raise NumberError(f"number {text[:20]}… is out of range") from None
     if value and abs(value.adjusted()) > MAX_EXPONENT:
         raise NumberError(f"number {text} is out of range (exponent beyond ±{MAX_EXPONENT})")
     return value
@@ -117,14 +120,18 @@ def decode_json(text: str | bytes) -> Any:
     """Parse JSON with exact, bounded numbers: fractions as ``Decimal``, integers as ``int``.
 
     Raises ``ValueError`` (``NumberError`` for a number longer than ``MAX_NUMBER_CHARS``
-    or beyond ``10**±MAX_EXPONENT``; ``NaN`` and ``Infinity`` are refused too).
+    or beyond ``10**±MAX_EXPONENT``; ``NaN`` and ``Infinity`` are refused too; arrays
+    and objects nested deeper than the interpreter's recursion limit are refused).
     """
-    return json.loads(
-        text,
-        parse_float=_bounded_decimal,
-        parse_int=_bounded_int,
-        parse_constant=_no_constant,
-    )
+    try:
+        return json.loads(
+            text,
+            parse_float=_bounded_decimal,
+            parse_int=_bounded_int,
+            parse_constant=_no_constant,
+        )
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def btc_to_sats(amount: Any) -> int:

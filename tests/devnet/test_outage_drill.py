@@ -54,7 +54,7 @@ POOL = "bcrt1qqxlgwddcf0uhsmr9uqesvn3efp00p99t0mcyjs"
 class Devnet(ProcessProtocol):
     """``outage_devnet.py`` in a subprocess: ``ready`` fires with its URL, ``ended`` at exit."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, difficulty: str | None = None) -> None:
         self.ready: Deferred[str] = Deferred()
         self.ended: Deferred[None] = Deferred()
         self.output = b""
@@ -63,7 +63,13 @@ class Devnet(ProcessProtocol):
         self.transport: Any = reactor.spawnProcess(  # type: ignore[attr-defined]
             self,
             sys.executable,
-            [sys.executable, str(HERE / "outage_devnet.py"), str(data_dir), str(port)],
+            [
+                sys.executable,
+                str(HERE / "outage_devnet.py"),
+                str(data_dir),
+                str(port),
+                *([difficulty] if difficulty is not None else []),
+            ],
             env=env,
             path=str(ROOT),
         )

@@ -136,7 +136,7 @@ def test_the_node_pays_out_from_the_configured_wallet_daemon(tmp_path: Path) -> 
         "  enable: false\n",
     )
     node = build_node(config, reactor)
-    wallet = node.getServiceNamed("payouts").wallet
+    wallet = node.getServiceNamed("leader").getServiceNamed("payouts").wallet
     assert wallet.url == "http://10.0.0.2:8332/wallet/payouts"
     assert wallet.transport.endpoints == (
         RpcEndpoint("http://10.0.0.2:8332", cookie_file="/var/lib/wallet/.cookie"),

@@ -73,7 +73,7 @@ def built(path: Path) -> tuple[NodeService, PoolCore, LedgerLink, PayoutProcesso
 
     node = build_node(load_config(path), reactor, LogControl("info", "text", stdout=False))
     reporter = node.getServiceNamed("share-report")
-    payouts = node.getServiceNamed("payouts")
+    payouts = node.getServiceNamed("leader").getServiceNamed("payouts")
     assert isinstance(reporter, ShareReporter) and isinstance(payouts, PayoutProcessor)
     link = reporter.core.ledger
     assert isinstance(link, LedgerLink)
