@@ -21,4 +21,5 @@ COMMAND_MODULES: list[str] = [
     "otedama.commands.migrate",
     "otedama.commands.stats",
     "otedama.commands.devnet",
+    "otedama.commands.federation",
 ]

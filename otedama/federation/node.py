@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.logger import Logger
 
@@ -63,6 +63,9 @@ from otedama.federation.shares import (
     verify_share,
 )
 from otedama.federation.window import FederationWindow, WindowEntry
+
+if TYPE_CHECKING:
+    from otedama.federation.service import FederationStatus
 
 __all__ = [
     "BLOCK_MAX_AGE",
@@ -439,9 +442,17 @@ class FederationNode:
             "share_target": f"{target:064x}",
         }
 
-    def window_share(self, node_id: bytes) -> float:
-        """``node_id``'s part of the window now, 0..1."""
-        return float(self.window.at(self.clock.seconds()).part(node_id))
+    def operator_status(self, status: FederationStatus, payout_address: str) -> dict[str, Any]:
+        """The whole operator view as one JSON object (``otedama federation status``):
+        the service's identity and peers completed with the payout address, the window,
+        the share target and each peer's part of the window."""
+        state = self.window.at(self.clock.seconds())
+        view = status.to_json()
+        view["payout_address"] = payout_address
+        view.update(self.status())
+        for peer in view["peers"]:
+            peer["window_share"] = float(state.part(bytes.fromhex(peer["node_id"])))
+        return view
 
 
 def _not_late(share: FedShare, tip: ChainTip, now: float) -> bool:

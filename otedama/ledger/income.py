@@ -157,7 +157,7 @@ class IncomeWatcher(TimerService):
         chain: IncomeChain,
         clock: IReactorTime,
         payout_script: bytes,
-        policy: RewardPolicy,
+        policy: Callable[[], RewardPolicy],
         interval: float = 10.0,
     ) -> None:
         super().__init__(interval, self._tick)
@@ -165,7 +165,7 @@ class IncomeWatcher(TimerService):
         self.chain = chain
         self._clock: Any = clock
         self.payout_script = payout_script
-        #: Replaced on reload when the fee changes.
+        #: The policy in force (the pool's, which a reload may change).
         self.policy = policy
         #: Height -> hash of the blocks read (the last ``RESCAN_DEPTH`` + the new ones).
         self._seen: dict[int, str] = {}
@@ -202,7 +202,7 @@ class IncomeWatcher(TimerService):
             income = await self._read(height, block_hash)
             if income is not None:
                 recorded, new = await self.store.run(
-                    partial(record_income, income=income, policy=self.policy)
+                    partial(record_income, income=income, policy=self.policy())
                 )
                 if new:
                     found.append(income)

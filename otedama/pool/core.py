@@ -10,8 +10,9 @@ finder (SOLO).
 
 With the federation enabled, each template's coinbase is the federation's settlement
 split of the reward (this node first, then every node in the federation window, then the
-node-id commitment), built at a whole-second template time the core remembers per
-coinbase; a share that meets the federation share target is handed to the federation with
+node-id commitment), from the window as of a whole-second template time a moment back
+(``SETTLEMENT_LAG``, so shares still in flight do not make two nodes' views differ) that
+the core remembers per coinbase; a share that meets the federation share target is handed to the federation with
 that template time, and a found block is gossiped before ``submitblock`` is even asked.
 
 What the core needs of the chain backend and the ledger is typed in
@@ -70,6 +71,9 @@ SHARE_REPORT_INTERVAL = 30.0
 TEMPLATE_TIMES = 256
 #: Seconds the cached federation share target is used before it is asked again.
 FED_TARGET_CACHE = 1.0
+#: Templates split the window as of this many seconds ago: shares found since are still
+#: in flight to some nodes, whose view of that moment would differ from this node's.
+SETTLEMENT_LAG = 2
 #: A template time older than this is not offered with a federation share (receivers
 #: refuse shares whose template time is more than 300 s before their time).
 MAX_TEMPLATE_AGE = 290
@@ -168,7 +172,7 @@ class PoolCore:
         federation, the settlement split of the window as of now (this node first)."""
         if self.federation is None:
             return [TxOut(template.coinbase_value, self.pool_script)]
-        template_time = int(self._now())
+        template_time = int(self._now()) - SETTLEMENT_LAG
         outputs = self.federation.coinbase_outputs(template.coinbase_value, template_time)
         times = self._template_times
         times[_outputs_key(outputs)] = template_time

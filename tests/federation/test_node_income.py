@@ -99,7 +99,7 @@ async def test_income_from_a_peers_block_is_recorded_and_credited_to_our_miners(
     chain = Chain()
     chain.add([TxOut(50 * COIN, THEIRS)])  # height 0 pays us nothing
     paying = chain.add(settlement(ours=20 * COIN, theirs=30 * COIN))
-    watcher = IncomeWatcher(store, chain, clock, OURS, POLICY)
+    watcher = IncomeWatcher(store, chain, clock, OURS, lambda: POLICY)
     found = await watcher.scan()
     assert [(i.height, i.hash, i.amount, i.finder_node_id) for i in found] == [
         (1, paying, 20 * COIN, "0b" * 20)
@@ -121,7 +121,7 @@ async def test_a_block_replaced_by_a_reorganisation_is_read_again(store: LedgerS
     chain = Chain()
     chain.add([TxOut(50 * COIN, THEIRS)])
     first = chain.add(settlement(ours=1 * COIN, theirs=49 * COIN))
-    watcher = IncomeWatcher(store, chain, clock, OURS, POLICY)
+    watcher = IncomeWatcher(store, chain, clock, OURS, lambda: POLICY)
     await watcher.scan()
     second = chain.replace(1, settlement(ours=2 * COIN, theirs=48 * COIN))
     found = await watcher.scan()
@@ -141,7 +141,7 @@ async def test_own_block_recorded_by_the_pool_core_gets_only_its_income_row(
     chain.add([TxOut(50 * COIN, THEIRS)])
     own = chain.add(settlement(ours=40 * COIN, theirs=10 * COIN, finder=b"\x0a" * 20))
     await store.record_block(FoundBlock(1, own, MINER, "rig", 40 * COIN, 5.0), POLICY)
-    await IncomeWatcher(store, chain, clock, OURS, POLICY).scan()
+    await IncomeWatcher(store, chain, clock, OURS, lambda: POLICY).scan()
     block = await store.get_block(own)
     assert block is not None and block.finder_address == MINER
     rows = await store.run(lambda c: c.execute(select(federation_income)).all())

@@ -18,7 +18,7 @@ from otedama.federation.identity import Identity
 from otedama.federation.node import ClockedReputation, FederationNode
 from otedama.federation.reputation import Reputation
 from otedama.federation.window import FederationWindow, WindowEntry
-from otedama.pool.core import PoolCore
+from otedama.pool.core import SETTLEMENT_LAG, PoolCore
 from otedama.pool.ports import RewardScheme
 from otedama.stratum.jobs import Job, JobManager
 from otedama.stratum.share import Share
@@ -98,7 +98,7 @@ def test_each_template_pays_the_window_and_commits_to_this_node() -> None:
         (PEER_SCRIPT, 10 * COIN),
     ]
     assert node_commitments(outputs) == [node.identity.node_id]
-    assert core.template_time(job.coinb1 + bytes(12) + job.coinb2) == NOW
+    assert core.template_time(job.coinb1 + bytes(12) + job.coinb2) == NOW - SETTLEMENT_LAG
 
 
 def test_a_share_meeting_the_federation_target_is_gossiped_and_a_peer_accepts_it() -> None:
@@ -113,7 +113,7 @@ def test_a_share_meeting_the_federation_target_is_gossiped_and_a_peer_accepts_it
     core.share_accepted(share)
     published = node.publisher.shares  # type: ignore[union-attr]
     assert core.stats.fed_shares == 1 and len(published) == 1
-    assert published[0]["template_time"] == NOW
+    assert published[0]["template_time"] == NOW - SETTLEMENT_LAG
     assert len(node.window) == 1
     # A peer on the same tip, with the same (empty) window, verifies and accepts it.
     peer = federated(clock)
