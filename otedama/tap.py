@@ -433,7 +433,13 @@ def federation_parts(
     window = FederationWindow(fed.window)
     reputation = ClockedReputation(Reputation(), reactor)
     node = FederationNode(
-        identity, script, window, reputation, reactor, share_interval=fed.share_interval
+        identity,
+        script,
+        window,
+        reputation,
+        reactor,
+        share_interval=fed.share_interval,
+        warmup=fed.window,
     )
     unsaved: list[WindowRow] = []
     node.on_window_entry = lambda e: unsaved.append(
@@ -450,6 +456,7 @@ def federation_parts(
         for share_hash, node_id, payout, work, at in rows:
             window.add(WindowEntry(share_hash, node_id, payout, work, at), now)
         reputation.reputation.restore(PeerRecord(*peer) for peer in peers)
+        node.restored(max((row[4] for row in rows), default=None), now)
 
     FederationState(
         store,
@@ -468,6 +475,7 @@ def federation_parts(
     service.setName("federation")
     node.book = service.book
     node.publisher = service
+    node.linked = lambda: bool(service.gossip.ready)
     return FederationParts(node, service, config.payout_address)
 
 

@@ -16,6 +16,13 @@
   node-id commitment; a miner's share that meets the federation share target becomes a
   ``FedShare`` in this node's window and on the gossip; a found block is gossiped at once.
 
+**Joining.** A peer's coinbase is judged against this node's window, so a node whose
+window lacks what its peers' windows hold (a newcomer; a node back from a long absence)
+would pay them less than they expect, exactly like a selfish node. So a node gossips its
+own shares and blocks only once it has been linked for ``warmup`` seconds: a whole window
+for a newcomer, none for a node restored from the database after an absence of at most
+``REJOIN_GAP`` of the window. Meanwhile it verifies and keeps its peers' shares.
+
 A stale share is charged ``late`` only when the sender is really behind: not when it
 claims a height beyond this node's next block (it saw a block first) nor within
 ``TIP_GRACE`` of this node's own tip change (a race). Neither is accepted.
@@ -77,6 +84,9 @@ __all__ = [
     "gossip_penalty",
 ]
 
+REJOIN_GAP = 0.02
+"""A restarted node away for at most this part of the window joins in at once; longer,
+and it warms up for a whole window first."""
 BLOCK_MAX_AGE = 600
 """Seconds a gossiped block's time may lag the receiver's clock (blocks travel once)."""
 
@@ -200,6 +210,8 @@ class FederationNode:
         *,
         share_interval: float = 10.0,
         book: RecordBook | None = None,
+        warmup: float = 0.0,
+        linked: Callable[[], bool] | None = None,
     ) -> None:
         self.identity = identity
         self.payout_script = payout_script
@@ -213,12 +225,39 @@ class FederationNode:
         self.stats = NodeStats()
         #: Called with each share entering the window (own or a peer's): persistence.
         self.on_window_entry: Callable[[WindowEntry], None] | None = None
+        #: Seconds linked before this node's shares and blocks are gossiped (see
+        #: ``participating``); ``linked()`` says whether any peer is linked now.
+        self.warmup = warmup
+        self.linked = linked
+        self.joined_at: float | None = None
+
+    def restored(self, newest_entry: int | None, now: float) -> None:
+        """The window was loaded from the database (``newest_entry``: the time of its
+        newest share, None when empty): warm up for a whole window unless the node was
+        away for at most ``REJOIN_GAP`` of it (what it missed is within the tolerance)."""
+        away = None if newest_entry is None else now - newest_entry
+        short = away is not None and away <= self.window.duration * REJOIN_GAP
+        self.warmup = 0.0 if short else self.window.duration
+
+    def participating(self, now: float | None = None) -> bool:
+        """Whether this node's own shares and blocks go to the federation now: once it
+        has been linked for ``warmup`` seconds (its window then holds what its peers'
+        windows hold, so its coinbases pay them what they expect)."""
+        if self.linked is None:
+            return True
+        now = self.clock.seconds() if now is None else now
+        if self.joined_at is None:
+            if not self.linked():
+                return False
+            self.joined_at = now
+        return now - self.joined_at >= self.warmup
 
     # -- state ------------------------------------------------------------------------
 
     def on_template(self, template: BlockTemplate) -> None:
         """Subscribe to the template source: the tip and the network target."""
         self.tips.on_template(template)
+        self.participating()  # notes the first moment linked
 
     def share_target(self, now: float | None = None) -> int:
         """This node's federation share target now (0 before the first template)."""
@@ -394,6 +433,9 @@ class FederationNode:
         tip = self.tips.tip
         if not target or tip is None or hash_to_int(sha256d(work.header)) > target:
             return False
+        if not self.participating():
+            self.stats.shares_rejected["own-warming-up"] += 1
+            return False
         fed = self._fed_share(work, target)
         now = self.clock.seconds()
         verdict = verify_share(fed, federation_target=target, tip=tip, window=self.window, now=now)
@@ -413,7 +455,7 @@ class FederationNode:
 
     def publish_block(self, work: MinedWork) -> bool:
         """Gossip a block this node found, at once (peers switch work sooner)."""
-        if self.publisher is None:
+        if self.publisher is None or not self.participating():
             return False
         target = bits_to_target(int.from_bytes(work.header[72:76], "little"))
         fed = self._fed_share(work, target)
@@ -440,6 +482,15 @@ class FederationNode:
                 "nodes": len(state.nodes),
             },
             "share_target": f"{target:064x}",
+            "participating": self.participating(now),
+            "verified": {
+                "shares_accepted": self.stats.shares_accepted,
+                "shares_published": self.stats.shares_published,
+                "shares_rejected": dict(self.stats.shares_rejected),
+                "blocks_accepted": self.stats.blocks_accepted,
+                "blocks_published": self.stats.blocks_published,
+                "blocks_rejected": dict(self.stats.blocks_rejected),
+            },
         }
 
     def operator_status(self, status: FederationStatus, payout_address: str) -> dict[str, Any]:

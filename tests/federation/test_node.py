@@ -295,3 +295,28 @@ def test_the_tip_tracker_remembers_the_parent_when_heights_chain() -> None:
     clock.advance(5)
     node.on_template(template_on(sha256d(b"b2"), 12))
     assert node.tips.tip == ChainTip(sha256d(b"b2"), 11, sha256d(b"b1"), NOW + 5)
+
+
+def test_a_newcomer_gossips_its_own_shares_only_after_a_whole_window_linked() -> None:
+    node, clock = make_node()
+    links: list[bool] = []
+    node.linked = lambda: bool(links)
+    node.warmup = 7200
+    work = own_work(node, clock)
+    assert not node.publish_share(work)  # not linked yet
+    links.append(True)
+    assert not node.participating()  # linked from now
+    clock.advance(7199)
+    assert not node.participating()
+    clock.advance(1)
+    assert node.participating()
+
+
+def test_a_node_restored_after_a_short_absence_joins_in_at_once() -> None:
+    node, _ = make_node()
+    node.restored(newest_entry=NOW - 60, now=NOW)  # 60 s of a 2 h window: under 2 %
+    assert node.warmup == 0
+    node.restored(newest_entry=NOW - 600, now=NOW)
+    assert node.warmup == 7200
+    node.restored(newest_entry=None, now=NOW)
+    assert node.warmup == 7200
