@@ -397,6 +397,8 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
 class FederationParts:
     """The federation's pieces in the node: the verifier/settlement side, the service."""
 
+    log = Logger()
+
     def __init__(self, node: Any, service: Any, payout_address: str) -> None:
         self.node = node
         self.service = service
@@ -428,6 +430,12 @@ def federation_parts(
     from otedama.ledger.income import FederationState, IncomeWatcher, PeerRow, WindowRow
 
     fed = config.federation
+    if fed.reputation_threshold > 0.5:
+        FederationParts.log.warn(
+            "federation.reputation_threshold {threshold} is above 0.5, the score of a peer "
+            "never seen: no newcomer will be believed (docs/federation.md, Reputation)",
+            threshold=fed.reputation_threshold,
+        )
     identity = load_or_create(config.app.data_dir, fed.node_id)
     script = address_to_script(config.payout_address, get_network(config.chain.network))
     window = FederationWindow(fed.window)
