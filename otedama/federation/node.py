@@ -294,8 +294,6 @@ class FederationNode:
         """Why the share's identity claims fail (None: they hold)."""
         if node_id_of(share.public_key) != share.node_id:
             return "node-id-not-of-key"
-        if share.node_id == self.identity.node_id:
-            return "claims-our-id"
         if self.book is not None:
             record = self.book.get(share.node_id)
             if record is not None and record.payout_script != share.payout_script:
@@ -308,6 +306,11 @@ class FederationNode:
             share = FedShare.from_dict(payload)
         except FedShareError:
             return self._reject_share(peer_key, "malformed", Penalty.MALFORMED)
+        if share.node_id == self.identity.node_id:
+            # This node's own share coming back (e.g. relayed after a restart): its work
+            # commits to this node, so nobody gains by sending it; nothing charged.
+            self.stats.shares_rejected["own-share-returned"] += 1
+            return False
         claim = self._claims_hold(share)
         if claim is not None:
             return self._reject_share(peer_key, claim, Penalty.INVALID_SHARE)

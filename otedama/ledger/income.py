@@ -176,16 +176,8 @@ class IncomeWatcher(TimerService):
         )
 
     def _tick(self) -> Deferred[None]:
-        self.last_tick = Deferred.fromCoroutine(self._safe_scan())
+        self.last_tick = Deferred.fromCoroutine(_guarded(self.scan, self._outage, self.log))
         return self.last_tick
-
-    async def _safe_scan(self) -> None:
-        try:
-            await self.scan()
-        except Exception:
-            self._outage.failed(self.log)
-        else:
-            self._outage.succeeded(self.log)
 
     async def scan(self) -> list[Income]:
         """Read the blocks not read yet (and re-read the last few); record new income."""
@@ -235,6 +227,16 @@ class IncomeWatcher(TimerService):
             finder_node_id=committed[0].hex() if len(committed) == 1 else "",
             seen_at=float(self._clock.seconds()),
         )
+
+
+async def _guarded(work: Callable[[], Awaitable[Any]], outage: OutageLog, log: Logger) -> None:
+    """Periodic work that survives its own failures: logged once per outage."""
+    try:
+        await work()
+    except Exception:
+        outage.failed(log)
+    else:
+        outage.succeeded(log)
 
 
 # -- federation state across restarts -------------------------------------------------------
@@ -357,16 +359,8 @@ class FederationState(TimerService):
         )
 
     def _tick(self) -> Deferred[None]:
-        self.last_save = Deferred.fromCoroutine(self._safe_save())
+        self.last_save = Deferred.fromCoroutine(_guarded(self.save, self._outage, self.log))
         return self.last_save
-
-    async def _safe_save(self) -> None:
-        try:
-            await self.save()
-        except Exception:
-            self._outage.failed(self.log)
-        else:
-            self._outage.succeeded(self.log)
 
     async def save(self) -> None:
         """Write the new window entries and the reputation now."""
@@ -384,4 +378,4 @@ class FederationState(TimerService):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        return Deferred.fromCoroutine(self._safe_save())
+        return Deferred.fromCoroutine(_guarded(self.save, self._outage, self.log))
