@@ -16,7 +16,7 @@ from otedama.chain.hashing import sha256d
 from otedama.chain.params import COIN
 from otedama.chain.serialize import BlockHeader, TxOut
 from otedama.ledger import db
-from otedama.ledger.blocks import RewardPolicy
+from otedama.ledger.blocks import BlockTracker, RewardPolicy
 from otedama.ledger.income import FederationState, IncomeWatcher
 from otedama.ledger.rewards import RewardScheme
 from otedama.ledger.shares import ShareRecord
@@ -36,6 +36,7 @@ class Chain:
 
     def __init__(self) -> None:
         self.blocks: list[tuple[str, bytes]] = []
+        self.gone: set[str] = set()
 
     def add(self, outputs: list[TxOut], label: bytes = b"") -> str:
         height = len(self.blocks)
@@ -49,6 +50,7 @@ class Chain:
         return block_hash
 
     def replace(self, height: int, outputs: list[TxOut]) -> str:
+        self.gone.update(h for h, _ in self.blocks[height:])
         del self.blocks[height:]
         return self.add(outputs, b"other branch")
 
@@ -57,6 +59,14 @@ class Chain:
 
     async def get_block_hash(self, height: int) -> str:
         return self.blocks[height][0]
+
+    async def get_block_header(self, hash_hex: str) -> dict[str, int]:
+        hashes = [h for h, _ in self.blocks]
+        if hash_hex in hashes:
+            return {"confirmations": len(hashes) - hashes.index(hash_hex)}
+        if hash_hex in self.gone:
+            return {"confirmations": -1}
+        raise LookupError(hash_hex)
 
     async def get_block(self, hash_hex: str, verbosity: int = 1) -> str:
         assert verbosity == 0
@@ -174,3 +184,28 @@ async def test_window_and_reputation_survive_a_restart(store: LedgerStore) -> No
     await state.save()
     await state.load()
     assert restored == [([(sha256d(b"s1"), b"\x01" * 20, THEIRS, 1 << 200, 99_990)], peers)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_income_matures_like_an_own_block_and_an_orphan_is_reversed(
+    store: LedgerStore,
+) -> None:
+    clock = task.Clock()
+    clock.advance(10_000)
+    store.add_share(ShareRecord(9_990.0, MINER, "rig", 1.0, "1", 1, None))
+    await store.flush_shares()
+    chain = Chain()
+    chain.add([TxOut(50 * COIN, THEIRS)])
+    matures = chain.add(settlement(ours=10 * COIN, theirs=40 * COIN))
+    orphan = chain.add(settlement(ours=7 * COIN, theirs=43 * COIN))
+    watcher = IncomeWatcher(store, chain, clock, OURS, lambda: POLICY)
+    await watcher.scan()
+    chain.replace(2, [TxOut(50 * COIN, THEIRS)])
+    for _ in range(3):
+        chain.add([TxOut(50 * COIN, THEIRS)])
+    tracker = BlockTracker(store, chain, clock, maturity=3)
+    report = await tracker.check()
+    assert report.confirmed == (matures,) and report.orphaned == (orphan,)
+    owed = await store.run(balances)
+    assert sum(b.spendable for b in owed.values()) == 10 * COIN
+    assert sum(b.immature for b in owed.values()) == 0
