@@ -124,9 +124,7 @@ class ChainService(Service):
 class ReadyWhen(Service):
     """Runs a child service and reports it ready when ``check()`` succeeds."""
 
-    def __init__(
-        self, name: str, service: Any, check: Callable[[], Coroutine[Any, Any, Any]]
-    ) -> None:
+    def __init__(self, name: str, service: Any, check: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         self.setName(name)
         self.service = service
         self.check = check
