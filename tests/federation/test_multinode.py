@@ -1,6 +1,6 @@
-"""A federation on 127.0.0.1: one shared ``otedama devnet`` and three ``otedama serve``
+"""A federation on 127.0.0.1: one shared ``otedama devnet`` and five ``otedama serve``
 node processes that know only the first node, each mining with its own built-in CPU
-miner (three, not five: this machine has two cores shared with other work).
+miner (one thread each, on two cores).
 
 Checked, each within a generous but finite bound: the nodes find each other; after their
 warm-up, federation shares flow (every node's window holds every node's work); blocks
@@ -12,6 +12,7 @@ a node stopped and restarted keeps its id and rejoins.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,9 @@ from otedama.ledger.income import coinbase_of_block
 
 from .multinode import Devnet, Node, address, rpc, script, wait_for
 
-COUNT = 3
+COUNT = int(os.environ.get("OTEDAMA_FEDERATION_NODES", "5"))
+"""The issue's five (about 3 minutes here); ``OTEDAMA_FEDERATION_NODES=3`` for a busier
+machine."""
 BOUND = 240.0
 
 
@@ -157,7 +160,8 @@ def test_a_federation_shares_work_settles_on_chain_and_keeps_its_books(
         verified = view["verified"]
         assert "underpays" not in verified["blocks_rejected"]
         assert "underpays" not in verified["shares_rejected"]
-        assert all(peer["reputation"] >= 0.5 for peer in view["peers"])
+        low = [(p["label"], p["reputation"]) for p in view["peers"] if p["reputation"] < 0.5]
+        assert not low, f"{view['label']} distrusts {low}: {verified}"
     assert sum(view["verified"]["blocks_accepted"] for view in views) > 0
 
     wait_for(
