@@ -452,17 +452,23 @@ class SecurityConfig:
 
 @dataclass(frozen=True)
 class FederationConfig:
-    enabled: bool = option(False, boolean)
-    node_id: str = option("", string)
-    listen_port: int = option(4444, port)
+    enabled: bool = option(
+        False, boolean, doc="Join (or start) a federation: see docs/federation.md."
+    )
+    node_id: str = option("", string, doc="This node's label for operators (not its key).")
+    listen_port: int = option(4444, port, doc="Gossip on TCP and the DHT on UDP, same number.")
     advertise_host: str = option(
         "",
         string,
         doc="Host name or address peers dial (gossip TCP); empty: as the bootstrap peers see it.",
     )
-    bootstrap_peers: tuple[str, ...] = option([], string_list, dump=list)
-    max_peers: int = option(50, integer(0))
-    reputation_threshold: float = option(0.5, number(0, 1))
+    bootstrap_peers: tuple[str, ...] = option(
+        [], string_list, dump=list, doc="host:port of members to join through (UDP, the DHT)."
+    )
+    max_peers: int = option(50, integer(0), doc="Gossip links at most (inbound and outbound).")
+    reputation_threshold: float = option(
+        0.5, number(0, 1), doc="Peers scoring strictly below this are ignored (new: 0.5)."
+    )
     share_interval: float = option(
         10.0,
         _positive_duration,
@@ -710,7 +716,7 @@ class Config:
         RedisConfig, doc="Optional: rate limits and events shared by several nodes."
     )
     security: SecurityConfig = section(SecurityConfig)
-    federation: FederationConfig = section(FederationConfig, used=False)
+    federation: FederationConfig = section(FederationConfig)
     monitoring: MonitoringConfig = section(MonitoringConfig)
     optimization: OptimizationConfig = section(OptimizationConfig, used=False)
     chain: ChainConfig = section(ChainConfig)
@@ -940,6 +946,12 @@ def _cross_checks(config: Config) -> list[str]:
         )
     problems.extend(_address_checks(config))
     problems.extend(_security_checks(config))
+    if config.federation.enabled and config.pool.rewards.system.upper() == "SOLO":
+        problems.append(
+            "federation.enabled: a federation splits every coinbase between its nodes, so "
+            'pool.rewards.system "SOLO" (the finder paid in the coinbase) cannot take part; '
+            'use "PPLNS" or "PROP", or disable the federation'
+        )
     return problems
 
 

@@ -345,6 +345,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     payouts.setServiceParent(leader)
 
     ledger_link = LedgerLink(store, policy)
+    federation = federation_parts(config, reactor, store, client, ledger_link, node)
     core = PoolCore(
         network,
         config.payout_address,
@@ -354,6 +355,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         ledger_link,
         fee_address=fee_address,
         clock=reactor,
+        federation=federation.node if federation is not None else None,
     )
     node.add_reload_hook(
         PoolReload(core, ledger_link, payouts, config.payout_address), POOL_LIVE_KEYS
@@ -379,6 +381,8 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         refresh_interval=config.stratum.job_timeout,
         retry_max=config.chain.poll_interval,
     )
+    if federation is not None:
+        source.subscribe(federation.node.on_template)  # the tip, before the jobs use it
     source.subscribe(jobs.on_template)
     follow_the_chain(client, source, core)
     health = NodeHealth(reactor, template_max_age=max(300.0, 4 * config.stratum.job_timeout))
@@ -411,6 +415,10 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
             lambda old, new: factory.server.update_settings(stratum_settings(new)),
             STRATUM_LIVE_KEYS,
         )
+
+    if federation is not None:
+        federation.service.setServiceParent(node)
+        health.checks["federation"] = federation.check
 
     if config.mining.enable_cpu:
         from otedama.miner.service import CpuMinerService
@@ -539,6 +547,99 @@ def admin_socket(config: Config) -> Any:
     from pathlib import Path
 
     return Path(config.app.data_dir) / "admin.sock"
+
+
+class FederationParts:
+    """The federation's pieces in the node: the verifier/settlement side, the service."""
+
+    log = Logger()
+
+    def __init__(self, node: Any, service: Any, payout_address: str) -> None:
+        self.node = node
+        self.service = service
+        self.payout_address = payout_address
+
+    def check(self) -> Check:
+        """``/health``'s ``federation`` component: degraded while no peer is linked; its
+        ``status`` is the whole operator view (``otedama federation status``)."""
+        status, detail = self.service.health()
+        full = self.node.operator_status(self.service.status(), self.payout_address)
+        return Check(OK if status == "ok" else DEGRADED, {**detail, "status": full})
+
+
+def federation_parts(
+    config: Config, reactor: Any, store: Any, client: Any, ledger_link: Any, parent: Any
+) -> FederationParts | None:
+    """With ``federation.enabled``: the node key, window and reputation (restored from
+    the ledger before templates flow), the income watcher, and the federation service
+    (added to the tree by the caller, after the templates)."""
+    if not config.federation.enabled:
+        return None
+    from otedama.chain.address import address_to_script
+    from otedama.chain.params import get_network
+    from otedama.federation.identity import load_or_create
+    from otedama.federation.node import ClockedReputation, FederationNode
+    from otedama.federation.reputation import PeerRecord, Reputation
+    from otedama.federation.service import federation_service
+    from otedama.federation.window import RETENTION_MARGIN, FederationWindow, WindowEntry
+    from otedama.ledger.income import FederationState, IncomeWatcher, PeerRow, WindowRow
+
+    fed = config.federation
+    if fed.reputation_threshold > 0.5:
+        FederationParts.log.warn(
+            "federation.reputation_threshold {threshold} is above 0.5, the score of a peer "
+            "never seen: no newcomer will be believed (docs/federation.md, Reputation)",
+            threshold=fed.reputation_threshold,
+        )
+    identity = load_or_create(config.app.data_dir, fed.node_id)
+    script = address_to_script(config.payout_address, get_network(config.chain.network))
+    window = FederationWindow(fed.window)
+    reputation = ClockedReputation(Reputation(), reactor)
+    node = FederationNode(
+        identity,
+        script,
+        window,
+        reputation,
+        reactor,
+        share_interval=fed.share_interval,
+        warmup=fed.window,
+    )
+    unsaved: list[WindowRow] = []
+    node.on_window_entry = lambda e: unsaved.append(
+        (e.share_hash, e.node_id, e.payout_script, e.work, e.time)
+    )
+
+    def drain() -> list[WindowRow]:
+        taken = list(unsaved)
+        unsaved.clear()
+        return taken
+
+    def restore(rows: list[WindowRow], peers: list[PeerRow]) -> None:
+        now = reactor.seconds()
+        for share_hash, node_id, payout, work, at in rows:
+            window.add(WindowEntry(share_hash, node_id, payout, work, at), now)
+        reputation.reputation.restore(PeerRecord(*peer) for peer in peers)
+        node.restored(max((row[4] for row in rows), default=None), now)
+
+    FederationState(
+        store,
+        reactor,
+        drain_window=drain,
+        reputation=lambda: [(r.peer_key, r.good, r.bad, r.updated) for r in reputation.snapshot()],
+        restore=restore,
+        retain=fed.window + RETENTION_MARGIN,
+    ).setServiceParent(parent)
+    watcher = IncomeWatcher(store, client, reactor, script, lambda: ledger_link.policy)
+    watcher.setName("federation-income")
+    watcher.setServiceParent(parent)
+    service = federation_service(
+        config, reactor, handler=node, reputation=reputation, identity=identity
+    )
+    service.setName("federation")
+    node.book = service.book
+    node.publisher = service
+    node.linked = lambda: bool(service.gossip.ready)
+    return FederationParts(node, service, config.payout_address)
 
 
 def operator_errors() -> tuple[type[BaseException], ...]:

@@ -26,4 +26,5 @@ COMMAND_MODULES: list[str] = [
     "otedama.commands.system",
     "otedama.commands.debug",
     "otedama.commands.api",
+    "otedama.commands.federation",
 ]

@@ -33,6 +33,7 @@ from otedama.federation.peer import LinkSettings, PeerLink
 from otedama.federation.records import ContactRecord, RecordBook
 from otedama.federation.wire import (
     MAX_PEER_RECORDS,
+    Codec,
     Envelope,
     GetData,
     Hello,
@@ -237,6 +238,14 @@ class Gossip:
         self.stats = GossipStats()
         self.running = True
         self._events: dict[str, int] = {}
+        self._seq = Codec.fresh_seq(self.clock.seconds())
+
+    def next_seq(self) -> int:
+        """The next envelope sequence number of this node, shared by all its links: a
+        peer's replay guard tracks one sequence per sender key, so two links to one peer
+        (while a duplicate is settled, or a replaced link) must not reuse or go back."""
+        self._seq = max(self._seq + 1, Codec.fresh_seq(self.clock.seconds()))
+        return self._seq
 
     # -- entry points -------------------------------------------------------------------
 

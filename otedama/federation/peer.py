@@ -144,7 +144,10 @@ class PeerLink(TwistedProtocol):
         now = self.clock.seconds()
         self.connected_at = self.last_received = self._tokens_at = now
         self.codec = Codec(
-            self.owner.identity, first_seq=Codec.fresh_seq(now), max_frame=self.settings.max_frame
+            self.owner.identity,
+            first_seq=Codec.fresh_seq(now),
+            max_frame=self.settings.max_frame,
+            next_seq=getattr(self.owner, "next_seq", None),
         )
         transport: Any = self.transport
         transport.registerProducer(self, True)

@@ -1,6 +1,6 @@
 """Peer reputation: a score in [0, 1] per peer key from what the peer has done.
 
-The arithmetic (``docs/federation-settlement.md`` states it for operators):
+The arithmetic (``docs/federation.md`` states it for operators):
 
 - Each peer has two decaying sums of evidence, ``good`` and ``bad``. ``reward(key,
   reason, now)`` adds the reason's weight (``REWARDS``) to ``good``; ``penalise(key,

@@ -304,10 +304,13 @@ def federation_service(
     *,
     handler: ItemHandler,
     reputation: ReputationSink,
+    identity: Identity | None = None,
 ) -> FederationService:
-    """The federation service for ``config`` (loads or creates the node key: start-up only)."""
+    """The federation service for ``config`` (loads or creates the node key, unless
+    ``identity`` is given: start-up only)."""
     fed = config.federation
-    identity = load_or_create(config.app.data_dir, fed.node_id)
+    if identity is None:
+        identity = load_or_create(config.app.data_dir, fed.node_id)
     network = config.chain.network
     script = address_to_script(config.payout_address, get_network(network))
     return FederationService(

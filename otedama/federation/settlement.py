@@ -1,6 +1,6 @@
 """Settlement between federation nodes: how a coinbase reward is split among them.
 
-Pure functions, integer satoshis, integer weights. ``docs/federation-settlement.md``
+Pure functions, integer satoshis, integer weights. ``docs/federation.md``
 states these rules for operators.
 
 - **Parts.** Each payout script in the federation window has a weight: the summed work

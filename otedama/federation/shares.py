@@ -6,7 +6,7 @@ coinbase (non-witness serialization) and the merkle branch that links the coinba
 header's merkle root, with the claiming node's id, public key and payout script, the
 block height it was mined at, the target it claims, the time it was found and the
 template time: the moment of the window its coinbase's split was computed from. Pure: no
-I/O, the receiver's time is passed in. ``docs/federation-settlement.md`` states the rules.
+I/O, the receiver's time is passed in. ``docs/federation.md`` states the rules.
 
 **Share target.** ``share_target`` is computed from the window alone, so two nodes with
 the same window compute the same target. The window's work done after its oldest share

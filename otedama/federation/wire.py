@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, Self
 
@@ -404,14 +405,23 @@ class Codec:
     growing across restarts; ``Codec.fresh_seq(now)`` computes it.
     """
 
-    __slots__ = ("_buffer", "_seq", "max_frame", "signer")
+    __slots__ = ("_buffer", "_seq", "max_frame", "next_seq", "signer")
 
-    def __init__(self, signer: Signer, *, first_seq: int, max_frame: int = MAX_FRAME) -> None:
+    def __init__(
+        self,
+        signer: Signer,
+        *,
+        first_seq: int,
+        max_frame: int = MAX_FRAME,
+        next_seq: Callable[[], int] | None = None,
+    ) -> None:
         if max_frame < 64:
             raise ValueError(f"max_frame must be at least 64 bytes, got {max_frame}")
         self.signer = signer
         self.max_frame = max_frame
         self._seq = first_seq
+        #: A sequence source shared by all of a node's links (``Gossip.next_seq``).
+        self.next_seq = next_seq
         self._buffer = bytearray()
 
     @staticmethod
@@ -455,7 +465,7 @@ class Codec:
     def encode(self, body: Body, now: float) -> bytes:
         """One signed frame carrying ``body``, stamped with ``now`` and the next seq."""
         payload = body.raw if isinstance(body, Item) else _pack(body.to_wire())
-        self._seq += 1
+        self._seq = self.next_seq() if self.next_seq is not None else self._seq + 1
         signed = _pack(
             [
                 PROTOCOL_VERSION,

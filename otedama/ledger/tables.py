@@ -200,3 +200,46 @@ api_tokens = Table(
     Column("revoked_at", Float, nullable=True),
     Index(None, "name"),
 )
+
+# -- federation (migration 0003_federation) -----------------------------------------------
+
+#: Peer reputation evidence (``otedama.federation.reputation.PeerRecord``), saved
+#: periodically and restored at start so a restart forgets no offence.
+federation_peers = Table(
+    "federation_peers",
+    metadata,
+    Column("peer_key", LargeBinary, primary_key=True),
+    Column("good", Float, nullable=False),
+    Column("bad", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+
+#: The verified federation shares of the window (``WindowEntry``), so a restarted node's
+#: coinbases still pay the window it had. ``work`` is a decimal string (up to 2**256).
+federation_window = Table(
+    "federation_window",
+    metadata,
+    Column("share_hash", LargeBinary, primary_key=True),
+    Column("node_id", LargeBinary, nullable=False),
+    Column("payout_script", LargeBinary, nullable=False),
+    Column("work", Text, nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Index(None, "time"),
+)
+
+#: What the chain paid this node's payout script in a block's coinbase, whoever found it.
+#: Each row has the ``blocks`` row that takes the income through maturity and credits it.
+federation_income = Table(
+    "federation_income",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("block_id", Id, ForeignKey("blocks.id"), nullable=False),
+    Column("height", Integer, nullable=False),
+    # Display (RPC) hex.
+    Column("hash", Text, nullable=False, unique=True),
+    Column("amount", BigInteger, nullable=False),
+    # Hex node id the coinbase commits to ("" when none).
+    Column("finder_node_id", Text, nullable=False),
+    Column("seen_at", Float, nullable=False),
+    Index(None, "height"),
+)

@@ -8,6 +8,13 @@ the chain (in the chain: credited as usual; absent: marked rejected, which moves
 money). It also decides what the coinbase pays: the pool's wallet (PPLNS, PROP) or the
 finder (SOLO).
 
+With the federation enabled, each template's coinbase is the federation's settlement
+split of the reward (this node first, then every node in the federation window, then the
+node-id commitment), from the window as of a whole-second template time a moment back
+(``SETTLEMENT_LAG``, so shares still in flight do not make two nodes' views differ) that
+the core remembers per coinbase; a share that meets the federation share target is handed to the federation with
+that template time, and a found block is gossiped before ``submitblock`` is even asked.
+
 What the core needs of the chain backend and the ledger is typed in
 :mod:`otedama.pool.ports`.
 """
@@ -15,7 +22,7 @@ What the core needs of the chain backend and the ledger is typed in
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -26,15 +33,19 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from otedama.chain.address import address_to_script
+from otedama.chain.merkle import WITNESS_COMMITMENT_HEADER
 from otedama.chain.params import NetworkParams
-from otedama.chain.serialize import Transaction, TxOut
+from otedama.chain.serialize import SerializationError, Transaction, TxOut
+from otedama.chain.target import hash_to_int
 from otedama.chain.template import BlockTemplate
 from otedama.ledger.blocks import FoundBlock, RecordedBlock, RewardPolicy
 from otedama.ledger.shares import ShareRecord
 from otedama.ops.outage import OutageLog
 from otedama.pool.ports import (
     BlockSubmitter,
+    Federation,
     LedgerStorePort,
+    MinedWork,
     RewardScheme,
     ShareLedger,
     SubmitOutcome,
@@ -55,6 +66,17 @@ RECORD_RETRY_MAX = 60.0
 SUBMIT_TROUBLE_WINDOW = 600.0
 #: How often accepted shares are summarised per worker in the log.
 SHARE_REPORT_INTERVAL = 30.0
+#: Coinbases whose template time the core remembers (one per template; templates come
+#: at least every ``stratum.job_timeout``, and shares on older ones are stale anyway).
+TEMPLATE_TIMES = 256
+#: Seconds the cached federation share target is used before it is asked again.
+FED_TARGET_CACHE = 1.0
+#: Templates split the window as of this many seconds ago: shares found since are still
+#: in flight to some nodes, whose view of that moment would differ from this node's.
+SETTLEMENT_LAG = 2
+#: A template time older than this is not offered with a federation share (receivers
+#: refuse shares whose template time is more than 300 s before their time).
+MAX_TEMPLATE_AGE = 290
 
 
 @dataclass
@@ -85,6 +107,10 @@ class PoolStats:
     record_failures: int = 0
     #: Workers forgotten by the age or count bound.
     workers_pruned: int = 0
+    #: Shares that met the federation share target and were gossiped.
+    fed_shares: int = 0
+    #: Shares that met the federation target but were not sent (template unknown/old).
+    fed_shares_skipped: int = 0
     #: Least recently seen first.
     workers: OrderedDict[str, WorkerStats] = field(default_factory=OrderedDict)
 
@@ -107,6 +133,7 @@ class PoolCore:
         clock: IReactorTime,
         worker_max_age: float = WORKER_MAX_AGE,
         max_workers: int = MAX_WORKERS,
+        federation: Federation | None = None,
     ) -> None:
         if max_workers < 1 or worker_max_age <= 0:
             raise ValueError(
@@ -127,6 +154,10 @@ class PoolCore:
         self._last_report: float | None = None
         self._on_block: list[Callable[[Share, SubmitResult], None]] = []
         self._unanswered: tuple[float, str] | None = None
+        self.federation = federation
+        self._template_times: OrderedDict[tuple[tuple[int, bytes], ...], int] = OrderedDict()
+        self._fed_target = 0
+        self._fed_target_at = float("-inf")
 
     def apply_fee(self, fee_basis_points: int, fee_address: str) -> None:
         """A reloaded fee and fee address: SOLO coinbases built from now on use them."""
@@ -137,8 +168,59 @@ class PoolCore:
     # -- coinbase policy ---------------------------------------------------------------
 
     def coinbase_outputs(self, template: BlockTemplate) -> list[TxOut]:
-        """Pooled schemes: the whole coinbase value goes to the pool's wallet."""
-        return [TxOut(template.coinbase_value, self.pool_script)]
+        """Pooled schemes: the whole coinbase value goes to the pool's wallet; with the
+        federation, the settlement split of the window as of now (this node first)."""
+        if self.federation is None:
+            return [TxOut(template.coinbase_value, self.pool_script)]
+        template_time = int(self._now()) - SETTLEMENT_LAG
+        outputs = self.federation.coinbase_outputs(template.coinbase_value, template_time)
+        times = self._template_times
+        times[_outputs_key(outputs)] = template_time
+        times.move_to_end(_outputs_key(outputs))
+        while len(times) > TEMPLATE_TIMES:
+            times.popitem(last=False)
+        self._fed_target_at = float("-inf")  # a new template may have a new network target
+        return outputs
+
+    def _now(self) -> float:
+        return float(cast(Any, self.clock).seconds())
+
+    def template_time(self, coinbase: bytes) -> int | None:
+        """The template time of the coinbase a share was mined on (None: not a federation
+        coinbase of this node's recent templates)."""
+        try:
+            outputs = Transaction.parse(coinbase).outputs
+        except SerializationError:
+            return None
+        return self._template_times.get(_outputs_key(outputs))
+
+    def _federation_target(self, federation: Federation) -> int:
+        now = self._now()
+        if now - self._fed_target_at >= FED_TARGET_CACHE:
+            self._fed_target = federation.share_target()
+            self._fed_target_at = now
+        return self._fed_target
+
+    def _mined_work(self, share: Share) -> MinedWork | None:
+        if not share.header or not share.coinbase:
+            return None
+        template_time = self.template_time(share.coinbase)
+        if template_time is None or self._now() - template_time > MAX_TEMPLATE_AGE:
+            return None
+        return MinedWork(
+            share.header, share.coinbase, tuple(share.merkle_branch), share.height, template_time
+        )
+
+    def _federate(self, federation: Federation, share: Share) -> None:
+        """Hand a share that meets the federation share target to the federation."""
+        target = self._federation_target(federation)
+        if not target or hash_to_int(share.hash) > target:
+            return
+        work = self._mined_work(share)
+        if work is None or not federation.publish_share(work):
+            self.stats.fed_shares_skipped += 1
+            return
+        self.stats.fed_shares += 1
 
     def solo_outputs(self, template: BlockTemplate, address: str) -> list[TxOut]:
         """SOLO: the finder is paid in the coinbase itself; the fee goes to the pool."""
@@ -173,8 +255,23 @@ class PoolCore:
         self.stats.shares += 1
         if self.ledger is not None:
             self.ledger.add_share(share)
+        federation = self.federation
+        if federation is not None:
+            try:
+                self._federate(federation, share)
+            except Exception:
+                self.log.failure("handing a share to the federation failed")
 
     def block_found(self, block: bytes, share: Share) -> Deferred[SubmitResult | None]:
+        federation = self.federation
+        if federation is not None:
+            # Before submitblock: peers switch work before their daemons hear of it.
+            try:
+                work = self._mined_work(share)
+                if work is not None:
+                    federation.publish_block(work)
+            except Exception:
+                self.log.failure("gossiping the found block failed")
         return Deferred.fromCoroutine(self._submit(block, share))
 
     async def _submit(self, block: bytes, share: Share) -> SubmitResult | None:
@@ -362,6 +459,16 @@ class PoolCore:
     def on_block(self, callback: Callable[[Share, SubmitResult], None]) -> None:
         """Call ``callback(share, result)`` after each block the daemon took."""
         self._on_block.append(callback)
+
+
+def _outputs_key(outputs: Sequence[TxOut]) -> tuple[tuple[int, bytes], ...]:
+    """A coinbase's outputs without the witness commitment (which ``build_coinbase``
+    appends after the federation's outputs): the key of its template time."""
+    return tuple(
+        (out.value, out.script_pubkey)
+        for out in outputs
+        if not out.script_pubkey.startswith(WITNESS_COMMITMENT_HEADER)
+    )
 
 
 def _ledger_note(recorded: RecordedBlock | None) -> str:

@@ -12,6 +12,9 @@ them against the same signatures.
   store's records.
 - :class:`LedgerStorePort`: what that adapter needs of the store
   (:class:`otedama.ledger.store.LedgerStore` satisfies it).
+- :class:`Federation`: the federation's side of the pool (settlement outputs of each
+  template, the federation share target, publishing federation shares and found blocks);
+  :class:`otedama.federation.node.FederationNode` satisfies it.
 
 Parameters are positional-only, so an implementation may name them as it likes.
 """
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from otedama.chain.serialize import TxOut
+from otedama.federation.node import MinedWork
 from otedama.ledger.blocks import FoundBlock, RecordedBlock, RewardPolicy
 from otedama.ledger.rewards import RewardScheme
 from otedama.ledger.shares import ShareRecord
@@ -28,7 +33,9 @@ from otedama.stratum.share import Share
 
 __all__ = [
     "BlockSubmitter",
+    "Federation",
     "LedgerStorePort",
+    "MinedWork",
     "RewardScheme",
     "ShareLedger",
     "SubmitOutcome",
@@ -65,4 +72,25 @@ class LedgerStorePort(Protocol):
 
     async def record_block(self, found: FoundBlock, policy: RewardPolicy, /) -> RecordedBlock:
         """Record a found block and its credits, or queue it on disk until it can."""
+        ...
+
+
+class Federation(Protocol):
+    """The federation as the core sees it (only when ``federation.enabled``)."""
+
+    def coinbase_outputs(self, reward: int, template_time: int, /) -> list[TxOut]:
+        """The settlement outputs of a template built at ``template_time`` (whole unix
+        seconds), the node-id commitment last; the values add up to ``reward``."""
+        ...
+
+    def share_target(self) -> int:
+        """The federation share target now (0 while unknown: no template yet)."""
+        ...
+
+    def publish_share(self, work: MinedWork, /) -> bool:
+        """A share that met the federation share target: window and gossip; whether sent."""
+        ...
+
+    def publish_block(self, work: MinedWork, /) -> bool:
+        """A block this node found: gossip it at once; whether sent."""
         ...

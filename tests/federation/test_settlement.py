@@ -43,7 +43,7 @@ rewards = st.integers(min_value=0, max_value=21_000_000 * COIN)
 
 
 def test_worked_example_of_the_docs() -> None:
-    """docs/federation-settlement.md: 324,845,678 sat, work A:B:C:D = 40000:35000:24997:3."""
+    """docs/federation.md: 324,845,678 sat, work A:B:C:D = 40000:35000:24997:3."""
     reward = 312_500_000 + 12_345_678
     weights = {A: 40_000, B: 35_000, C: 24_997, D: 3}
     # D's part, 9,745 sat + the left-over satoshi, is dust: folded into the finder's.
