@@ -440,7 +440,12 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         history = HashrateHistory(store, reactor)
         history.setName("hashrate-history")
         history.setServiceParent(node)
+        from otedama.api.federation import register_federation_route
+
         parts = build_api(config, reactor, store, core, health=health, payouts=payouts)
+        register_federation_route(
+            parts.registry, None if federation is None else federation.operator_view
+        )
         source.subscribe(parts.view.tip.on_template)
         parts.view.setServiceParent(node)
         endpoint = serverFromString(reactor, config.api.address.server_endpoint())
@@ -559,11 +564,18 @@ class FederationParts:
         self.service = service
         self.payout_address = payout_address
 
+    def operator_view(self) -> dict[str, Any]:
+        """The whole operator view (``otedama federation status``, ``/api/v1/federation``)."""
+        result: dict[str, Any] = self.node.operator_status(
+            self.service.status(), self.payout_address
+        )
+        return result
+
     def check(self) -> Check:
         """``/health``'s ``federation`` component: degraded while no peer is linked; its
         ``status`` is the whole operator view (``otedama federation status``)."""
         status, detail = self.service.health()
-        full = self.node.operator_status(self.service.status(), self.payout_address)
+        full = self.operator_view()
         return Check(OK if status == "ok" else DEGRADED, {**detail, "status": full})
 
 

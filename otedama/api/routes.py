@@ -158,6 +158,7 @@ def parse_params(
 # -- shared schemas ---------------------------------------------------------------------
 
 NUMBER = {"type": "number"}
+BOOLEAN = {"type": "boolean"}
 INTEGER = {"type": "integer"}
 STRING = {"type": "string"}
 NULLABLE_NUMBER = {"type": ["number", "null"]}

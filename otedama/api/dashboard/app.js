@@ -67,6 +67,20 @@
       (withTx ? cell(when(p.created_at)) + cell(p.txid || "–", "hash") : cell(p.recipients) + cell(when(p.created_at))) + "</tr>").join("");
   }
 
+  function percent(x) { return (x * 100).toFixed(1) + " %"; }
+
+  async function loadFederation() {
+    const fed = await get("/federation");
+    $("federation").hidden = !fed.enabled;
+    if (!fed.enabled) return;
+    const w = fed.window;
+    $("fed-summary").textContent = "This node " + fed.label + " (" + fed.node_id.slice(0, 12) + "…): " +
+      w.nodes + " nodes, " + w.shares + " shares in the window, our part " + percent(w.own_part) + ".";
+    $("fed-peers").tBodies[0].innerHTML = fed.peers.map((p) => "<tr>" + cell(p.node_id.slice(0, 12) + "…", "hash") +
+      cell(p.label) + cell(p.address) + cell(p.reputation.toFixed(2)) + cell(percent(p.window_share)) +
+      cell(p.connected ? "yes" : "no") + cell(when(p.last_seen)) + "</tr>").join("");
+  }
+
   async function loadPool() {
     const [pool, history] = await Promise.all([get("/pool"), get("/hashrate?range=24h")]);
     showPool(pool);
@@ -76,6 +90,7 @@
     $("connect").innerHTML = pool.stratum.map((s) => "<p><code>" + text(s.url) + "</code> (" + text(s.algorithm) +
       ") — user: <code>&lt;your address&gt;.&lt;worker&gt;</code>, any password</p>").join("") || "<p>Stratum is off on this node.</p>";
     drawChart("pool-chart", history.points);
+    await loadFederation();
   }
 
   async function loadMiner(address) {
