@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 from otedama.ledger.db import Database, DatabaseStopped, describe_error
 from otedama.ledger.files import FileWorker
 from otedama.ledger.tables import share_batches, shares
+from otedama.ledger.window import update_totals
 
 #: Default bound of the spool: generous, so an outage of hours loses nothing.
 DEFAULT_SPOOL_MAX_BYTES = 1 << 30
@@ -122,8 +123,14 @@ def insert_batch(
     now: float,
     *,
     skip_if_present: bool = False,
+    window: float | None = None,
 ) -> bool:
-    """Insert one batch of shares and its ``share_batches`` key; False if already there."""
+    """Insert one batch of shares and its ``share_batches`` key; False if already there.
+
+    The PPLNS window's running totals are updated in the same transaction
+    (:func:`otedama.ledger.window.update_totals`; ``window`` is the PPLNS window in
+    seconds, None to keep every share in them).
+    """
     if skip_if_present:
         found = connection.execute(
             select(share_batches.c.key).where(share_batches.c.key == key)
@@ -139,6 +146,7 @@ def insert_batch(
         _copy_shares(connection, records)
     else:
         connection.execute(insert(shares), [record.as_row() for record in records])
+    update_totals(connection, records, window)
     return True
 
 
@@ -351,9 +359,11 @@ class ShareWriter:
     says why the database is considered unreachable (None when it is fine).
     """
 
-    def __init__(self, engine: Engine, spool: ShareSpool) -> None:
+    def __init__(self, engine: Engine, spool: ShareSpool, window: float | None = None) -> None:
         self.engine = engine
         self.spool = spool
+        #: The PPLNS window in seconds the running totals follow (None: keep every share).
+        self.window = window
         self.degraded_reason: str | None = None
 
     def write(self, key: str, records: Sequence[ShareRecord], now: float) -> WriteResult:
@@ -362,7 +372,7 @@ class ShareWriter:
         if reason is None:
             try:
                 with self.engine.begin() as connection:
-                    insert_batch(connection, key, records, now)
+                    insert_batch(connection, key, records, now, window=self.window)
                 return WriteResult(STORED, len(records))
             except Exception as e:
                 reason = describe_error(e, self.engine.url)
@@ -411,7 +421,12 @@ class ShareWriter:
         try:
             with self.engine.begin() as connection:
                 inserted = insert_batch(
-                    connection, batch.key, batch.records, now, skip_if_present=True
+                    connection,
+                    batch.key,
+                    batch.records,
+                    now,
+                    skip_if_present=True,
+                    window=self.window,
                 )
         except Exception as e:
             if is_connection_error(e):

@@ -146,3 +146,24 @@ journal = Table(
     Index(None, "block_id"),
     Index(None, "batch_id"),
 )
+
+#: The PPLNS window's running per-address totals (:mod:`otedama.ledger.window`): the
+#: exact summed difficulty of each address's shares created after
+#: ``window_state.start``, in units of 2**-128, as decimal text (it outgrows BIGINT).
+window_totals = Table(
+    "window_totals",
+    metadata,
+    Column("address", Text, primary_key=True),
+    Column("weight", Text, nullable=False),
+)
+
+#: One row (id 1): where the running totals start, whether they can be trusted, and
+#: the newest share time they have seen. No row means "every share, valid".
+window_state = Table(
+    "window_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("start", Float, nullable=True),
+    Column("valid", Integer, nullable=False),
+    Column("newest", Float, nullable=True),
+)
