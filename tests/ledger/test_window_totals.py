@@ -22,7 +22,7 @@ from sqlalchemy import Engine, func, select, text, update
 
 from otedama.ledger import db
 from otedama.ledger.blocks import FoundBlock, RewardPolicy, record_block
-from otedama.ledger.rewards import RewardScheme, split_reward
+from otedama.ledger.rewards import RewardScheme, ScaledWeights, split_reward
 from otedama.ledger.shares import ShareRecord, ShareSpool, ShareWriter, insert_batch
 from otedama.ledger.tables import metadata, shares, window_state, window_totals
 from otedama.ledger.window import (
@@ -252,3 +252,29 @@ def test_the_migration_sums_the_shares_already_there(tmp_path: Path) -> None:
             ADDRESSES[1]: Fraction(1, 2),
         }
     engine.dispose()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    units=st.dictionaries(
+        st.sampled_from(ADDRESSES), st.integers(0, 2**200), min_size=0, max_size=len(ADDRESSES)
+    ),
+    scale=st.sampled_from([1, 3, UNITS]),
+    reward=st.integers(0, 21_000_000 * 100_000_000),
+    fee_bp=st.integers(0, 10_000),
+)
+def test_splitting_scaled_integer_weights_equals_splitting_their_fractions(
+    units: dict[str, int], scale: int, reward: int, fee_bp: int
+) -> None:
+    """The totals' integer weights are split directly; the credits are the Fractions' own."""
+    scaled = ScaledWeights(units, scale)
+    fractions = {address: Fraction(n, scale) for address, n in units.items()}
+    assert scaled == fractions
+    assert split_reward(RewardScheme.PPLNS, reward, fee_bp, scaled, None, "bcrt1qfee") == (
+        split_reward(RewardScheme.PPLNS, reward, fee_bp, fractions, None, "bcrt1qfee")
+    )
+
+
+def test_negative_scaled_weights_are_refused() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        split_reward(RewardScheme.PPLNS, 100, 0, ScaledWeights({"a": -1}, UNITS), None, "bcrt1qfee")
