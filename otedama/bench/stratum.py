@@ -93,6 +93,8 @@ class BenchConfig:
     full_path: str | None = None
     ledger_url: str | None = None
     spool_dir: str | None = None
+    #: Where the server writes its cProfile stats (None: no profiling).
+    profile: str | None = None
 
 
 @dataclass
@@ -412,6 +414,8 @@ class LoadGenerator:
                 "--spool-dir",
                 self.config.spool_dir or "",
             ]
+        if self.config.profile:
+            argv += ["--profile", self.config.profile]
         process = self.reactor.spawnProcess(server, python, argv, env=env)
         self.server_pid = process.pid
         hello = await first
@@ -752,6 +756,13 @@ def register(subparsers: Any) -> None:
         " then PostgreSQL, back to back, and prints them side by side",
     )
     parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="FILE",
+        help="profile the server with cProfile and write its stats to FILE (with 'all',"
+        " FILE.<path>); read them with python -m pstats",
+    )
+    parser.add_argument(
         "--pg-server",
         default="postgresql://postgres@127.0.0.1:5432",
         help="PostgreSQL server for --full-path postgresql's scratch database",
@@ -804,7 +815,12 @@ def run_stratum_bench(args: argparse.Namespace) -> int:
     async def main(rx: Any) -> None:
         for path in paths:
             with ledger_database(path, pg_server) as (url, spool):
-                run_config = replace(config, full_path=path, ledger_url=url, spool_dir=spool)
+                profile = getattr(args, "profile", None)
+                if profile and len(paths) > 1:
+                    profile = f"{profile}.{path or 'stratum'}"
+                run_config = replace(
+                    config, full_path=path, ledger_url=url, spool_dir=spool, profile=profile
+                )
                 gen = LoadGenerator(rx, run_config)
                 try:
                     results.append(await gen.run())
