@@ -27,4 +27,6 @@ async def test_the_ledger_bench_ingests_every_share_and_weighs_the_window(
     assert result.rows_in_database == 3000
     assert result.stored == 3000 and result.spooled == 0
     assert result.window_addresses == 40
+    assert result.block_window_shares == 1500
+    assert "from the running totals" in format_result(result)
     assert "3,000 in batches of 500" in format_result(result)
