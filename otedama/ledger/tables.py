@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     Table,
     Text,
 )
@@ -149,12 +150,13 @@ journal = Table(
 
 #: The PPLNS window's running per-address totals (:mod:`otedama.ledger.window`): the
 #: exact summed difficulty of each address's shares created after
-#: ``window_state.start``, in units of 2**-128, as decimal text (it outgrows BIGINT).
+#: ``window_state.start``, in units of 2**-128: it outgrows BIGINT, so ``numeric`` on
+#: PostgreSQL and decimal text on SQLite (whose numbers are at most 64-bit).
 window_totals = Table(
     "window_totals",
     metadata,
     Column("address", Text, primary_key=True),
-    Column("weight", Text, nullable=False),
+    Column("weight", Text().with_variant(Numeric(), "postgresql"), nullable=False),
 )
 
 #: One row (id 1): where the running totals start, whether they can be trusted, and

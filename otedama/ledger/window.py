@@ -8,9 +8,9 @@ share moves the window on, the shares that left it are subtracted, so the table 
 equals a sum over the shares table that nobody has to run.
 
 Weights are integers in units of 2**-128 of a difficulty (``UNITS``): every float
-difficulty of about 1e-22 or more is a whole number of them, so sums are exact. They are
-stored as decimal text (they outgrow BIGINT); PostgreSQL adds them as ``numeric`` in one
-statement, SQLite in Python. A share whose difficulty is not a whole number of units
+difficulty of about 1e-22 or more is a whole number of them, so sums are exact. They
+outgrow BIGINT: PostgreSQL keeps them as ``numeric`` (exact, added in one statement),
+SQLite as decimal text (added in Python). A share whose difficulty is not a whole number of units
 marks the totals invalid (``valid = 0``): blocks are then weighed by the full scan, as
 before, and ``otedama stats --verify-window --rebuild`` rebuilds them.
 
@@ -126,13 +126,21 @@ def units_per_address(rows: Iterable[tuple[str, float]], sign: int = 1) -> dict[
     return sums
 
 
-def _range_rows(connection: Connection, low: float | None, high: float | None) -> Any:
-    """``(address, difficulty)`` of the shares with ``low < created_at <= high``."""
+def _range_rows(
+    connection: Connection, low: float | None, high: float | None, *, stream: bool = True
+) -> Any:
+    """``(address, difficulty)`` of the shares with ``low < created_at <= high``.
+
+    ``stream`` fetches in chunks (a server-side cursor on PostgreSQL: three more round
+    trips, worth it only for a large range such as a full scan).
+    """
     query = select(shares.c.address, shares.c.difficulty)
     if low is not None:
         query = query.where(shares.c.created_at > low)
     if high is not None:
         query = query.where(shares.c.created_at <= high)
+    if not stream:
+        return connection.execute(query)
     return connection.execute(query, execution_options={"yield_per": _FETCH})
 
 
@@ -169,39 +177,69 @@ def update_totals(
             if start is None or record.created_at > start
         )
         if new_start != start:
-            leaving = units_per_address(_range_rows(connection, start, new_start), sign=-1)
+            rows = _range_rows(connection, start, new_start, stream=start is None)
+            leaving = units_per_address(rows, sign=-1)
             for address, amount in leaving.items():
                 delta[address] = delta.get(address, 0) + amount
     except NotWhole:
         connection.execute(delete(window_totals))
         _write_state(connection, WindowState(new_start, False, newest))
         return
-    _apply(connection, {a: d for a, d in delta.items() if d})
+    changes = {a: d for a, d in delta.items() if d}
+    new_state = WindowState(new_start, True, newest)
+    if connection.dialect.name == "postgresql":
+        _apply_postgresql(connection, changes, new_state)
+        return
+    _apply(connection, changes)
     if new_start != start or newest != state.newest:
-        _write_state(connection, WindowState(new_start, True, newest))
+        _write_state(connection, new_state)
+
+
+#: The totals and the state in one round trip: existing totals updated and new ones
+#: inserted (under the state row's lock nobody else inserts them; an UPDATE joined to the
+#: batch is twice as fast as INSERT ... ON CONFLICT), and the state row; the addresses
+#: whose total reached zero come back for deletion.
+_UPSERT_POSTGRESQL = text(
+    "WITH t AS ("
+    " SELECT a, w FROM unnest(CAST(:addresses AS text[]), CAST(:weights AS numeric[]))"
+    " AS t(a, w)),"
+    " up AS (UPDATE window_totals SET weight = window_totals.weight + t.w"
+    " FROM t WHERE window_totals.address = t.a"
+    " RETURNING window_totals.address, window_totals.weight),"
+    " ins AS (INSERT INTO window_totals (address, weight)"
+    " SELECT a, w FROM t WHERE a NOT IN (SELECT address FROM up)),"
+    " st AS (UPDATE window_state SET start = :start, valid = 1, newest = :newest"
+    " WHERE id = :id)"
+    " SELECT address FROM up WHERE weight = 0"
+)
+
+
+def _apply_postgresql(connection: Connection, delta: Mapping[str, int], state: WindowState) -> None:
+    """Add ``delta`` and write ``state`` (the row exists: :func:`read_state` made it)."""
+    addresses = sorted(delta)
+    zero = (
+        connection.execute(
+            _UPSERT_POSTGRESQL,
+            {
+                "addresses": addresses,
+                "weights": [str(delta[a]) for a in addresses],
+                "start": state.start,
+                "newest": state.newest,
+                "id": _STATE_ID,
+            },
+        )
+        .scalars()
+        .all()
+    )
+    if zero:
+        connection.execute(delete(window_totals).where(window_totals.c.address.in_(zero)))
 
 
 def _apply(connection: Connection, delta: Mapping[str, int]) -> None:
-    """Add ``delta`` to the totals (rows reaching zero are removed)."""
+    """Add ``delta`` to the totals (rows reaching zero are removed); SQLite, in Python."""
     if not delta:
         return
     addresses = sorted(delta)
-    if connection.dialect.name == "postgresql":
-        connection.execute(
-            text(
-                "INSERT INTO window_totals (address, weight) "
-                "SELECT a, w FROM unnest(CAST(:addresses AS text[]), CAST(:weights AS text[]))"
-                " AS t(a, w) ON CONFLICT (address) DO UPDATE SET weight = "
-                "CAST(CAST(window_totals.weight AS numeric) + CAST(EXCLUDED.weight AS numeric)"
-                " AS text)"
-            ),
-            {"addresses": addresses, "weights": [str(delta[a]) for a in addresses]},
-        )
-        connection.execute(
-            text("DELETE FROM window_totals WHERE address = ANY(:addresses) AND weight = '0'"),
-            {"addresses": addresses},
-        )
-        return
     current: dict[str, int] = {}
     for offset in range(0, len(addresses), _SQLITE_CHUNK):
         chunk = addresses[offset : offset + _SQLITE_CHUNK]

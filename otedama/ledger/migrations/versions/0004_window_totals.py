@@ -34,7 +34,8 @@ def upgrade() -> None:
     totals = op.create_table(
         "window_totals",
         sa.Column("address", sa.Text(), nullable=False),
-        sa.Column("weight", sa.Text(), nullable=False),
+        # Units of 2**-128: exact numeric on PostgreSQL, decimal text on SQLite.
+        sa.Column("weight", sa.Text().with_variant(sa.Numeric(), "postgresql"), nullable=False),
         sa.PrimaryKeyConstraint("address", name="pk_window_totals"),
     )
     state = op.create_table(
