@@ -101,35 +101,42 @@ async def measure(
         pplns_window=pplns_window,
     )
     store.start()
-    await store.check_schema()
-    before = await store.run(lambda c: c.execute(select(func.count()).select_from(shares)).scalar())
-    add_seconds = 0.0
-    start = time.perf_counter()
-    for offset in range(0, count, CHUNK):
-        chunk_start = time.perf_counter()
-        for record in records[offset : offset + CHUNK]:
-            store.add_share(record)
-        add_seconds += time.perf_counter() - chunk_start
-        await deferLater(reactor, 0, lambda: None)  # let finished batches come back
-    await store.flush_shares()
-    seconds = time.perf_counter() - start
-    after = await store.run(lambda c: c.execute(select(func.count()).select_from(shares)).scalar())
-    window = (records[0].created_at - 1, records[-1].created_at)
-    query_start = time.perf_counter()
-    weights = await store.run(lambda c: scan_weights(c, window))
-    query_seconds = time.perf_counter() - query_start
-    end = records[-1].created_at
-    block = (end - pplns_window, end)
-    began = time.perf_counter()
-    from_totals = await store.run(lambda c: window_weights(c, block))
-    totals_seconds = time.perf_counter() - began
-    began = time.perf_counter()
-    from_scan = await store.run(lambda c: scan_weights(c, block))
-    scan_seconds = time.perf_counter() - began
-    if from_totals != from_scan:
-        raise AssertionError("the running window totals differ from the scan")
-    health = store.health()
-    await store.stop()
+    try:
+        await store.check_schema()
+        before = await store.run(
+            lambda c: c.execute(select(func.count()).select_from(shares)).scalar()
+        )
+        add_seconds = 0.0
+        start = time.perf_counter()
+        for offset in range(0, count, CHUNK):
+            chunk_start = time.perf_counter()
+            for record in records[offset : offset + CHUNK]:
+                store.add_share(record)
+            add_seconds += time.perf_counter() - chunk_start
+            await deferLater(reactor, 0, lambda: None)  # let finished batches come back
+        await store.flush_shares()
+        seconds = time.perf_counter() - start
+        after = await store.run(
+            lambda c: c.execute(select(func.count()).select_from(shares)).scalar()
+        )
+        window = (records[0].created_at - 1, records[-1].created_at)
+        query_start = time.perf_counter()
+        weights = await store.run(lambda c: scan_weights(c, window))
+        query_seconds = time.perf_counter() - query_start
+        end = records[-1].created_at
+        block = (end - pplns_window, end)
+        began = time.perf_counter()
+        from_totals = await store.run(lambda c: window_weights(c, block))
+        totals_seconds = time.perf_counter() - began
+        began = time.perf_counter()
+        from_scan = await store.run(lambda c: scan_weights(c, block))
+        scan_seconds = time.perf_counter() - began
+        if from_totals != from_scan:
+            raise AssertionError("the running window totals differ from the scan")
+        health = store.health()
+    finally:
+        # Its worker threads would keep the process alive after a failed run.
+        await store.stop()
     return LedgerBenchResult(
         database=db.redact(url),
         shares=count,
