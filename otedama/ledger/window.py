@@ -306,11 +306,13 @@ def window_weights(connection: Connection, window: tuple[float, float]) -> Mappi
         return scan_weights(connection, window)
     assert low is not None
     weights = read_totals(connection)
+    # Corrections are usually a moment's shares: fetched at once, no server-side cursor.
+    stream = correction > (end - start) / 10
     if start > low:
-        corrections = units_per_address(_range_rows(connection, low, start), sign=-1)
+        corrections = units_per_address(_range_rows(connection, low, start, stream=stream), sign=-1)
     else:
-        corrections = units_per_address(_range_rows(connection, start, low))
-    after = units_per_address(_range_rows(connection, end, None), sign=-1)
+        corrections = units_per_address(_range_rows(connection, start, low, stream=stream))
+    after = units_per_address(_range_rows(connection, end, None, stream=stream), sign=-1)
     for part in (corrections, after):
         for address, amount in part.items():
             weights[address] = weights.get(address, 0) + amount
