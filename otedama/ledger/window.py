@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
+from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -236,36 +236,38 @@ def _apply_postgresql(connection: Connection, delta: Mapping[str, int], state: W
 
 
 def _apply(connection: Connection, delta: Mapping[str, int]) -> None:
-    """Add ``delta`` to the totals (rows reaching zero are removed); SQLite, in Python."""
+    """Add ``delta`` to the totals (rows reaching zero are removed); SQLite, in Python,
+    with plain tuples through the driver (this runs holding the GIL the reactor needs)."""
     if not delta:
         return
     addresses = sorted(delta)
     current: dict[str, int] = {}
     for offset in range(0, len(addresses), _SQLITE_CHUNK):
         chunk = addresses[offset : offset + _SQLITE_CHUNK]
-        query = select(window_totals.c.address, window_totals.c.weight).where(
-            window_totals.c.address.in_(chunk)
+        marks = ", ".join("?" * len(chunk))
+        rows = connection.exec_driver_sql(
+            f"SELECT address, weight FROM window_totals WHERE address IN ({marks})", tuple(chunk)
         )
-        current.update((a, int(w)) for a, w in connection.execute(query))
-    totals = {a: current.get(a, 0) + delta[a] for a in addresses}
-    gone = [a for a, w in totals.items() if w == 0]
-    kept = [{"a": a, "w": str(w)} for a, w in totals.items() if w != 0]
-    changed = [row for row in kept if row["a"] in current]
-    new = [row for row in kept if row["a"] not in current]
+        current.update((a, int(w)) for a, w in rows)
+    changed: list[tuple[str, str]] = []
+    new: list[tuple[str, str]] = []
+    gone: list[tuple[str]] = []
+    for address in addresses:
+        before = current.get(address)
+        total = (before or 0) + delta[address]
+        if total == 0:
+            if before is not None:
+                gone.append((address,))
+        elif before is None:
+            new.append((address, str(total)))
+        else:
+            changed.append((str(total), address))
     if changed:
-        connection.execute(
-            update(window_totals)
-            .where(window_totals.c.address == bindparam("a"))
-            .values(weight=bindparam("w")),
-            changed,
-        )
+        connection.exec_driver_sql("UPDATE window_totals SET weight = ? WHERE address = ?", changed)
     if new:
-        connection.execute(
-            insert(window_totals).values(address=bindparam("a"), weight=bindparam("w")), new
-        )
-    for offset in range(0, len(gone), _SQLITE_CHUNK):
-        chunk = gone[offset : offset + _SQLITE_CHUNK]
-        connection.execute(delete(window_totals).where(window_totals.c.address.in_(chunk)))
+        connection.exec_driver_sql("INSERT INTO window_totals (address, weight) VALUES (?, ?)", new)
+    if gone:
+        connection.exec_driver_sql("DELETE FROM window_totals WHERE address = ?", gone)
 
 
 def read_totals(connection: Connection) -> dict[str, int]:
