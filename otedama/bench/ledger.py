@@ -3,8 +3,10 @@
 It runs the node's real ingest path — ``LedgerStore.add_share`` → batcher → multi-row
 insert on the worker threads — on the asyncio reactor, feeding shares as fast as the
 reactor takes them, and times from the first share to the moment the last batch
-committed. It also times the raw insert of one batch and the PPLNS window query over
-everything it wrote. It prints figures; it never passes or fails.
+committed. It also times the PPLNS window query over everything it wrote (the full
+scan), and a found block's window (the last half of the run: the store keeps the running
+window totals with a PPLNS window of that length, so the first half has left it) read
+from the running totals and by the full scan. It prints figures; it never passes or fails.
 
 By default it creates a scratch PostgreSQL database on ``--server`` and drops it after;
 ``--url`` points it at an existing (migrated) database instead, and ``--url
@@ -26,10 +28,10 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from otedama.ledger import db
-from otedama.ledger.blocks import window_weights
 from otedama.ledger.shares import ShareRecord
 from otedama.ledger.store import LedgerStore
 from otedama.ledger.tables import shares
+from otedama.ledger.window import scan_weights, window_weights
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432"
 #: Shares handed to the store per reactor turn (Stratum hands them one by one, but
@@ -53,6 +55,10 @@ class LedgerBenchResult:
     rows_in_database: int
     window_query_seconds: float
     window_addresses: int
+    #: A block's window (the last half of the run): from the running totals, by the scan.
+    block_window_shares: int = 0
+    block_window_totals_seconds: float = 0.0
+    block_window_scan_seconds: float = 0.0
 
 
 def make_shares(count: int, addresses: int, start: float) -> list[ShareRecord]:
@@ -84,29 +90,53 @@ async def measure(
     from twisted.internet.task import deferLater
 
     records = make_shares(count, addresses, time.time() - count / 1000)
+    pplns_window = count / 2000
     store = LedgerStore(
-        reactor, url, pool_size, spool_dir=spool_dir, batch_size=batch_size, flush_interval=0.5
+        reactor,
+        url,
+        pool_size,
+        spool_dir=spool_dir,
+        batch_size=batch_size,
+        flush_interval=0.5,
+        pplns_window=pplns_window,
     )
     store.start()
-    await store.check_schema()
-    before = await store.run(lambda c: c.execute(select(func.count()).select_from(shares)).scalar())
-    add_seconds = 0.0
-    start = time.perf_counter()
-    for offset in range(0, count, CHUNK):
-        chunk_start = time.perf_counter()
-        for record in records[offset : offset + CHUNK]:
-            store.add_share(record)
-        add_seconds += time.perf_counter() - chunk_start
-        await deferLater(reactor, 0, lambda: None)  # let finished batches come back
-    await store.flush_shares()
-    seconds = time.perf_counter() - start
-    after = await store.run(lambda c: c.execute(select(func.count()).select_from(shares)).scalar())
-    window = (records[0].created_at - 1, records[-1].created_at)
-    query_start = time.perf_counter()
-    weights = await store.run(lambda c: window_weights(c, window))
-    query_seconds = time.perf_counter() - query_start
-    health = store.health()
-    await store.stop()
+    try:
+        await store.check_schema()
+        before = await store.run(
+            lambda c: c.execute(select(func.count()).select_from(shares)).scalar()
+        )
+        add_seconds = 0.0
+        start = time.perf_counter()
+        for offset in range(0, count, CHUNK):
+            chunk_start = time.perf_counter()
+            for record in records[offset : offset + CHUNK]:
+                store.add_share(record)
+            add_seconds += time.perf_counter() - chunk_start
+            await deferLater(reactor, 0, lambda: None)  # let finished batches come back
+        await store.flush_shares()
+        seconds = time.perf_counter() - start
+        after = await store.run(
+            lambda c: c.execute(select(func.count()).select_from(shares)).scalar()
+        )
+        window = (records[0].created_at - 1, records[-1].created_at)
+        query_start = time.perf_counter()
+        weights = await store.run(lambda c: scan_weights(c, window))
+        query_seconds = time.perf_counter() - query_start
+        end = records[-1].created_at
+        block = (end - pplns_window, end)
+        began = time.perf_counter()
+        from_totals = await store.run(lambda c: window_weights(c, block))
+        totals_seconds = time.perf_counter() - began
+        began = time.perf_counter()
+        from_scan = await store.run(lambda c: scan_weights(c, block))
+        scan_seconds = time.perf_counter() - began
+        if from_totals != from_scan:
+            raise AssertionError("the running window totals differ from the scan")
+        health = store.health()
+    finally:
+        # Its worker threads would keep the process alive after a failed run.
+        await store.stop()
     return LedgerBenchResult(
         database=db.redact(url),
         shares=count,
@@ -120,6 +150,9 @@ async def measure(
         rows_in_database=int(after or 0) - int(before or 0),
         window_query_seconds=query_seconds,
         window_addresses=len(weights),
+        block_window_shares=sum(1 for r in records if r.created_at > block[0]),
+        block_window_totals_seconds=totals_seconds,
+        block_window_scan_seconds=scan_seconds,
     )
 
 
@@ -236,6 +269,9 @@ def format_result(result: LedgerBenchResult) -> str:
             f"stored / spooled  {result.stored:,} / {result.spooled:,} "
             f"({result.rows_in_database:,} new rows counted in the database)",
             f"PPLNS window      {result.window_query_seconds:.2f} s to weigh all "
-            f"{result.shares:,} shares of {result.window_addresses:,} addresses",
+            f"{result.shares:,} shares of {result.window_addresses:,} addresses (full scan)",
+            f"block window      {result.block_window_shares:,} shares: "
+            f"{result.block_window_totals_seconds * 1000:.1f} ms from the running totals, "
+            f"{result.block_window_scan_seconds * 1000:.1f} ms by the full scan (equal)",
         ]
     )

@@ -16,8 +16,10 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from tempfile import TemporaryDirectory
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -44,6 +46,8 @@ __all__ = [
     "BenchResult",
     "LoadGenerator",
     "LoadMiner",
+    "format_side_by_side",
+    "ledger_database",
     "percentile",
     "read_rss_kib",
     "register",
@@ -84,6 +88,13 @@ class BenchConfig:
     server_reactor: str = "asyncio"
     connect_batch: int = 500
     storm: int = 0
+    #: None: the Stratum stack alone (shares end at a counter); "sqlite" / "postgresql":
+    #: the node's whole share path into that database (``ledger_url``, migrated).
+    full_path: str | None = None
+    ledger_url: str | None = None
+    spool_dir: str | None = None
+    #: Where the server writes its cProfile stats (None: no profiling).
+    profile: str | None = None
 
 
 @dataclass
@@ -116,6 +127,13 @@ class BenchResult:
     storm_miners: int = 0
     storm_seconds: float = 0.0
     storm_server_cpu_seconds: float = 0.0
+    path: str = "stratum only"
+    #: Full path: shares the pool core counted, and the ledger's outcome after a flush.
+    pool_shares: int = 0
+    ledger_stored: int = 0
+    ledger_spooled: int = 0
+    ledger_dropped: int = 0
+    ledger_flush_seconds: float = 0.0
 
 
 class LoadMiner(Protocol):
@@ -380,12 +398,25 @@ class LoadGenerator:
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-        process = self.reactor.spawnProcess(
-            server,
+        argv = [
             python,
-            [python, "-m", "otedama.bench.stratum_server", "--reactor", self.config.server_reactor],
-            env=env,
-        )
+            "-m",
+            "otedama.bench.stratum_server",
+            "--reactor",
+            self.config.server_reactor,
+        ]
+        if self.config.full_path:
+            argv += [
+                "--full-path",
+                self.config.full_path,
+                "--ledger-url",
+                self.config.ledger_url or "",
+                "--spool-dir",
+                self.config.spool_dir or "",
+            ]
+        if self.config.profile:
+            argv += ["--profile", self.config.profile]
+        process = self.reactor.spawnProcess(server, python, argv, env=env)
         self.server_pid = process.pid
         hello = await first
         return "127.0.0.1", int(hello["port"])
@@ -545,6 +576,8 @@ class LoadGenerator:
         out = self.out
         result = self.result
         limit = raise_fd_limit()
+        result.path = f"full path, {config.full_path}" if config.full_path else "stratum only"
+        out(f"== {result.path}: load average" + " {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
         if config.url:
             from otedama.miner.service import endpoint_from_url
 
@@ -593,6 +626,22 @@ class LoadGenerator:
                 f"{server_cpu}"
                 f" load generator CPU {result.client_cpu_seconds / result.duration * 100:.0f}%;"
                 " load average {:.2f} {:.2f} {:.2f}".format(*result.load_average)
+            )
+        if config.full_path and self.server is not None:
+            figures = await self.server.ask("flush")
+            if "error" in figures:
+                raise RuntimeError(f"the bench server could not flush its ledger: {figures}")
+            result.pool_shares = int(figures["pool_shares"])
+            result.ledger_stored = int(figures["stored"])
+            result.ledger_spooled = int(figures["spooled"])
+            result.ledger_dropped = int(figures["dropped"])
+            result.ledger_flush_seconds = float(figures["flush_seconds"])
+            out(
+                f"ledger ({config.full_path}): the pool core counted {result.pool_shares} shares;"
+                f" {result.ledger_stored} stored in the database, {result.ledger_spooled}"
+                f" spooled, {result.ledger_dropped} dropped; the last"
+                f" {figures['buffered']} buffered shares flushed in"
+                f" {result.ledger_flush_seconds * 1000:.0f} ms"
             )
         if config.fanout_miners and config.url:
             out("fan-out skipped: it needs the bench's own server (no --url) to make blocks")
@@ -698,6 +747,27 @@ def register(subparsers: Any) -> None:
         help="reactor of the in-process server (the node uses asyncio)",
     )
     parser.add_argument(
+        "--full-path",
+        choices=("sqlite", "postgresql", "all"),
+        default=None,
+        help="shares go through the node's whole share path (pool core, worker statistics,"
+        " LedgerLink, the ledger batcher) into a SQLite file or a scratch PostgreSQL"
+        " database (created and dropped); 'all' runs the Stratum stack alone, then SQLite,"
+        " then PostgreSQL, back to back, and prints them side by side",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        metavar="FILE",
+        help="profile the server with cProfile and write its stats to FILE (with 'all',"
+        " FILE.<path>); read them with python -m pstats",
+    )
+    parser.add_argument(
+        "--pg-server",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="PostgreSQL server for --full-path postgresql's scratch database",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="also print the figures as one JSON object"
     )
     parser.set_defaults(func=run_stratum_bench)
@@ -734,14 +804,30 @@ def run_stratum_bench(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
     from twisted.internet.task import react
 
-    outcome: dict[str, BenchResult] = {}
+    full_path = getattr(args, "full_path", None)
+    if full_path and config.url:
+        print("otedama bench stratum: --full-path needs the bench's own server (no --url)")
+        return 2
+    paths: list[str | None] = [None, "sqlite", "postgresql"] if full_path == "all" else [full_path]
+    pg_server = getattr(args, "pg_server", "postgresql://postgres@127.0.0.1:5432")
+    results: list[BenchResult] = []
 
     async def main(rx: Any) -> None:
-        gen = LoadGenerator(rx, config)
-        try:
-            outcome["result"] = await gen.run()
-        finally:
-            await gen.close()
+        for path in paths:
+            with ledger_database(path, pg_server) as (url, spool):
+                profile = getattr(args, "profile", None)
+                if profile and len(paths) > 1:
+                    profile = f"{profile}.{path or 'stratum'}"
+                run_config = replace(
+                    config, full_path=path, ledger_url=url, spool_dir=spool, profile=profile
+                )
+                gen = LoadGenerator(rx, run_config)
+                try:
+                    results.append(await gen.run())
+                finally:
+                    await gen.close()
+            if len(paths) > 1:
+                await gen.sleep(1.0)
 
     try:
         react(lambda rx: Deferred.fromCoroutine(main(rx)), [])
@@ -749,6 +835,49 @@ def run_stratum_bench(args: argparse.Namespace) -> int:
         if exit_.code not in (0, None):
             return int(exit_.code) if isinstance(exit_.code, int) else 1
     del reactor
-    if args.json and "result" in outcome:
-        print(json.dumps(outcome["result"].__dict__))
+    if len(results) > 1:
+        print(format_side_by_side(results))
+    if args.json and results:
+        figures = [r.__dict__ for r in results]
+        print(json.dumps(figures[0] if len(figures) == 1 else figures))
     return 0
+
+
+@contextmanager
+def ledger_database(path: str | None, pg_server: str) -> Iterator[tuple[str | None, str | None]]:
+    """For a full-path run: a migrated ledger database (a SQLite file, or a scratch
+    PostgreSQL database dropped afterwards) and a spool directory; (None, None) otherwise."""
+    if path is None:
+        yield None, None
+        return
+    from otedama.bench.ledger import drop_database, scratch_database
+    from otedama.ledger import db
+
+    with TemporaryDirectory(prefix="otedama-bench-full-path-") as directory:
+        spool = os.path.join(directory, "spool")
+        if path == "postgresql":
+            url, name = scratch_database(pg_server)
+            try:
+                yield url, spool
+            finally:
+                drop_database(pg_server, name)
+            return
+        url = f"sqlite:///{directory}/ledger.sqlite"
+        engine = db.make_engine(url, pool_size=1)
+        with engine.begin() as connection:
+            db.upgrade(connection)
+        engine.dispose()
+        yield url, spool
+
+
+def format_side_by_side(results: list[BenchResult]) -> str:
+    """One line per path of a ``--full-path all`` run."""
+    lines = ["path                  shares/s  per server CPU-s  server CPU  p50 ms  p99 ms  load"]
+    for r in results:
+        cpu = r.server_cpu_seconds / r.duration * 100 if r.duration else 0.0
+        lines.append(
+            f"{r.path:<20} {r.shares_per_second:>9,.0f} {r.shares_per_server_cpu_second:>17,.0f}"
+            f" {cpu:>10.0f}% {r.latency_p50_ms:>7.2f} {r.latency_p99_ms:>7.2f}"
+            f"  {' '.join(f'{x:.2f}' for x in r.load_average)}"
+        )
+    return "\n".join(lines)

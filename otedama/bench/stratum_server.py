@@ -12,7 +12,15 @@ Control over stdin/stdout, one JSON object a line:
   handing the template to the job manager, just after every session was written to, and
   when every session's bytes had been sent to the kernel);
 * ``stats`` answers ``{"accepted": n, "rejected": {...}, "sessions": n}``;
-* end of input stops the process.
+* ``flush`` (full path only) writes the ledger's buffered shares and answers when every
+  batch is stored: ``{"stored": n, "spooled": n, "dropped": n, "pool_shares": n, ...}``;
+* end of input stops the process (the full path flushes the ledger first).
+
+With ``--full-path sqlite|postgresql --ledger-url URL`` the shares do not stop at a
+counter: they go through the node's own share path, as ``otedama.tap`` wires it — the
+pool core (``PoolCore``: per-worker statistics, the 30 s worker report), ``LedgerLink``
+and a ``LedgerStore`` (batcher, worker threads, COPY or multi-row insert, the PPLNS
+window totals) on the migrated database at ``URL``.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
 
 from otedama.chain.address import address_to_script
 from otedama.chain.params import get_network
@@ -68,6 +77,16 @@ def synthetic_template(block: int, now: int) -> BlockTemplate:
         longpollid=None,
         rules=("csv", "segwit"),
     )
+
+
+class _BenchSubmitter:
+    """``submitblock`` for the full path: every block is accepted (bench shares are
+    practically never blocks)."""
+
+    async def submit_block(self, block_bytes: bytes, /) -> Any:
+        from otedama.node.chainview import SubmitOutcome, SubmitResult
+
+        return SubmitResult(SubmitOutcome.ACCEPTED)
 
 
 class CountingSink:
@@ -116,7 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otedama-bench-stratum-server")
     parser.add_argument("--reactor", choices=("asyncio", "epoll"), default="asyncio")
     parser.add_argument("--difficulty-log2", type=int, default=-32)
+    parser.add_argument("--full-path", choices=("sqlite", "postgresql"), default=None)
+    parser.add_argument("--ledger-url", default=None)
+    parser.add_argument("--ledger-pool-size", type=int, default=4)
+    parser.add_argument("--spool-dir", default=None)
+    parser.add_argument("--profile", default=None, help="write cProfile stats of the run here")
     args = parser.parse_args(argv)
+    if args.full_path and not (args.ledger_url and args.spool_dir):
+        parser.error("--full-path needs --ledger-url and --spool-dir")
     raise_fd_limit()
     if args.reactor == "asyncio":
         from twisted.internet import asyncioreactor
@@ -151,12 +177,39 @@ def main(argv: list[str] | None = None) -> int:
         max_share_rate=1e9,
         share_burst=1_000_000_000,
     )
-    jobs = JobManager(
-        lambda template: [TxOut(template.coinbase_value, script)],
-        clock=rx,
-        refresh_interval=3600.0,
-    )
-    sink = CountingSink()
+    counting = CountingSink()
+    sink: Any = counting
+    outputs: Any = lambda template: [TxOut(template.coinbase_value, script)]  # noqa: E731
+    store: Any = None
+    core: Any = None
+    reporter: Any = None
+    if args.full_path:
+        from otedama.ledger.blocks import RewardPolicy
+        from otedama.ledger.rewards import RewardScheme
+        from otedama.ledger.store import LedgerStore
+        from otedama.pool.core import LedgerLink, PoolCore, ShareReporter
+
+        policy = RewardPolicy(RewardScheme.PPLNS, 100, BENCH_ADDRESS, pplns_window=7200.0)
+        store = LedgerStore(
+            rx,
+            args.ledger_url,
+            args.ledger_pool_size,
+            spool_dir=args.spool_dir,
+            pplns_window=policy.pplns_window,
+        )
+        core = PoolCore(
+            network,
+            BENCH_ADDRESS,
+            policy.scheme,
+            policy.fee_basis_points,
+            _BenchSubmitter(),
+            LedgerLink(store, policy),
+            clock=rx,
+        )
+        reporter = ShareReporter(core, rx)
+        sink = core
+        outputs = core.coinbase_outputs
+    jobs = JobManager(outputs, clock=rx, refresh_interval=3600.0)
     factory = StratumFactory(jobs, sink, settings, rx)
     out = sys.stdout
     blocks = [0]
@@ -193,14 +246,49 @@ def main(argv: list[str] | None = None) -> int:
                     "accepted": server.stats.accepted,
                     "rejected": dict(server.stats.rejected),
                     "sessions": len(server.sessions),
-                    "sink_accepted": sink.accepted,
+                    "sink_accepted": core.stats.shares if core is not None else counting.accepted,
                 }
             )
+        elif command == "flush":
+            Deferred.fromCoroutine(flush()).addErrback(flush_failed)
         elif command == "quit":
-            if rx.running:
-                rx.stop()
+            Deferred.fromCoroutine(stop()).addErrback(lambda f: f.printTraceback())
+
+    def flush_failed(failure: Failure) -> None:
+        failure.printTraceback()
+        say({"error": failure.getErrorMessage()})
+
+    async def flush() -> None:
+        began = time.monotonic()
+        buffered = store.batcher.buffered if store is not None else 0
+        if store is not None:
+            await store.flush_shares()
+        health = store.health() if store is not None else None
+        say(
+            {
+                "flush_seconds": time.monotonic() - began,
+                "buffered": buffered,
+                "stored": health.stored if health else 0,
+                "spooled": health.spooled if health else 0,
+                "dropped": health.dropped if health else 0,
+                "pool_shares": core.stats.shares if core is not None else counting.accepted,
+                "workers": len(core.stats.workers) if core is not None else 0,
+            }
+        )
+
+    async def stop() -> None:
+        if reporter is not None and reporter.running:
+            await reporter.stopService()
+        if store is not None:
+            await store.stop()
+        if rx.running:
+            rx.stop()
 
     async def start() -> None:
+        if store is not None:
+            store.start()
+            await store.check_schema()
+            reporter.startService()
         jobs.on_template(synthetic_template(0, int(time.time())))
         port = await TCP4ServerEndpoint(rx, 0, backlog=4096, interface="127.0.0.1").listen(factory)
         stdio.StandardIO(_Control(handle), reactor=rx)
@@ -210,7 +298,16 @@ def main(argv: list[str] | None = None) -> int:
         Deferred.fromCoroutine(start()).addErrback(lambda f: (f.printTraceback(), rx.stop()))
 
     rx.callWhenRunning(boot)
-    rx.run()
+    if args.profile:
+        import cProfile
+
+        # The reactor thread's own CPU time, not wall clock: on a loaded machine a
+        # wall-clock profile charges the time the thread was descheduled to whatever ran.
+        profiler = cProfile.Profile(time.thread_time)
+        profiler.runcall(rx.run)
+        profiler.dump_stats(args.profile)
+    else:
+        rx.run()
     return 0
 
 

@@ -36,7 +36,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from otedama.ledger.rewards import RewardScheme, RewardSplit, aggregate_weights, split_reward
+from otedama.ledger.rewards import RewardScheme, RewardSplit, split_reward
 from otedama.ledger.tables import (
     CONFIRMED,
     CREDIT,
@@ -48,8 +48,8 @@ from otedama.ledger.tables import (
     REJECTED,
     blocks,
     journal,
-    shares,
 )
+from otedama.ledger.window import window_weights as running_window_weights
 from otedama.ops.outage import OutageLog
 
 if TYPE_CHECKING:
@@ -62,8 +62,6 @@ COINBASE_MATURITY = 100
 SETTLE_DEPTH = 6
 #: ... or this many seconds after it was found, whichever comes first.
 SETTLE_SECONDS = 3600.0
-#: Rows fetched at a time when weighing a window of shares.
-_WINDOW_FETCH = 20_000
 
 
 @dataclass(frozen=True)
@@ -158,13 +156,9 @@ def share_window(
 
 
 def window_weights(connection: Connection, window: tuple[float, float]) -> Mapping[str, Any]:
-    """Per-address summed share difficulty in ``window``, summed exactly."""
-    start, end = window
-    query = select(shares.c.address, shares.c.difficulty).where(shares.c.created_at <= end)
-    if start != float("-inf"):
-        query = query.where(shares.c.created_at > start)
-    result = connection.execute(query, execution_options={"yield_per": _WINDOW_FETCH})
-    return aggregate_weights((address, difficulty) for address, difficulty in result)
+    """Per-address summed share difficulty in ``window``, summed exactly (from the running
+    totals of :mod:`otedama.ledger.window` when they cover it, else by a scan)."""
+    return running_window_weights(connection, window)
 
 
 def record_block(

@@ -29,7 +29,7 @@ The rules, which ``docs/ledger.md`` states for operators:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -40,6 +40,7 @@ __all__ = [
     "BASIS_POINTS",
     "RewardScheme",
     "RewardSplit",
+    "ScaledWeights",
     "Weight",
     "aggregate_weights",
     "fee_basis_points",
@@ -130,8 +131,40 @@ def fee_basis_points(percentage: Decimal | int | str) -> int:
     return int(bp)
 
 
+class ScaledWeights(Mapping[str, Fraction]):
+    """Per-address weights held as integers in units of ``1/scale`` (exact): what the
+    PPLNS window's running totals store. As a mapping it gives each weight as a
+    ``Fraction``; :func:`split_reward` splits on the integers directly, which gives the
+    same credits (the split is proportional) without making 10,000 Fractions."""
+
+    __slots__ = ("scale", "units")
+
+    def __init__(self, units: Mapping[str, int], scale: int) -> None:
+        if scale < 1:
+            raise ValueError(f"weight scale must be positive, got {scale}")
+        self.units = dict(units)
+        self.scale = scale
+
+    def __getitem__(self, address: str) -> Fraction:
+        return Fraction(self.units[address], self.scale)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.units)
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def __repr__(self) -> str:
+        return f"ScaledWeights({len(self.units)} addresses, scale {self.scale})"
+
+
 def _exact(weight: Weight) -> Fraction:
     """A weight as an exact non-negative Fraction, or a ValueError naming it."""
+    if type(weight) is Fraction:
+        # The common case (aggregate_weights' output): no conversion, no slow comparison.
+        if weight.numerator < 0:
+            raise ValueError(f"share weight {weight!r} is negative")
+        return weight
     if isinstance(weight, bool) or not isinstance(weight, int | float | Fraction | Decimal):
         raise TypeError(f"share weight {weight!r} is not a number")
     try:
@@ -192,6 +225,11 @@ def _largest_remainder(total: int, weights: Mapping[str, Fraction]) -> dict[str,
     """
     denominator = math.lcm(*(w.denominator for w in weights.values()))
     scaled = {a: w.numerator * (denominator // w.denominator) for a, w in weights.items()}
+    return _largest_remainder_scaled(total, scaled)
+
+
+def _largest_remainder_scaled(total: int, scaled: Mapping[str, int]) -> dict[str, int]:
+    """:func:`_largest_remainder` on positive integer weights (any common scale)."""
     weight_sum = sum(scaled.values())
     parts: dict[str, int] = {}
     remainders: list[tuple[int, str]] = []
@@ -242,8 +280,16 @@ def split_reward(
         credits = {finder_address: miners} if miners > 0 else {}
         return RewardSplit(scheme, reward, fee, fee_address, credits, paid_in_coinbase=True)
 
+    if isinstance(weights, ScaledWeights):
+        if any(units < 0 for units in weights.units.values()):
+            raise ValueError("share weights must not be negative")
+        scaled = {address: units for address, units in weights.units.items() if units > 0}
+        if not scaled or miners == 0:
+            return RewardSplit(scheme, reward, reward, fee_address, {})
+        parts = _largest_remainder_scaled(miners, scaled)
+        return RewardSplit(scheme, reward, fee, fee_address, parts)
     exact = {address: _exact(w) for address, w in weights.items()}
-    earned = {address: w for address, w in exact.items() if w > 0}
+    earned = {address: w for address, w in exact.items() if w.numerator > 0}
     if not earned or miners == 0:
         # Nobody has weight (or nothing is left for miners): all of it is booked as fee.
         return RewardSplit(scheme, reward, reward, fee_address, {})

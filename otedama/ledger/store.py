@@ -76,13 +76,16 @@ class LedgerStore(Service):
         retry_interval: float = 5.0,
         clock: IReactorTime | None = None,
         config_path: str = DEFAULT_CONFIG_PATH,
+        pplns_window: float | None = None,
     ) -> None:
         self.db = Database(reactor, url, pool_size)
         self.config_path = config_path
         # Any: mypy without the zope plugin mistypes Interface methods.
         self._clock: Any = clock if clock is not None else cast(IReactorTime, reactor)
         self.spool = ShareSpool(Path(spool_dir), spool_max_bytes)
-        self.writer = ShareWriter(self.db.engine, self.spool)
+        #: The PPLNS window's running totals drop shares older than this (None: PROP/SOLO,
+        #: the totals keep every share and blocks are weighed by the scan).
+        self.writer = ShareWriter(self.db.engine, self.spool, pplns_window)
         #: Where the spool and the block queue write and fsync, off the reactor.
         self.files = FileWorker(reactor)
         self.batcher = ShareBatcher(
@@ -106,12 +109,14 @@ class LedgerStore(Service):
     def from_config(cls, reactor: IReactorFromThreads, config: Any) -> LedgerStore:
         """A store for a loaded :class:`otedama.config.Config`."""
         source = getattr(config, "source", None)
+        rewards = config.pool.rewards
         return cls(
             reactor,
             config.database_url,
             config.database_pool_size,
             spool_dir=Path(config.app.data_dir) / "share-spool",
             config_path=str(source) if source is not None else DEFAULT_CONFIG_PATH,
+            pplns_window=rewards.window if str(rewards.system).upper() == "PPLNS" else None,
         )
 
     def start(self) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     Table,
     Text,
 )
@@ -242,4 +243,26 @@ federation_income = Table(
     Column("finder_node_id", Text, nullable=False),
     Column("seen_at", Float, nullable=False),
     Index(None, "height"),
+)
+
+#: The PPLNS window's running per-address totals (:mod:`otedama.ledger.window`): the
+#: exact summed difficulty of each address's shares created after
+#: ``window_state.start``, in units of 2**-128: it outgrows BIGINT, so ``numeric`` on
+#: PostgreSQL and decimal text on SQLite (whose numbers are at most 64-bit).
+window_totals = Table(
+    "window_totals",
+    metadata,
+    Column("address", Text, primary_key=True),
+    Column("weight", Text().with_variant(Numeric(), "postgresql"), nullable=False),
+)
+
+#: One row (id 1): where the running totals start, whether they can be trusted, and
+#: the newest share time they have seen. No row means "every share, valid".
+window_state = Table(
+    "window_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("start", Float, nullable=True),
+    Column("valid", Integer, nullable=False),
+    Column("newest", Float, nullable=True),
 )

@@ -34,3 +34,15 @@ def test_every_run_checks_the_split_adds_up() -> None:
 @pytest.mark.parametrize("option", ["--shares", "--addresses", "--repeat"])
 def test_non_positive_sizes_are_refused(option: str) -> None:
     assert cli.main(["bench", "pplns", option, "0"]) == 2
+
+
+def test_the_read_bench_weighs_a_block_from_the_totals_and_the_scan_alike(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--read sqlite: the window goes through the share batches into a migrated SQLite
+    file, and a block's split from the running totals equals the full scan's."""
+    args = ["bench", "pplns", "--shares", "3000", "--addresses", "40", "--repeat", "1"]
+    assert cli.main([*args, "--read", "sqlite", "--json"]) == 0
+    read = json.loads(capsys.readouterr().out)["read"]
+    assert read["shares"] == 3000 and 0 < read["addresses_credited"] <= 40
+    assert read["totals_seconds"] > 0 and read["scan_seconds"] > 0

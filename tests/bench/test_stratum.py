@@ -7,8 +7,18 @@ import math
 
 import pytest
 import pytest_twisted
+from sqlalchemy import func, select
 
-from otedama.bench.stratum import BenchConfig, LoadGenerator, percentile
+from otedama.bench.stratum import (
+    BenchConfig,
+    BenchResult,
+    LoadGenerator,
+    format_side_by_side,
+    ledger_database,
+    percentile,
+)
+from otedama.ledger import db
+from otedama.ledger.tables import shares
 
 
 @pytest.mark.timeout(60)
@@ -38,3 +48,49 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 1.0) == 100.0
     assert percentile([3.0], 0.99) == 3.0
     assert percentile([], 0.5) == 0.0
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("path", ["sqlite", "postgresql"])
+@pytest_twisted.ensureDeferred
+async def test_the_full_path_bench_stores_every_accepted_share_in_the_ledger(path: str) -> None:
+    """--full-path: the server's pool core counts every accepted share, and after the flush
+    every one of them is a row in the database (none spooled or dropped)."""
+    from twisted.internet import reactor
+
+    lines: list[str] = []
+    with ledger_database(path, "postgresql://postgres@127.0.0.1:5432") as (url, spool):
+        assert url is not None
+        config = BenchConfig(
+            connections=5,
+            duration=0.5,
+            warmup=0.2,
+            full_path=path,
+            ledger_url=url,
+            spool_dir=spool,
+        )
+        gen = LoadGenerator(reactor, config, out=lines.append)
+        try:
+            result = await gen.run()
+        finally:
+            await gen.close()
+        engine = db.make_engine(url, pool_size=1)
+        with engine.connect() as connection:
+            rows = connection.execute(select(func.count()).select_from(shares)).scalar_one()
+        engine.dispose()
+    assert result.path == f"full path, {path}"
+    assert result.accepted > 0 and result.rejected == 0
+    assert result.pool_shares >= result.accepted
+    assert result.ledger_stored == result.pool_shares == rows
+    assert result.ledger_spooled == result.ledger_dropped == 0
+    assert any(line.startswith(f"ledger ({path}):") for line in lines)
+
+
+def test_side_by_side_has_a_line_per_path() -> None:
+    results = [
+        BenchResult(path="stratum only", duration=1.0),
+        BenchResult(path="full path, sqlite"),
+    ]
+    lines = format_side_by_side(results).splitlines()
+    assert len(lines) == 3
+    assert lines[1].startswith("stratum only") and lines[2].startswith("full path, sqlite")

@@ -40,10 +40,11 @@ def test_migrate_up_builds_the_schema_from_empty_and_status_says_current(
     assert f"run: otedama migrate up --config {config}" in out
 
     assert cli.main(["migrate", "up", "--config", config]) == 0
-    assert f"migrated from an empty schema to {db.head_revision()}" in capsys.readouterr().out
+    head = db.head_revision()
+    assert f"migrated from an empty schema to {head}" in capsys.readouterr().out
 
     assert cli.main(["migrate", "status", "--config", config]) == 0
-    assert f"schema is current (revision {db.head_revision()})" in capsys.readouterr().out
+    assert f"schema is current (revision {head})" in capsys.readouterr().out
     assert cli.main(["migrate", "up", "--config", config]) == 0
     assert "nothing to do" in capsys.readouterr().out
 

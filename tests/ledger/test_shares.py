@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from twisted.internet import task
 
@@ -23,6 +25,8 @@ from otedama.ledger.shares import (
     ShareRecord,
     ShareSpool,
     ShareWriter,
+    copy_line,
+    copy_text,
     insert_batch,
 )
 from otedama.ledger.store import LedgerStore
@@ -338,3 +342,23 @@ async def test_the_batchers_timers_survive_a_failing_tick(
     await batcher.flush()
     assert batcher.stored == 1 and batcher.tick_failures == 2
     assert failures == {"flush": 0, "spool check": 0}
+
+
+@given(
+    st.lists(
+        st.builds(
+            ShareRecord,
+            created_at=st.floats(0, 2e9, allow_nan=False),
+            address=st.sampled_from(["bc1qa", "bc1q\\tb", "bc1q\nc"]),
+            worker=st.sampled_from(["", "rig\\1", "rig\t2", "r\r3"]),
+            difficulty=st.sampled_from([2.0**-32, 0.1, 1.0, 1e300]),
+            job_id=st.sampled_from(["1a", "j\\n"]),
+            height=st.integers(0, 10**7),
+            share_hash=st.one_of(st.none(), st.binary(min_size=32, max_size=32)),
+        ),
+        max_size=30,
+    )
+)
+def test_a_batchs_copy_text_is_its_rows_copy_lines(records: list[ShareRecord]) -> None:
+    """The batch COPY text (escapes memoised per batch) is exactly the per-row lines."""
+    assert copy_text(records) == "".join(map(copy_line, records))

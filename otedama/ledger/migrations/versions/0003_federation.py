@@ -1,7 +1,7 @@
 """Federation: peer reputation, the federation window, and income from coinbases.
 
 Revision ID: 0003_federation
-Revises: 0001
+Revises: 0002_hashrate_api
 Create Date: 2026-11-27
 """
 
