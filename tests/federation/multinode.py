@@ -213,6 +213,8 @@ mining:
     threads: {self.miner_threads}
 database:
   url: {self.database}
+api:
+  enable: false
 federation:
   enabled: true
   node_id: node-{self.n}
