@@ -402,7 +402,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         history = HashrateHistory(store, reactor)
         history.setName("hashrate-history")
         history.setServiceParent(node)
-        parts = build_api(config, reactor, store, core, health=health, payouts=payouts)
+        parts = build_api(
+            config, reactor, store, core, health=health, payouts=payouts, metrics=metrics
+        )
         source.subscribe(parts.view.tip.on_template)
         parts.view.setServiceParent(node)
         endpoint = serverFromString(reactor, config.api.address.server_endpoint())

@@ -47,11 +47,23 @@ class HttpError(Exception):
         self.headers = headers or {}
 
 
+#: The route label of a request that matched no route (one label, not the raw path).
+UNMATCHED = "unmatched"
+
+
 @dataclass
 class Served:
-    """Which route a request reached (for the response observers)."""
+    """Which route a request reached and when it arrived (for the response observers)."""
 
-    operation: str = "unmatched"
+    started: float
+    operation: str = UNMATCHED
+    pattern: str = UNMATCHED
+
+
+#: ``observer(operation, pattern, status, seconds)``: the route's operationId and path
+#: pattern (``/api/v1/miners/{address}``, never the raw path), the HTTP status, and the
+#: seconds from the request's arrival to its answer.
+Observer = Callable[[str, str, int, float], None]
 
 
 @dataclass
@@ -97,9 +109,8 @@ class ApiResource(Resource):
         self.ip_limits = RateLimiter(policy.ip_rate, policy.ip_burst)
         self.token_limits = RateLimiter(policy.token_rate, policy.token_burst)
         self._document: bytes | None = None
-        #: Called as ``observer(operation, status)`` for every answer (metrics hook;
-        #: ``operation`` is the route's operationId, or "unmatched").
-        self.observers: list[Callable[[str, int], None]] = []
+        #: Called for every answer (the metrics hook): see :data:`Observer`.
+        self.observers: list[Observer] = []
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -176,7 +187,7 @@ class ApiResource(Resource):
         if method == "OPTIONS":
             request.setResponseCode(204)
             return b""
-        served = Served()
+        served = Served(self.clock.seconds())
         d = Deferred.fromCoroutine(self._answer(request, method, served))
         d.addErrback(self._failed, request)
         d.addCallback(self._write, request, served)
@@ -189,9 +200,11 @@ class ApiResource(Resource):
             self._limit(client, self.ip_limits)
         if segments == ["openapi.json"] and method in ("GET", "HEAD"):
             served.operation = "openapi"
+            served.pattern = f"{PREFIX}/openapi.json"
             return 200, self.document()
         entry, path_params = self._match(segments, method)
         served.operation = entry.route.operation
+        served.pattern = PREFIX + entry.route.path
         try:
             params = parse_params(entry.route, path_params, request.args or {})
         except BadParameter as e:
@@ -260,9 +273,10 @@ class ApiResource(Resource):
 
     def _write(self, answer: tuple[int, bytes], request: Request, served: Served) -> None:
         status, body = answer
+        seconds = max(0.0, self.clock.seconds() - served.started)
         for observer in self.observers:
             try:
-                observer(served.operation, status)
+                observer(served.operation, served.pattern, status, seconds)
             except Exception:
                 self.log.failure("API response observer failed")
         if request.finished or getattr(request, "_disconnected", False):

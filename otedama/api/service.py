@@ -140,8 +140,13 @@ def build_api(
     registry: ApiRegistry | None = None,
     policy: ApiPolicy | None = None,
     view_interval: float | None = None,
+    metrics: Any = None,
 ) -> ApiParts:
-    """The API's site and its read-model service, from the config and the node's parts."""
+    """The API's site and its read-model service, from the config and the node's parts.
+
+    ``metrics`` (a :class:`~otedama.ops.metrics.NodeMetrics`) counts every answer by
+    route pattern and status, with its latency.
+    """
     bus = EventBus()
     view = (
         NodeView(store, core, bus, reactor)
@@ -171,6 +176,12 @@ def build_api(
             cors_origins=tuple(config.api.cors_origins),
         )
     api = ApiResource(registry, store, reactor, policy)
+    if metrics is not None:
+        api.observers.append(
+            lambda _operation, pattern, status, seconds: metrics.observe_api(
+                pattern, status, seconds
+            )
+        )
     check_address = address_param(network).check
     assert check_address is not None
     ws = GatedWebSocket(api, TopicSocketFactory(bus, topic_checker(check_address)))

@@ -61,11 +61,16 @@ database:
 
 
 def site(
-    tmp_path: Path, policy: ApiPolicy, clock: task.Clock | None = None
+    tmp_path: Path,
+    policy: ApiPolicy,
+    clock: task.Clock | None = None,
+    store: SyncStore | None = None,
+    **parts: Any,
 ) -> tuple[ApiParts, SyncStore, task.Clock, PoolCore]:
+    """The API over a migrated SQLite ledger; ``parts`` go to ``build_api`` (payouts, …)."""
     clock = clock or task.Clock()
     clock.advance(1_000_000)
-    store = SyncStore(migrated_engine(tmp_path))
+    store = store or SyncStore(migrated_engine(tmp_path))
     core = PoolCore(
         NETWORK,
         POOL,
@@ -74,8 +79,8 @@ def site(
         ScriptedSubmitter(SubmitResult(SubmitOutcome.ACCEPTED)),
         clock=clock,
     )
-    parts = build_api(devnet_config(tmp_path), clock, store, core, policy=policy)
-    return parts, store, clock, core
+    api = build_api(devnet_config(tmp_path), clock, store, core, policy=policy, **parts)
+    return api, store, clock, core
 
 
 async def body(response: Any) -> Any:
