@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from twisted.internet.defer import Deferred
@@ -35,6 +35,9 @@ from otedama.api.ratelimit import (
     retry_after,
 )
 from otedama.api.routes import PREFIX, ApiRequest, BadParameter, openapi, parse_params
+
+if TYPE_CHECKING:
+    from otedama.ops.redis import LimitStore
 
 LOCALHOST = ("127.0.0.1", "::1")
 
@@ -100,8 +103,18 @@ class ApiResource(Resource):
     log = Logger()
     isLeaf = True
 
-    def __init__(self, registry: ApiRegistry, store: Any, clock: Any, policy: ApiPolicy) -> None:
+    def __init__(
+        self,
+        registry: ApiRegistry,
+        store: Any,
+        clock: Any,
+        policy: ApiPolicy,
+        limits: LimitStore | None = None,
+    ) -> None:
+        """``limits``: where the request buckets live when several nodes share them
+        (:class:`otedama.ops.redis.SharedState` with Redis); None keeps them in memory."""
         super().__init__()
+        self.limits = limits
         self.registry = registry
         self.store = store
         self.clock = clock
@@ -144,8 +157,21 @@ class ApiResource(Resource):
         peer = request.getClientAddress()
         return str(getattr(peer, "host", "unknown"))
 
-    def _limit(self, key: str, limiter: RateLimiter) -> None:
-        wait = limiter.take(key, self.clock.seconds())
+    async def _limit(self, kind: str, key: str, limiter: RateLimiter) -> None:
+        """Take a token from ``key``'s bucket (shared through ``limits`` when set)."""
+        if self.limits is None:
+            self._limit_here(key, limiter)
+            return
+        now = self.clock.seconds()
+        decision = await self.limits.take(f"api:{kind}:{key}", limiter.rate, limiter.burst, now)
+        if not decision.allowed:
+            self._too_many(decision.retry_after)
+
+    def _limit_here(self, key: str, limiter: RateLimiter) -> None:
+        self._too_many(limiter.take(key, self.clock.seconds()))
+
+    @staticmethod
+    def _too_many(wait: float) -> None:
         if wait > 0:
             after = retry_after(wait)
             raise HttpError(
@@ -167,7 +193,8 @@ class ApiResource(Resource):
         """The JSON refusal of a WebSocket upgrade (rate limited, or too many open), or None."""
         try:
             if self.policy.rate_limiting:
-                self._limit(self._client(request), self.ip_limits)
+                # The upgrade cannot wait for Redis: this node's own buckets.
+                self._limit_here(self._client(request), self.ip_limits)
             if full:
                 raise HttpError(503, "too many WebSocket connections; try again later")
         except HttpError as error:
@@ -197,7 +224,7 @@ class ApiResource(Resource):
         segments = self._segments(request)
         client = self._client(request)
         if self.policy.rate_limiting:
-            self._limit(client, self.ip_limits)
+            await self._limit("ip", client, self.ip_limits)
         if segments == ["openapi.json"] and method in ("GET", "HEAD"):
             served.operation = "openapi"
             served.pattern = f"{PREFIX}/openapi.json"
@@ -249,7 +276,7 @@ class ApiResource(Resource):
         if name is None:
             raise HttpError(401, why)
         if self.policy.rate_limiting:
-            self._limit(name, self.token_limits)
+            await self._limit("token", name, self.token_limits)
         return cast(str, name)
 
     def _failed(self, failure: Failure, request: Request) -> tuple[int, bytes]:

@@ -71,14 +71,7 @@ def site(
     clock = clock or task.Clock()
     clock.advance(1_000_000)
     store = store or SyncStore(migrated_engine(tmp_path))
-    core = PoolCore(
-        NETWORK,
-        POOL,
-        RewardScheme.PPLNS,
-        100,
-        ScriptedSubmitter(SubmitResult(SubmitOutcome.ACCEPTED)),
-        clock=clock,
-    )
+    core = pool_core(clock)
     api = build_api(devnet_config(tmp_path), clock, store, core, policy=policy, **parts)
     return api, store, clock, core
 
@@ -87,3 +80,15 @@ async def body(response: Any) -> Any:
     import treq
 
     return await treq.json_content(response)
+
+
+def pool_core(clock: Any) -> PoolCore:
+    """A PPLNS pool core whose block submissions the chain accepts."""
+    return PoolCore(
+        NETWORK,
+        POOL,
+        RewardScheme.PPLNS,
+        100,
+        ScriptedSubmitter(SubmitResult(SubmitOutcome.ACCEPTED)),
+        clock=clock,
+    )
