@@ -36,7 +36,14 @@ from otedama.chain.target import bits_to_target
 from otedama.chain.template import BlockTemplate
 from otedama.stratum.share import Share
 
-__all__ = ["BENCH_ADDRESS", "CountingSink", "main", "raise_fd_limit", "synthetic_template"]
+__all__ = [
+    "BENCH_ADDRESS",
+    "CountingSink",
+    "bench_stratum",
+    "main",
+    "raise_fd_limit",
+    "synthetic_template",
+]
 
 #: A regtest address the bench miners authorize as (and the coinbase pays).
 BENCH_ADDRESS = "bcrt1qsv2hexjrhpa8qwxr4la2nmmkmdh8hxkje996rc"
@@ -111,32 +118,16 @@ class _Control(Protocol):
         self.handle("quit")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the bench server until stdin closes."""
-    parser = argparse.ArgumentParser(prog="otedama-bench-stratum-server")
-    parser.add_argument("--reactor", choices=("asyncio", "epoll"), default="asyncio")
-    parser.add_argument("--difficulty-log2", type=int, default=-32)
-    args = parser.parse_args(argv)
-    raise_fd_limit()
-    if args.reactor == "asyncio":
-        from twisted.internet import asyncioreactor
-
-        asyncioreactor.install()
-    else:
-        from twisted.internet import epollreactor
-
-        epollreactor.install()
-    from twisted.internet import reactor, stdio
-    from twisted.internet.endpoints import TCP4ServerEndpoint
-
+def bench_stratum(rx: Any, difficulty_log2: int = -32) -> tuple[Any, Any, CountingSink]:
+    """The node's real Stratum stack for benches: (factory, job manager, counting sink),
+    every session at difficulty ``2**difficulty_log2`` with no per-connection bounds."""
     from otedama.stratum.jobs import JobManager
     from otedama.stratum.protocol import StratumFactory
     from otedama.stratum.settings import StratumSettings
 
-    rx: Any = reactor
     network = get_network("regtest")
     script = address_to_script(BENCH_ADDRESS, network)
-    difficulty = Fraction(2) ** args.difficulty_log2
+    difficulty = Fraction(2) ** difficulty_log2
     settings = StratumSettings(
         network=network,
         start_difficulty=difficulty,
@@ -157,7 +148,29 @@ def main(argv: list[str] | None = None) -> int:
         refresh_interval=3600.0,
     )
     sink = CountingSink()
-    factory = StratumFactory(jobs, sink, settings, rx)
+    return StratumFactory(jobs, sink, settings, rx), jobs, sink
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bench server until stdin closes."""
+    parser = argparse.ArgumentParser(prog="otedama-bench-stratum-server")
+    parser.add_argument("--reactor", choices=("asyncio", "epoll"), default="asyncio")
+    parser.add_argument("--difficulty-log2", type=int, default=-32)
+    args = parser.parse_args(argv)
+    raise_fd_limit()
+    if args.reactor == "asyncio":
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
+    else:
+        from twisted.internet import epollreactor
+
+        epollreactor.install()
+    from twisted.internet import reactor, stdio
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+
+    rx: Any = reactor
+    factory, jobs, sink = bench_stratum(rx, args.difficulty_log2)
     out = sys.stdout
     blocks = [0]
 

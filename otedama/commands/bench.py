@@ -18,6 +18,7 @@ BENCH_MODULES: list[str] = [
     "otedama.bench.stratum",
     "otedama.bench.ledger",
     "otedama.bench.pplns",
+    "otedama.bench.api",
 ]
 
 
