@@ -130,7 +130,9 @@ class ChainService(Service):
 class ReadyWhen(Service):
     """Runs a child service and reports it ready when ``check()`` succeeds."""
 
-    def __init__(self, name: str, service: Any, check: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    def __init__(
+        self, name: str, service: Any, check: Callable[[], Coroutine[Any, Any, Any]]
+    ) -> None:
         self.setName(name)
         self.service = service
         self.check = check
@@ -392,7 +394,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     source.setName("templates")
     source.setServiceParent(node)
     metrics = node_metrics(config, reactor, core, store, client)
-    shared = shared_state(config, reactor, core, node, health, store)
+    shared = shared_state(
+        config, reactor, core, node, health, store, tracker, api=config.api.enable
+    )
     if shared.target is not None:  # Redis: bans are shared between the nodes
         share_bans(guard, shared, f"{socket.gethostname()}/{os.getpid()}")
 
@@ -442,7 +446,17 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         history.setServiceParent(node)
         from otedama.api.federation import register_federation_route
 
-        parts = build_api(config, reactor, store, core, health=health, payouts=payouts)
+        parts = build_api(
+            config,
+            reactor,
+            store,
+            core,
+            health=health,
+            payouts=payouts,
+            metrics=metrics,
+            shared=shared,
+        )
+        tracker.on_status(parts.view.on_status)
         register_federation_route(
             parts.registry, None if federation is None else federation.operator_view
         )
@@ -679,20 +693,28 @@ def watch_the_chain(health: NodeHealth, source: Any, core: Any) -> None:
 
 
 def shared_state(
-    config: Config, reactor: Any, core: Any, node: Any, health: Any, store: Any = None
+    config: Config,
+    reactor: Any,
+    core: Any,
+    node: Any,
+    health: Any,
+    store: Any = None,
+    tracker: Any = None,
+    api: bool = False,
 ) -> Any:
-    """Rate limits and live events (``redis.*``: through Redis, else in memory); found,
-    confirmed and orphaned blocks are published on ``blocks``. With Redis, ``/health``
-    gains a ``redis`` check."""
+    """Rate limits and live events (``redis.*``: through Redis, else in memory). Found,
+    confirmed and orphaned blocks go on ``blocks``: from the API's bridge when ``api``
+    runs, else published here. With Redis, ``/health`` gains a ``redis`` check."""
     from otedama.ops.redis import BlockStatusEvents, SharedState, publish_blocks, redis_target
 
     shared = SharedState(redis_target(config), reactor)
     shared.setServiceParent(node)
     if shared.target is not None:
         health.checks["redis"] = shared.check
-    publish_blocks(core, shared)
-    if store is not None:
-        BlockStatusEvents(store, shared, reactor).setServiceParent(node)
+    if not api:
+        publish_blocks(core, shared, shared.node_id)
+        if store is not None and tracker is not None:
+            BlockStatusEvents(store, shared, tracker, shared.node_id)
     return shared
 
 

@@ -437,22 +437,24 @@ def register_admin_routes(registry: ApiRegistry, context: ApiContext) -> None:
 
 
 class PayoutSwitch:
-    """Pauses the payout processor by stopping its service, resumes by starting it.
+    """The admin endpoint's payout pause: the processor's own ``pause()`` / ``resume()``
+    (its service keeps running, so a reload or shutdown sees it as it is).
 
-    A tick in flight finishes before pause answers (the processor's own stop waits).
+    Pause answers once a tick in flight has finished.
     """
 
     def __init__(self, processor: Any) -> None:
         self.processor = processor
-        self.paused = False
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.processor.paused)
 
     async def set_paused(self, paused: bool) -> bool:
-        if paused and not self.paused:
-            self.paused = True
-            await self.processor.stopService()
-        elif not paused and self.paused:
-            self.paused = False
-            self.processor.startService()
+        if paused:
+            await self.processor.pause()
+        else:
+            self.processor.resume()
         return self.paused
 
 

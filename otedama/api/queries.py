@@ -85,12 +85,10 @@ def blocks_page(
     }
 
 
-def blocks_updated_since(connection: Connection, since: float) -> list[dict[str, Any]]:
-    """Blocks whose row changed after ``since`` (the WebSocket's status poll), oldest first."""
-    rows = connection.execute(
-        _blocks_query().where(blocks.c.updated_at > since).order_by(blocks.c.updated_at)
-    )
-    return [{**_block_dict(row), "updated_at": float(row.updated_at)} for row in rows]
+def block_by_hash(connection: Connection, block_hash: str) -> dict[str, Any] | None:
+    """One block as the API shows it (the WebSocket's status events), or None."""
+    row = connection.execute(_blocks_query().where(blocks.c.hash == block_hash)).first()
+    return None if row is None else _block_dict(row)
 
 
 def payments_page(

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 from twisted.internet.defer import Deferred
@@ -36,6 +36,9 @@ from otedama.api.ratelimit import (
 )
 from otedama.api.routes import PREFIX, ApiRequest, BadParameter, openapi, parse_params
 
+if TYPE_CHECKING:
+    from otedama.ops.redis import LimitStore
+
 LOCALHOST = ("127.0.0.1", "::1")
 
 
@@ -47,11 +50,23 @@ class HttpError(Exception):
         self.headers = headers or {}
 
 
+#: The route label of a request that matched no route (one label, not the raw path).
+UNMATCHED = "unmatched"
+
+
 @dataclass
 class Served:
-    """Which route a request reached (for the response observers)."""
+    """Which route a request reached and when it arrived (for the response observers)."""
 
-    operation: str = "unmatched"
+    started: float
+    operation: str = UNMATCHED
+    pattern: str = UNMATCHED
+
+
+#: ``observer(operation, pattern, status, seconds)``: the route's operationId and path
+#: pattern (``/api/v1/miners/{address}``, never the raw path), the HTTP status, and the
+#: seconds from the request's arrival to its answer.
+Observer = Callable[[str, str, int, float], None]
 
 
 @dataclass
@@ -88,8 +103,18 @@ class ApiResource(Resource):
     log = Logger()
     isLeaf = True
 
-    def __init__(self, registry: ApiRegistry, store: Any, clock: Any, policy: ApiPolicy) -> None:
+    def __init__(
+        self,
+        registry: ApiRegistry,
+        store: Any,
+        clock: Any,
+        policy: ApiPolicy,
+        limits: LimitStore | None = None,
+    ) -> None:
+        """``limits``: where the request buckets live when several nodes share them
+        (:class:`otedama.ops.redis.SharedState` with Redis); None keeps them in memory."""
         super().__init__()
+        self.limits = limits
         self.registry = registry
         self.store = store
         self.clock = clock
@@ -97,9 +122,8 @@ class ApiResource(Resource):
         self.ip_limits = RateLimiter(policy.ip_rate, policy.ip_burst)
         self.token_limits = RateLimiter(policy.token_rate, policy.token_burst)
         self._document: bytes | None = None
-        #: Called as ``observer(operation, status)`` for every answer (metrics hook;
-        #: ``operation`` is the route's operationId, or "unmatched").
-        self.observers: list[Callable[[str, int], None]] = []
+        #: Called for every answer (the metrics hook): see :data:`Observer`.
+        self.observers: list[Observer] = []
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -133,8 +157,21 @@ class ApiResource(Resource):
         peer = request.getClientAddress()
         return str(getattr(peer, "host", "unknown"))
 
-    def _limit(self, key: str, limiter: RateLimiter) -> None:
-        wait = limiter.take(key, self.clock.seconds())
+    async def _limit(self, kind: str, key: str, limiter: RateLimiter) -> None:
+        """Take a token from ``key``'s bucket (shared through ``limits`` when set)."""
+        if self.limits is None:
+            self._limit_here(key, limiter)
+            return
+        now = self.clock.seconds()
+        decision = await self.limits.take(f"api:{kind}:{key}", limiter.rate, limiter.burst, now)
+        if not decision.allowed:
+            self._too_many(decision.retry_after)
+
+    def _limit_here(self, key: str, limiter: RateLimiter) -> None:
+        self._too_many(limiter.take(key, self.clock.seconds()))
+
+    @staticmethod
+    def _too_many(wait: float) -> None:
         if wait > 0:
             after = retry_after(wait)
             raise HttpError(
@@ -156,7 +193,8 @@ class ApiResource(Resource):
         """The JSON refusal of a WebSocket upgrade (rate limited, or too many open), or None."""
         try:
             if self.policy.rate_limiting:
-                self._limit(self._client(request), self.ip_limits)
+                # The upgrade cannot wait for Redis: this node's own buckets.
+                self._limit_here(self._client(request), self.ip_limits)
             if full:
                 raise HttpError(503, "too many WebSocket connections; try again later")
         except HttpError as error:
@@ -176,7 +214,7 @@ class ApiResource(Resource):
         if method == "OPTIONS":
             request.setResponseCode(204)
             return b""
-        served = Served()
+        served = Served(self.clock.seconds())
         d = Deferred.fromCoroutine(self._answer(request, method, served))
         d.addErrback(self._failed, request)
         d.addCallback(self._write, request, served)
@@ -186,12 +224,14 @@ class ApiResource(Resource):
         segments = self._segments(request)
         client = self._client(request)
         if self.policy.rate_limiting:
-            self._limit(client, self.ip_limits)
+            await self._limit("ip", client, self.ip_limits)
         if segments == ["openapi.json"] and method in ("GET", "HEAD"):
             served.operation = "openapi"
+            served.pattern = f"{PREFIX}/openapi.json"
             return 200, self.document()
         entry, path_params = self._match(segments, method)
         served.operation = entry.route.operation
+        served.pattern = PREFIX + entry.route.path
         try:
             params = parse_params(entry.route, path_params, request.args or {})
         except BadParameter as e:
@@ -236,7 +276,7 @@ class ApiResource(Resource):
         if name is None:
             raise HttpError(401, why)
         if self.policy.rate_limiting:
-            self._limit(name, self.token_limits)
+            await self._limit("token", name, self.token_limits)
         return cast(str, name)
 
     def _failed(self, failure: Failure, request: Request) -> tuple[int, bytes]:
@@ -260,9 +300,10 @@ class ApiResource(Resource):
 
     def _write(self, answer: tuple[int, bytes], request: Request, served: Served) -> None:
         status, body = answer
+        seconds = max(0.0, self.clock.seconds() - served.started)
         for observer in self.observers:
             try:
-                observer(served.operation, status)
+                observer(served.operation, served.pattern, status, seconds)
             except Exception:
                 self.log.failure("API response observer failed")
         if request.finished or getattr(request, "_disconnected", False):

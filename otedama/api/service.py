@@ -26,7 +26,7 @@ from otedama.api.endpoints import (
     register_admin_routes,
     register_pool_routes,
 )
-from otedama.api.events import EventBus
+from otedama.api.events import EventBus, bridge
 from otedama.api.resource import ApiPolicy, ApiResource
 from otedama.api.routes import PREFIX
 from otedama.api.views import NodeView
@@ -140,8 +140,17 @@ def build_api(
     registry: ApiRegistry | None = None,
     policy: ApiPolicy | None = None,
     view_interval: float | None = None,
+    metrics: Any = None,
+    shared: Any = None,
 ) -> ApiParts:
-    """The API's site and its read-model service, from the config and the node's parts."""
+    """The API's site and its read-model service, from the config and the node's parts.
+
+    ``metrics`` (a :class:`~otedama.ops.metrics.NodeMetrics`) counts every answer by
+    route pattern and status, with its latency. ``shared`` (the node's
+    :class:`~otedama.ops.redis.SharedState`) carries ``blocks`` events between nodes, and
+    with Redis configured holds the rate limits, so every node behind one dashboard
+    shares them.
+    """
     bus = EventBus()
     view = (
         NodeView(store, core, bus, reactor)
@@ -170,7 +179,16 @@ def build_api(
             rate_limiting=config.api.auth.rate_limiting,
             cors_origins=tuple(config.api.cors_origins),
         )
-    api = ApiResource(registry, store, reactor, policy)
+    limits = shared.limits if shared is not None and shared.target is not None else None
+    api = ApiResource(registry, store, reactor, policy, limits)
+    if shared is not None:
+        bridge(bus, shared.events, shared.node_id)
+    if metrics is not None:
+        api.observers.append(
+            lambda _operation, pattern, status, seconds: metrics.observe_api(
+                pattern, status, seconds
+            )
+        )
     check_address = address_param(network).check
     assert check_address is not None
     ws = GatedWebSocket(api, TopicSocketFactory(bus, topic_checker(check_address)))

@@ -4,9 +4,9 @@
 chain tip (from the template source), and a :class:`PoolSnapshot` of the ledger side
 that a timer refreshes every few seconds on the database threads. The same timer
 publishes the WebSocket's ``pool`` topic, the ``miner:<address>`` topics that have
-subscribers, and ``blocks`` events for block rows whose status changed (a poll of the
-``blocks`` table's ``updated_at``; the block tracker has no status hook yet). Found
-blocks are published at once from the pool core's ``on_block`` callback.
+subscribers. ``blocks`` events are published as they happen: found from the pool core's
+``on_block`` callback, confirmed / orphaned / rejected from the block tracker's
+``on_status`` hook.
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ class NodeView(TimerService):
         self.snapshot = PoolSnapshot()
         self.failures = 0
         self._now: Callable[[], float] = cast(Any, clock).seconds
-        self._blocks_seen: float | None = None
-        self._statuses: dict[str, str] = {}
         self.last_refresh: Deferred[None] | None = None
+        #: The latest status event's read (tests wait on it).
+        self.last_status: Deferred[None] | None = None
 
     def now(self) -> float:
         return self._now()
@@ -123,28 +123,11 @@ class NodeView(TimerService):
         data = await self.store.run(partial(queries.pool_snapshot, now=now))
         miners, workers = live_counts(self.core, now)
         self.snapshot = PoolSnapshot(now, data, miners, workers)
-        await self._publish_block_changes()
         self.bus.publish("pool", self.pool_summary())
         for topic in self.bus.topics("miner:"):
             address = topic.partition(":")[2]
             summary = await self.store.run(partial(queries.miner, address=address, now=now))
             self.bus.publish(topic, summary)
-
-    async def _publish_block_changes(self) -> None:
-        since = self._blocks_seen
-        if since is None:
-            # The first poll only learns where the table stands.
-            since = self._now() - 1.0
-        changed = await self.store.run(partial(queries.blocks_updated_since, since=since))
-        for block in changed:
-            since = max(since, block.pop("updated_at"))
-            if self._statuses.get(block["hash"]) == block["status"]:
-                continue
-            self._statuses[block["hash"]] = block["status"]
-            if len(self._statuses) > 10_000:
-                self._statuses.pop(next(iter(self._statuses)))
-            self.bus.publish("blocks", {"event": block["status"], "block": block})
-        self._blocks_seen = since
 
     def effort(self) -> float | None:
         """The current round's effort: share difficulty since the last block / network's."""
@@ -170,19 +153,9 @@ class NodeView(TimerService):
 
     def on_block(self, share: Any, result: Any) -> None:
         """The pool core's ``on_block`` callback: publish, then store the block's effort."""
-        block_hash = share.block_hash[::-1].hex()
-        bits = int.from_bytes(share.header[72:76], "little") if len(share.header) == 80 else 0
-        difficulty = float(target_to_difficulty(bits_to_target(bits))) if bits else 0.0
-        block = {
-            "height": int(share.height),
-            "hash": block_hash,
-            "status": "found",
-            "finder": share.address,
-            "worker": share.worker_name,
-            "found_at": float(share.time),
-            "network_difficulty": difficulty,
-        }
+        block = found_block(share)
         self.bus.publish("blocks", {"event": "found", "block": block})
+        block_hash, difficulty = block["hash"], block["network_difficulty"]
         if difficulty:
             record = queries.EffortRecord(block_hash, float(share.time), difficulty)
             stored = Deferred.fromCoroutine(
@@ -193,3 +166,34 @@ class NodeView(TimerService):
                     "could not store the effort of block {hash}", failure, hash=block_hash
                 )
             )
+
+    def on_status(self, block_hash: str, status: str, confirmations: int) -> None:
+        """The block tracker's ``on_status`` hook: publish the block with its new status."""
+        self.last_status = Deferred.fromCoroutine(
+            self._publish_status(block_hash, status, confirmations)
+        )
+
+    async def _publish_status(self, block_hash: str, status: str, confirmations: int) -> None:
+        try:
+            block = await self.store.run(partial(queries.block_by_hash, block_hash=block_hash))
+        except Exception:
+            self.log.failure("could not read block {hash} for its status event", hash=block_hash)
+            block = None
+        if block is None:
+            block = {"hash": block_hash, "status": status, "confirmations": confirmations}
+        self.bus.publish("blocks", {"event": status, "block": block})
+
+
+def found_block(share: Any) -> dict[str, Any]:
+    """A found block candidate as the ``blocks`` topic shows it (before the ledger has it)."""
+    bits = int.from_bytes(share.header[72:76], "little") if len(share.header) == 80 else 0
+    difficulty = float(target_to_difficulty(bits_to_target(bits))) if bits else 0.0
+    return {
+        "height": int(share.height),
+        "hash": share.block_hash[::-1].hex(),
+        "status": "found",
+        "finder": share.address,
+        "worker": share.worker_name,
+        "found_at": float(share.time),
+        "network_difficulty": difficulty,
+    }

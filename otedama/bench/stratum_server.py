@@ -130,6 +130,40 @@ class _Control(Protocol):
         self.handle("quit")
 
 
+def bench_stratum(
+    rx: Any, difficulty_log2: int = -32, *, outputs: Any = None, sink: Any = None
+) -> tuple[Any, Any, Any]:
+    """The node's real Stratum stack for benches: (factory, job manager, share sink), every
+    session at difficulty ``2**difficulty_log2`` with no per-connection bounds; the sink is
+    a :class:`CountingSink` and the coinbase pays the bench address unless given."""
+    from otedama.stratum.jobs import JobManager
+    from otedama.stratum.protocol import StratumFactory
+    from otedama.stratum.settings import StratumSettings
+
+    network = get_network("regtest")
+    difficulty = Fraction(2) ** difficulty_log2
+    settings = StratumSettings(
+        network=network,
+        start_difficulty=difficulty,
+        min_difficulty=difficulty,
+        vardiff=False,
+        max_connections=1_000_000,
+        max_connections_per_ip=1_000_000,
+        subscribe_timeout=3600.0,
+        idle_timeout=3600.0,
+        abuse_threshold=1_000_000,
+        # The bench measures the server flat out: no per-connection share-rate bound.
+        max_share_rate=1e9,
+        share_burst=1_000_000_000,
+    )
+    if outputs is None:
+        script = address_to_script(BENCH_ADDRESS, network)
+        outputs = lambda template: [TxOut(template.coinbase_value, script)]  # noqa: E731
+    sink = CountingSink() if sink is None else sink
+    jobs = JobManager(outputs, clock=rx, refresh_interval=3600.0)
+    return StratumFactory(jobs, sink, settings, rx), jobs, sink
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the bench server until stdin closes."""
     parser = argparse.ArgumentParser(prog="otedama-bench-stratum-server")
@@ -155,31 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor, stdio
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
-    from otedama.stratum.jobs import JobManager
-    from otedama.stratum.protocol import StratumFactory
-    from otedama.stratum.settings import StratumSettings
-
     rx: Any = reactor
     network = get_network("regtest")
-    script = address_to_script(BENCH_ADDRESS, network)
-    difficulty = Fraction(2) ** args.difficulty_log2
-    settings = StratumSettings(
-        network=network,
-        start_difficulty=difficulty,
-        min_difficulty=difficulty,
-        vardiff=False,
-        max_connections=1_000_000,
-        max_connections_per_ip=1_000_000,
-        subscribe_timeout=3600.0,
-        idle_timeout=3600.0,
-        abuse_threshold=1_000_000,
-        # The bench measures the server flat out: no per-connection share-rate bound.
-        max_share_rate=1e9,
-        share_burst=1_000_000_000,
-    )
     counting = CountingSink()
     sink: Any = counting
-    outputs: Any = lambda template: [TxOut(template.coinbase_value, script)]  # noqa: E731
+    outputs: Any = None
     store: Any = None
     core: Any = None
     reporter: Any = None
@@ -209,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         reporter = ShareReporter(core, rx)
         sink = core
         outputs = core.coinbase_outputs
-    jobs = JobManager(outputs, clock=rx, refresh_interval=3600.0)
-    factory = StratumFactory(jobs, sink, settings, rx)
+    factory, jobs, _ = bench_stratum(rx, args.difficulty_log2, outputs=outputs, sink=sink)
     out = sys.stdout
     blocks = [0]
 

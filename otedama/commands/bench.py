@@ -20,6 +20,7 @@ BENCH_MODULES: list[str] = [
     "otedama.bench.pplns",
     "otedama.bench.flood",
     "otedama.bench.federation",
+    "otedama.bench.api",
 ]
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -438,6 +438,19 @@ class BlockTracker(TimerService):
         self.last_tick: Deferred[None] | None = None
         #: A daemon or database outage: one warning when it starts, one info when it ends.
         self._outage = OutageLog("block maturity check", f"every {interval:g} s")
+        self._status_callbacks: list[Callable[[str, str, int], None]] = []
+
+    def on_status(self, callback: Callable[[str, str, int], None]) -> None:
+        """Call ``callback(block_hash, new_status, confirmations)`` after each confirm,
+        orphan or reject has committed (a failing callback is logged, the check goes on)."""
+        self._status_callbacks.append(callback)
+
+    def _status_changed(self, block_hash: str, status: str, confirmations: int) -> None:
+        for callback in list(self._status_callbacks):
+            try:
+                callback(block_hash, status, confirmations)
+            except Exception:
+                self.log.failure("block status callback failed for {hash}", hash=block_hash)
 
     def _tick(self) -> Deferred[None]:
         self.last_tick = Deferred.fromCoroutine(self._safe_check())
@@ -479,6 +492,7 @@ class BlockTracker(TimerService):
                     partial(confirm_block, **ids, confirmations=verdict.confirmations)
                 )
                 confirmed.append(block.hash)
+                self._status_changed(block.hash, CONFIRMED, verdict.confirmations)
                 self.log.info(
                     "block {height} {hash} confirmed at {confirmations} confirmations; "
                     "its credits are spendable",
@@ -490,6 +504,7 @@ class BlockTracker(TimerService):
                 cancel = orphan_block if verdict.status == ORPHANED else reject_block
                 reversed_ = await self.store.run(partial(cancel, **ids, reason=verdict.reason))
                 (orphaned if verdict.status == ORPHANED else rejected).append(block.hash)
+                self._status_changed(block.hash, verdict.status, verdict.confirmations)
                 self.log.warn(
                     "block {height} {hash} {status} ({reason}); {count} entries reversed",
                     height=block.height,

@@ -445,6 +445,8 @@ class PayoutProcessor(Service):
         self._loop: LoopingCall | None = None
         self._busy = False
         self._idle_waiters: list[Deferred[None]] = []
+        #: Paused by an operator (the API's admin endpoint): ticks send nothing until resumed.
+        self.paused = False
         #: A wallet or database outage: one warning when it starts, one info when it ends.
         self._outage = OutageLog("payout tick", f"every {interval:g} s")
 
@@ -486,6 +488,20 @@ class PayoutProcessor(Service):
         # Let the tick in flight finish its DB and wallet calls before the store stops.
         return self.when_idle()
 
+    def pause(self) -> Deferred[None]:
+        """Stop paying: no tick starts until :meth:`resume`. The Deferred fires once the
+        tick in flight (if any) has finished, so nothing is being sent when it does."""
+        if not self.paused:
+            self.paused = True
+            self.log.info("payouts paused")
+        return self.when_idle()
+
+    def resume(self) -> None:
+        """Pay again from the next scheduled tick."""
+        if self.paused:
+            self.paused = False
+            self.log.info("payouts resumed")
+
     def when_idle(self) -> Deferred[None]:
         """A Deferred that fires when no tick is running (at once if none is)."""
         if not self._busy:
@@ -513,6 +529,8 @@ class PayoutProcessor(Service):
         """Reconcile unfinished batches, confirm sent ones, then pay what is owed."""
         if self._busy:
             self.log.warn("payout tick skipped: the previous one is still running")
+            return TickReport()
+        if self.paused:
             return TickReport()
         self._busy = True
         report = TickReport()

@@ -17,13 +17,14 @@ it is imported only inside functions that run once the node's reactor is chosen.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from twisted.application.internet import ClientService, TimerService, backoffPolicy
+from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -44,7 +45,6 @@ __all__ = [
     "SharedState",
     "publish_blocks",
     "redis_target",
-    "status_changes",
     "take_token",
 ]
 
@@ -384,87 +384,49 @@ def _subscriber_factory(bus: RedisEventBus, target: RedisTarget) -> Any:
     return SubscriberFactory()
 
 
-def publish_blocks(core: Any, events: EventBus) -> None:
-    """Publish each block the chain took on the ``blocks`` topic (``event: found``)."""
+def publish_blocks(core: Any, events: EventBus, origin: str) -> None:
+    """Publish each block the chain took on ``blocks`` (``event: found``), in the shape the
+    API's WebSocket sends, tagged with this node's ``origin`` (for a node without the API;
+    with it, the API's bridge carries its own events)."""
+    from otedama.api.views import found_block
 
     def found(share: Any, result: Any) -> None:
-        events.publish(
-            "blocks",
-            {
-                "event": "found",
-                "height": share.height,
-                "hash": share.block_hash[::-1].hex(),
-                "worker": share.worker,
-                "address": share.address,
-                "time": share.time,
-                "outcome": result.outcome.value,
-            },
-        )
+        events.publish("blocks", {"event": "found", "block": found_block(share), "origin": origin})
 
     core.on_block(found)
 
 
-def status_changes(known: Mapping[str, str] | None, rows: list[Any]) -> list[Any]:
-    """The recent blocks (``BlockSummary``-like rows) that left ``pending`` since ``known``
-    (hash -> status); None means nothing was known yet: nothing has changed."""
-    if known is None:
-        return []
-    return [row for row in rows if row.status != "pending" and known.get(row.hash) != row.status]
-
-
-class BlockStatusEvents(TimerService):
-    """Publishes ``confirmed``, ``orphaned`` and ``rejected`` on ``blocks`` when one of the
-    ledger's recent blocks leaves ``pending`` (``found`` comes from :func:`publish_blocks`).
-
-    The block tracker has no hook for its verdicts, so the ledger's recent blocks are read
-    every ``interval`` seconds; a failing read is logged and tried again next time.
-    """
+class BlockStatusEvents:
+    """Publishes ``confirmed``, ``orphaned`` and ``rejected`` on ``blocks`` from the block
+    tracker's ``on_status`` hook, with the block as the API shows it (a node without the
+    API; with it, the API publishes and bridges them). A failing read still publishes
+    what the hook said."""
 
     log = Logger()
 
-    def __init__(
-        self, store: Any, events: EventBus, clock: Any, interval: float = 15.0, window: int = 50
-    ) -> None:
-        super().__init__(interval, self.tick)
-        self.setName("block-events")
-        self.clock = clock
+    def __init__(self, store: Any, events: EventBus, tracker: Any, origin: str) -> None:
         self.store = store
         self.events = events
-        self.window = window
-        self.failures = 0
-        self.known: dict[str, str] | None = None
+        self.origin = origin
         self.last: Deferred[None] | None = None
+        tracker.on_status(self.changed)
 
-    def tick(self) -> Deferred[None]:
-        self.last = Deferred.fromCoroutine(self.check())
-        return self.last
+    def changed(self, block_hash: str, status: str, confirmations: int) -> None:
+        self.last = Deferred.fromCoroutine(self.publish(block_hash, status, confirmations))
 
-    async def check(self) -> None:
+    async def publish(self, block_hash: str, status: str, confirmations: int) -> None:
         from functools import partial
 
-        from otedama.ledger.stats import recent_blocks
+        from otedama.api.queries import block_by_hash
 
+        block: dict[str, Any] | None = None
         try:
-            rows = await self.store.run(partial(recent_blocks, limit=self.window))
+            block = await self.store.run(partial(block_by_hash, block_hash=block_hash))
         except Exception:
-            self.failures += 1
-            self.log.failure(
-                "reading recent blocks for events failed ({n} so far)", n=self.failures
-            )
-            return
-        for row in status_changes(self.known, rows):
-            self.events.publish(
-                "blocks",
-                {
-                    "event": row.status,
-                    "height": row.height,
-                    "hash": row.hash,
-                    "confirmations": row.confirmations,
-                    "reward": row.reward,
-                    "address": row.finder_address,
-                },
-            )
-        self.known = {row.hash: row.status for row in rows}
+            self.log.failure("reading block {hash} for its status event failed", hash=block_hash)
+        if block is None:
+            block = {"hash": block_hash, "status": status, "confirmations": confirmations}
+        self.events.publish("blocks", {"event": status, "block": block, "origin": self.origin})
 
 
 class SharedState(Service):
@@ -480,6 +442,8 @@ class SharedState(Service):
         self, target: RedisTarget | None, clock: Any, timeout: float = CALL_TIMEOUT
     ) -> None:
         self.setName("shared-state")
+        #: This node among those sharing Redis (bridged events carry it as ``origin``).
+        self.node_id = uuid.uuid4().hex[:16]
         self.target = target
         self.clock = clock
         self.timeout = timeout

@@ -61,12 +61,30 @@ database:
 
 
 def site(
-    tmp_path: Path, policy: ApiPolicy, clock: task.Clock | None = None
+    tmp_path: Path,
+    policy: ApiPolicy,
+    clock: task.Clock | None = None,
+    store: SyncStore | None = None,
+    **parts: Any,
 ) -> tuple[ApiParts, SyncStore, task.Clock, PoolCore]:
+    """The API over a migrated SQLite ledger; ``parts`` go to ``build_api`` (payouts, …)."""
     clock = clock or task.Clock()
     clock.advance(1_000_000)
-    store = SyncStore(migrated_engine(tmp_path))
-    core = PoolCore(
+    store = store or SyncStore(migrated_engine(tmp_path))
+    core = pool_core(clock)
+    api = build_api(devnet_config(tmp_path), clock, store, core, policy=policy, **parts)
+    return api, store, clock, core
+
+
+async def body(response: Any) -> Any:
+    import treq
+
+    return await treq.json_content(response)
+
+
+def pool_core(clock: Any) -> PoolCore:
+    """A PPLNS pool core whose block submissions the chain accepts."""
+    return PoolCore(
         NETWORK,
         POOL,
         RewardScheme.PPLNS,
@@ -74,11 +92,3 @@ def site(
         ScriptedSubmitter(SubmitResult(SubmitOutcome.ACCEPTED)),
         clock=clock,
     )
-    parts = build_api(devnet_config(tmp_path), clock, store, core, policy=policy)
-    return parts, store, clock, core
-
-
-async def body(response: Any) -> Any:
-    import treq
-
-    return await treq.json_content(response)

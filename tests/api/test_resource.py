@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from treq.testing import StubTreq
+from twisted.internet import task
 
 from otedama.api import tokens
 from otedama.api.endpoints import ApiRegistry
@@ -21,7 +22,7 @@ from otedama.api.routes import (
     openapi,
     parse_params,
 )
-from tests.api.support import site
+from tests.api.support import SyncStore, migrated_engine, site
 from tests.pool.support import MINER
 
 BASE = "http://127.0.0.1/api/v1"
@@ -324,10 +325,60 @@ async def test_the_root_serves_the_dashboard_and_lists_no_folder(tmp_path: Path)
 def test_observers_see_each_answer_by_route_and_status(tmp_path: Path) -> None:
     """The hook the metrics use (API requests by route and status)."""
     parts, _, _, _ = site(tmp_path, ApiPolicy(rate_limiting=False))
-    seen: list[tuple[str, int]] = []
-    parts.api.observers.append(lambda operation, status: seen.append((operation, status)))
-    parts.api.observers.append(lambda operation, status: 1 / 0)  # a broken one is logged
+    seen: list[tuple[str, str, int, float]] = []
+    parts.api.observers.append(lambda *answer: seen.append(answer))
+    parts.api.observers.append(lambda *answer: 1 / 0)  # a broken one is logged
     stub = StubTreq(parts.site.resource)
-    for path in ("/pool", "/blocks?page=0", "/nope", "/openapi.json"):
+    for path in ("/pool", "/blocks?page=0", "/nope", "/openapi.json", f"/miners/{MINER}"):
         call(stub, "GET", path)
-    assert seen == [("getPool", 200), ("getBlocks", 400), ("unmatched", 404), ("openapi", 200)]
+    assert seen == [
+        ("getPool", "/api/v1/pool", 200, 0.0),
+        ("getBlocks", "/api/v1/blocks", 400, 0.0),
+        ("unmatched", "unmatched", 404, 0.0),
+        ("openapi", "/api/v1/openapi.json", 200, 0.0),
+        ("getMiner", "/api/v1/miners/{address}", 404, 0.0),  # no shares yet
+    ]
+
+
+def test_each_answer_moves_the_api_counters_by_route_pattern_in_the_exposition(
+    tmp_path: Path,
+) -> None:
+    """The node's metrics count API answers by pattern (never the raw address) and status."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from otedama.ops.metrics import NodeMetrics
+
+    clock = task.Clock()
+    metrics = NodeMetrics(clock, "devnet")
+    parts, _, _, _ = site(tmp_path, ApiPolicy(rate_limiting=False), clock, metrics=metrics)
+    stub = StubTreq(parts.site.resource)
+    for path in (f"/miners/{MINER}", f"/miners/{MINER}", "/miners/not-an-address"):
+        call(stub, "GET", path)
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        for sample in family.samples
+    }
+    route = ("route", "/api/v1/miners/{address}")
+    assert values[("otedama_api_requests_total", (route, ("status", "404")))] == 2
+    assert values[("otedama_api_requests_total", (route, ("status", "400")))] == 1
+    assert values[("otedama_api_request_seconds_count", (route,))] == 3
+    assert not any(MINER in str(labels) for (_, labels) in values)
+
+
+def test_payout_pause_pauses_the_running_processor_without_stopping_it(tmp_path: Path) -> None:
+    """The admin endpoint uses the processor's pause()/resume(); its service stays up."""
+    from otedama.ledger.payouts import PayoutProcessor
+
+    clock = task.Clock()
+    store = SyncStore(migrated_engine(tmp_path))
+    processor = PayoutProcessor(store, None, clock, interval=600)  # type: ignore[arg-type]
+    processor.running = True  # as under the node (not started here: it would tick)
+    policy = ApiPolicy(auth_enabled=False, rate_limiting=False)
+    parts, _, _, _ = site(tmp_path, policy, clock, store, payouts=processor)
+    stub = StubTreq(parts.site.resource)
+    assert call(stub, "POST", "/admin/payouts/pause")[2] == {"paused": True}
+    assert processor.paused and processor.running
+    assert call(stub, "POST", "/admin/payouts/pause")[2] == {"paused": True}
+    assert call(stub, "POST", "/admin/payouts/resume")[2] == {"paused": False}
+    assert not processor.paused and processor.running

@@ -36,8 +36,8 @@ def header_with_difficulty(difficulty: float) -> bytes:
     return bytes(72) + bits.to_bytes(4, "little") + bytes(4)
 
 
-def test_a_refresh_publishes_pool_miner_and_block_status_topics(tmp_path: Path) -> None:
-    parts, store, clock, core = site(tmp_path, ApiPolicy(rate_limiting=False))
+def test_a_refresh_publishes_pool_and_miner_topics(tmp_path: Path) -> None:
+    parts, _, _, core = site(tmp_path, ApiPolicy(rate_limiting=False))
     events: list[tuple[str, dict[str, Any]]] = []
     for topic in ("pool", "blocks", f"miner:{MINER}"):
         parts.bus.subscribe(topic, lambda t, p: events.append((t, p)))
@@ -46,7 +46,16 @@ def test_a_refresh_publishes_pool_miner_and_block_status_topics(tmp_path: Path) 
     run(parts.view.refresh())
     assert [t for t, _ in events] == ["pool", f"miner:{MINER}"]
     assert events[0][1]["miners"] == 1 and events[0][1]["workers"] == 1
+    assert parts.view.failures == 0
 
+
+def test_the_trackers_status_hook_publishes_the_block_with_its_new_status(
+    tmp_path: Path,
+) -> None:
+    """No polling: each verdict the tracker commits is one ``blocks`` event."""
+    parts, store, _, _ = site(tmp_path, ApiPolicy(rate_limiting=False))
+    events: list[dict[str, Any]] = []
+    parts.bus.subscribe("blocks", lambda t, p: events.append(p))
     policy = RewardPolicy(RewardScheme.PPLNS, 100, POOL, 3600.0)
     found = FoundBlock(7, "ab" * 32, MINER, "rig1", 50_0000_0000, T)
 
@@ -54,16 +63,19 @@ def test_a_refresh_publishes_pool_miner_and_block_status_topics(tmp_path: Path) 
         recorded = ledger_blocks.record_block(connection, found, policy, now=T + 1)
         ledger_blocks.confirm_block(connection, recorded.block_id, 100, now=T + 2)
 
-    clock.advance(3)
     run(store.run(record))
-    events.clear()
     run(parts.view.refresh())
-    blocks = [p for t, p in events if t == "blocks"]
-    assert [(b["event"], b["block"]["hash"]) for b in blocks] == [("confirmed", "ab" * 32)]
-    events.clear()
-    run(parts.view.refresh())  # nothing changed: no block event again
-    assert [t for t, _ in events] == ["pool", f"miner:{MINER}"]
-    assert parts.view.failures == 0
+    assert events == []  # a refresh no longer looks for status changes
+    parts.view.on_status("ab" * 32, "confirmed", 100)
+    [event] = events
+    assert event["event"] == "confirmed"
+    assert event["block"]["hash"] == "ab" * 32 and event["block"]["confirmations"] == 100
+    assert event["block"]["finder"] == MINER
+    parts.view.on_status("cd" * 32, "orphaned", -1)  # unknown to the ledger: what the hook said
+    assert events[1] == {
+        "event": "orphaned",
+        "block": {"hash": "cd" * 32, "status": "orphaned", "confirmations": -1},
+    }
 
 
 def test_on_block_publishes_found_and_stores_the_blocks_effort(tmp_path: Path) -> None:

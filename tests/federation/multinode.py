@@ -122,6 +122,8 @@ class Devnet:
     port: int = field(default_factory=free_port)
     difficulty: str = "0.002"
     proc: Proc | None = None
+    #: What ``otedama federation status`` last said when it failed.
+    last_status_error: str = ""
 
     @property
     def url(self) -> str:
@@ -278,6 +280,7 @@ monitoring:
             timeout=60,
         )
         if done.returncode != 0:
+            self.last_status_error = done.stderr.decode(errors="replace").strip()
             return None
         view: dict[str, Any] = json.loads(done.stdout)
         return view

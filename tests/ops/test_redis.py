@@ -309,11 +309,11 @@ async def test_the_node_adds_a_redis_check_only_when_redis_is_configured(tmp_pat
     dead = f"redis://127.0.0.1:{free_port()}/0"
     node = MultiService()
     core = Core()
-    state = shared_state(_config(url=dead), reactor, core, node, health)
+    state = shared_state(_config(url=dead), reactor, core, node, health, api=False)
     node.startService()
     try:
         assert health.report()["checks"]["redis"]["status"] == "degraded"
-        assert len(core.callbacks) == 1  # found blocks are published on "blocks"
+        assert len(core.callbacks) == 1  # without the API, found blocks are published here
         seen: list[dict[str, Any]] = []
         state.events.subscribe("blocks", lambda topic, event: seen.append(event))
         assert (await state.limits.take("ip:1", 1.0, 1.0, 0.0)).allowed
@@ -366,21 +366,18 @@ def test_a_redis_url_that_is_not_redis_is_a_config_error_naming_the_key(tmp_path
 # -- block status events ----------------------------------------------------------------
 
 
-class _Row:
-    def __init__(self, hash: str, status: str) -> None:
-        self.hash = hash
-        self.status = status
+class _Tracker:
+    """The block tracker's ``on_status`` hook, driven by the test."""
 
+    def __init__(self) -> None:
+        self.callbacks: list[Any] = []
 
-def test_status_changes_are_blocks_that_left_pending_since_the_last_look() -> None:
-    from otedama.ops.redis import status_changes
+    def on_status(self, callback: Any) -> None:
+        self.callbacks.append(callback)
 
-    rows = [_Row("a", "confirmed"), _Row("b", "pending"), _Row("c", "orphaned")]
-    assert status_changes(None, rows) == []  # the first look only learns
-    changed = status_changes({"a": "pending", "b": "pending", "c": "orphaned"}, rows)
-    assert [row.hash for row in changed] == ["a"]
-    # A block first seen already settled (found and settled between two looks) counts.
-    assert [r.hash for r in status_changes({}, [_Row("d", "rejected")])] == ["d"]
+    def verdict(self, block_hash: str, status: str, confirmations: int) -> None:
+        for callback in self.callbacks:
+            callback(block_hash, status, confirmations)
 
 
 @pytest.mark.timeout(60)
@@ -388,6 +385,7 @@ def test_status_changes_are_blocks_that_left_pending_since_the_last_look() -> No
 async def test_a_block_the_ledger_confirms_or_orphans_is_published_on_blocks(
     tmp_path: Path,
 ) -> None:
+    """From the tracker's hook (no polling), with the block as the API shows it."""
     from functools import partial
 
     from twisted.internet import reactor
@@ -408,23 +406,25 @@ async def test_a_block_the_ledger_confirms_or_orphans_is_published_on_blocks(
     bus = MemoryEventBus()
     seen: list[dict[str, Any]] = []
     bus.subscribe("blocks", lambda topic, event: seen.append(event))
-    watcher = BlockStatusEvents(store, bus, reactor)
+    tracker = _Tracker()
+    watcher = BlockStatusEvents(store, bus, tracker, "node-a")
     policy = RewardPolicy(RewardScheme.SOLO, 0, "fee-address", 3600.0)
     try:
         ids = []
         for height in (101, 102):
             found = FoundBlock(height, f"{height:064x}", "alice", "rig0", 5_000_000_000, 1000.0)
             ids.append((await store.record_block(found, policy)).block_id)
-        await watcher.check()
-        assert seen == []
         await store.run(partial(confirm_block, block_id=ids[0], confirmations=100, now=2000.0))
+        tracker.verdict(f"{101:064x}", "confirmed", 100)
+        assert watcher.last is not None
+        await watcher.last
         await store.run(partial(orphan_block, block_id=ids[1], reason="reorg", now=2000.0))
-        await watcher.check()
-        assert sorted((e["event"], e["height"]) for e in seen) == [
-            ("confirmed", 101),
-            ("orphaned", 102),
+        tracker.verdict(f"{102:064x}", "orphaned", 3)
+        await watcher.last
+        assert [(e["event"], e["block"]["height"], e["origin"]) for e in seen] == [
+            ("confirmed", 101, "node-a"),
+            ("orphaned", 102, "node-a"),
         ]
-        await watcher.check()
-        assert len(seen) == 2  # each change once
+        assert seen[0]["block"]["status"] == "confirmed" and seen[0]["block"]["finder"] == "alice"
     finally:
         await store.stop()

@@ -1,0 +1,528 @@
+"""``otedama bench api``: API latency at a request rate, and WebSocket fan-out of a block.
+
+The server runs in its own process (``python -m otedama.bench.api``): the node's real API
+(:func:`otedama.api.service.build_api` over a SQLite ledger holding one block) and the
+node's real Stratum stack on the same reactor, with N miners connected to it. This
+process is the load generator: an open-loop HTTP load at ``--rate`` requests/s spread
+over ``status``, ``pool``, ``miners/{address}`` and ``blocks`` (latency from the moment
+a request is due to its last body byte), then S WebSocket subscribers on ``blocks`` and
+``--rounds`` blocks published on the server, each timed from the publish to its last
+delivery (both processes read the same ``CLOCK_MONOTONIC``). It prints figures; it never
+passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
+
+from otedama.bench.stratum import BenchConfig, LoadGenerator, _ServerProcess, percentile
+from otedama.bench.stratum_server import (
+    BENCH_ADDRESS,
+    bench_stratum,
+    raise_fd_limit,
+    synthetic_template,
+)
+
+__all__ = ["ApiBenchConfig", "ApiBenchResult", "ApiLoad", "register", "serve"]
+
+#: The read endpoints the load spreads over, round robin.
+ROUTES = ("/status", "/pool", f"/miners/{BENCH_ADDRESS}", "/blocks")
+
+
+@dataclass
+class ApiBenchConfig:
+    """What to run (see ``otedama bench api --help``)."""
+
+    miners: int = 10_000
+    rate: float = 2000.0
+    duration: float = 10.0
+    warmup: float = 2.0
+    subscribers: int = 1000
+    rounds: int = 10
+    connect_batch: int = 500
+
+
+@dataclass
+class ApiBenchResult:
+    """The measured figures (milliseconds unless named otherwise)."""
+
+    miners: int = 0
+    target_rate: float = 0.0
+    achieved_rate: float = 0.0
+    requests: int = 0
+    errors: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    routes: dict[str, list[float]] = field(default_factory=dict)
+    subscribers: int = 0
+    fanout_last_ms: list[float] = field(default_factory=list)
+    fanout_last_p50_ms: float = 0.0
+    fanout_last_p99_ms: float = 0.0
+
+
+# -- the server process ------------------------------------------------------------------
+
+
+def _bench_config(data_dir: Path) -> Any:
+    from otedama.config import load_config
+
+    path = data_dir / "otedama.yaml"
+    path.write_text(
+        f"app:\n  data_dir: {data_dir}\nchain:\n  network: devnet\n  backend: devnet\n"
+        f"pool:\n  wallet_address: {BENCH_ADDRESS}\n"
+        f"database:\n  url: sqlite:///{data_dir / 'ledger.sqlite'}\n",
+        encoding="utf-8",
+    )
+    return load_config(path)
+
+
+class _NoSubmit:
+    """The bench pool core never submits a block."""
+
+    async def submit_block(self, block: bytes) -> Any:
+        raise RuntimeError("the API bench submits no blocks")
+
+
+async def _start_server(rx: Any, data_dir: Path) -> dict[str, Any]:
+    from otedama.api.resource import ApiPolicy
+    from otedama.api.service import build_api
+    from otedama.chain.params import get_network
+    from otedama.ledger import db
+    from otedama.ledger.blocks import FoundBlock, RewardPolicy, record_block
+    from otedama.ledger.rewards import RewardScheme
+    from otedama.ledger.store import LedgerStore
+    from otedama.pool.core import PoolCore
+
+    config = _bench_config(data_dir)
+    url = config.database.url
+    engine = db.make_engine(url, pool_size=1)
+    with engine.begin() as connection:
+        db.upgrade(connection)
+    engine.dispose()
+    store = LedgerStore(rx, url, 4, spool_dir=data_dir / "spool")
+    store.start()
+    # Its database threads would keep the process alive past the reactor.
+    rx.addSystemEventTrigger("before", "shutdown", lambda: Deferred.fromCoroutine(store.stop()))
+    now = time.time()
+    found = FoundBlock(101, "ab" * 32, BENCH_ADDRESS, "bench", 50_0000_0000, now)
+    # An empty share window books the whole reward to the fee address: a balance to show.
+    policy = RewardPolicy(RewardScheme.PPLNS, 100, BENCH_ADDRESS, 3600.0)
+    await store.run(partial(record_block, found=found, policy=policy, now=now))
+    core = PoolCore(
+        get_network("devnet"), BENCH_ADDRESS, RewardScheme.PPLNS, 100, _NoSubmit(), clock=rx
+    )
+    parts = build_api(
+        config, rx, store, core, policy=ApiPolicy(auth_enabled=False, rate_limiting=False)
+    )
+    parts.view.startService()
+    factory, jobs, _ = bench_stratum(rx)
+    jobs.on_template(synthetic_template(0, int(now)))
+    stratum = rx.listenTCP(0, factory, backlog=4096, interface="127.0.0.1")
+    api = rx.listenTCP(0, parts.site, backlog=4096, interface="127.0.0.1")
+    return {"parts": parts, "stratum": stratum, "api": api, "store": store}
+
+
+class _Control(Protocol):
+    """Commands on stdin, one a line: ``block`` publishes one, ``quit`` stops."""
+
+    def __init__(self, rx: Any, parts: Any) -> None:
+        self.rx = rx
+        self.parts = parts
+        self.buffer = b""
+        self.blocks = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            self.command(line.decode().strip())
+
+    def command(self, command: str) -> None:
+        if command == "block":
+            self.blocks += 1
+            event = {"event": "found", "block": {"height": 101 + self.blocks, "round": self.blocks}}
+            t0 = time.monotonic()
+            delivered = self.parts.bus.publish("blocks", event)
+            _say({"round": self.blocks, "t0": t0, "t1": time.monotonic(), "sent": delivered})
+        elif command == "quit" and self.rx.running:
+            self.rx.stop()
+
+    def connectionLost(self, reason: object = None) -> None:
+        if self.rx.running:
+            self.rx.stop()
+
+
+def _say(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def serve(argv: list[str] | None = None) -> int:
+    """The bench server: the API and Stratum on one asyncio reactor, until stdin closes."""
+    parser = argparse.ArgumentParser(prog="otedama-bench-api-server")
+    parser.add_argument("--data-dir", required=True)
+    args = parser.parse_args(argv)
+    raise_fd_limit()
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install()
+    from twisted.internet import reactor, stdio
+
+    rx: Any = reactor
+
+    async def start() -> None:
+        started = await _start_server(rx, Path(args.data_dir))
+        stdio.StandardIO(_Control(rx, started["parts"]), reactor=rx)
+        _say(
+            {
+                "stratum": started["stratum"].getHost().port,
+                "api": started["api"].getHost().port,
+            }
+        )
+
+    rx.callWhenRunning(
+        lambda: Deferred.fromCoroutine(start()).addErrback(
+            lambda failure: (failure.printTraceback(), rx.stop())
+        )
+    )
+    rx.run()
+    return 0
+
+
+# -- the load generator ------------------------------------------------------------------
+
+
+class _Subscriber:
+    """One WebSocket client on ``blocks``: arrival times by round."""
+
+    def __init__(self, load: ApiLoad) -> None:
+        self.load = load
+        self.transport: Any = None
+
+    def negotiationStarted(self, transport: Any) -> None:
+        self.transport = transport
+
+    def negotiationFinished(self) -> None:
+        self.transport.sendTextMessage(json.dumps({"op": "subscribe", "topic": "blocks"}))
+
+    def textMessageReceived(self, message: str) -> None:
+        now = time.monotonic()
+        data = json.loads(message)
+        if data.get("subscribed"):
+            self.load.subscribed()
+        elif "data" in data:
+            self.load.delivered(int(data["data"]["block"]["round"]), now)
+
+    def bytesMessageReceived(self, data: bytes) -> None:
+        pass
+
+    def pongReceived(self, payload: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Any) -> None:
+        self.load.lost += 1
+
+
+class ApiLoad:
+    """Drives the API bench: server, miners, HTTP load, then WebSocket fan-out rounds."""
+
+    def __init__(
+        self, reactor: Any, config: ApiBenchConfig, out: Any = print, data_dir: str | None = None
+    ) -> None:
+        self.reactor = reactor
+        self.config = config
+        self.out = out
+        self.data_dir = data_dir
+        self.server: _ServerProcess | None = None
+        self.miners = LoadGenerator(
+            reactor, BenchConfig(connect_batch=config.connect_batch), out=out
+        )
+        self.result = ApiBenchResult(miners=config.miners, target_rate=config.rate)
+        self.samples: list[tuple[str, float]] = []
+        self.statuses: dict[str, int] = {}
+        self.in_flight = 0
+        self.lost = 0
+        self._subscribed = 0
+        self._arrivals: dict[int, list[float]] = {}
+        self._waiter: tuple[int, Deferred[None]] | None = None
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self.clients: list[_Subscriber] = []
+        self.failures: list[str] = []
+
+    def _connect_failed(self, failure: Any) -> None:
+        self.failures.append(failure.getErrorMessage())
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter[1].errback(failure)
+
+    # -- events ----------------------------------------------------------------------
+
+    def subscribed(self) -> None:
+        self._subscribed += 1
+        self._wake(self._subscribed)
+
+    def delivered(self, round_: int, now: float) -> None:
+        arrivals = self._arrivals.setdefault(round_, [])
+        arrivals.append(now)
+        self._wake(len(arrivals))
+
+    def _wake(self, count: int) -> None:
+        waiter = self._waiter
+        if waiter is not None and count >= waiter[0]:
+            self._waiter = None
+            waiter[1].callback(None)
+
+    def _wait_for(self, count: int) -> Deferred[None]:
+        done: Deferred[None] = Deferred()
+        self._waiter = (count, done)
+        return done
+
+    # -- phases ----------------------------------------------------------------------
+
+    async def start_server(self) -> tuple[int, int]:
+        """Spawn the server process; (stratum port, API port)."""
+        if self.data_dir is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="otedama-bench-api-")
+            self.data_dir = self._tempdir.name
+        server = _ServerProcess()
+        self.server = server
+        first = server.ask(None)
+        python = sys.executable
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        self.reactor.spawnProcess(
+            server,
+            python,
+            [python, "-m", "otedama.bench.api", "--data-dir", self.data_dir],
+            env=env,
+        )
+        hello = await first
+        return int(hello["stratum"]), int(hello["api"])
+
+    async def http_load(self, base: str) -> None:
+        """Open-loop requests at ``rate`` for ``warmup + duration`` s; measure the last part."""
+        from twisted.internet.task import LoopingCall
+        from twisted.web.client import Agent, HTTPConnectionPool, readBody
+
+        config = self.config
+        pool = HTTPConnectionPool(self.reactor, persistent=True)
+        pool.maxPersistentPerHost = 256
+        pool.retryAutomatically = False
+        agent = Agent(self.reactor, pool=pool)
+        urls = [(route, (base + "/api/v1" + route).encode()) for route in ROUTES]
+        start = time.monotonic()
+        measure_from = start + config.warmup
+        end = measure_from + config.duration
+        sent = [0]
+
+        def record(route: str, due: float, status: str) -> None:
+            now = time.monotonic()
+            self.in_flight -= 1
+            if due >= measure_from:
+                self.samples.append((route, now - due))
+                self.statuses[status] = self.statuses.get(status, 0) + 1
+
+        def one(index: int, due: float) -> None:
+            route, url = urls[index % len(urls)]
+            self.in_flight += 1
+            d = agent.request(b"GET", url)
+
+            def answered(response: Any) -> Any:
+                body = readBody(response)
+                return body.addCallback(lambda _: record(route, due, str(response.code)))
+
+            def failed(failure: Any) -> None:
+                record(route, due, "error")
+
+            d.addCallback(answered).addErrback(failed)
+
+        def tick() -> None:
+            now = time.monotonic()
+            due_count = int((min(now, end) - start) * config.rate)
+            while sent[0] < due_count:
+                one(sent[0], start + sent[0] / config.rate)
+                sent[0] += 1
+            if now >= end:
+                loop.stop()
+
+        loop = LoopingCall(tick)
+        loop.clock = self.reactor
+        await loop.start(0.002)
+        while self.in_flight > 0:
+            await self.miners.sleep(0.05)
+        await pool.closeCachedConnections()
+        self.result.requests = len(self.samples)
+        self.result.achieved_rate = len(self.samples) / config.duration if config.duration else 0
+        # Failed requests are counted under the status "error".
+        self.result.errors = sum(n for status, n in self.statuses.items() if status != "200")
+        self.result.statuses = dict(self.statuses)
+        latencies = [seconds for _, seconds in self.samples]
+        self.result.p50_ms = percentile(latencies, 0.5) * 1000
+        self.result.p99_ms = percentile(latencies, 0.99) * 1000
+        self.result.max_ms = max(latencies, default=0.0) * 1000
+        for route in ROUTES:
+            mine = [seconds for name, seconds in self.samples if name == route]
+            self.result.routes[route] = [
+                round(percentile(mine, 0.5) * 1000, 2),
+                round(percentile(mine, 0.99) * 1000, 2),
+            ]
+
+    async def fanout(self, base: str) -> None:
+        """S subscribers on ``blocks``, then ``rounds`` blocks, each to its last delivery."""
+        from twisted.web.websocket import WebSocketClientEndpoint
+
+        config = self.config
+        url = base.replace("http://", "ws://") + "/api/v1/ws"
+
+        class Factory:
+            def __init__(self, load: ApiLoad) -> None:
+                self.load = load
+
+            def buildProtocol(self, url: str) -> _Subscriber:
+                client = _Subscriber(self.load)
+                self.load.clients.append(client)
+                return client
+
+        factory = Factory(self)
+        batch = max(1, config.connect_batch)
+        while self._subscribed < config.subscribers:
+            target = min(config.subscribers, self._subscribed + batch)
+            ready = self._wait_for(target)
+            for _ in range(target - self._subscribed):
+                endpoint = WebSocketClientEndpoint.new(self.reactor, url)
+                connecting = Deferred.fromCoroutine(endpoint.connect(cast(Any, factory)))
+                connecting.addErrback(self._connect_failed)
+            await ready
+        self.result.subscribers = self._subscribed
+        assert self.server is not None
+        for _ in range(config.rounds):
+            arrived = self._wait_for(config.subscribers)
+            reply = await self.server.ask("block")
+            self._arrivals.setdefault(int(reply["round"]), [])
+            await arrived
+            last = max(self._arrivals[int(reply["round"])])
+            self.result.fanout_last_ms.append(round((last - float(reply["t0"])) * 1000, 3))
+            await self.miners.sleep(0.05)
+        self.result.fanout_last_p50_ms = percentile(self.result.fanout_last_ms, 0.5)
+        self.result.fanout_last_p99_ms = percentile(self.result.fanout_last_ms, 0.99)
+
+    async def run(self) -> ApiBenchResult:
+        config = self.config
+        stratum, api = await self.start_server()
+        base = f"http://127.0.0.1:{api}"
+        self.out(f"server: API on {base}, Stratum on 127.0.0.1:{stratum}")
+        await self.miners.connect("127.0.0.1", stratum, config.miners)
+        self.out(f"miners: {len(self.miners.ready)} connected to Stratum on the server")
+        await self.http_load(base)
+        r = self.result
+        self.out(
+            f"api: {r.requests} requests in {config.duration:g} s ({r.achieved_rate:.0f}/s, "
+            f"target {config.rate:g}/s), p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, "
+            f"max {r.max_ms:.2f} ms, errors {r.errors}"
+        )
+        for route, (p50, p99) in r.routes.items():
+            self.out(f"  {route}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        if config.subscribers and config.rounds:
+            await self.fanout(base)
+            self.out(
+                f"websocket: {r.subscribers} subscribers, {config.rounds} blocks, publish to "
+                f"last delivery p50 {r.fanout_last_p50_ms:.2f} ms, "
+                f"p99 {r.fanout_last_p99_ms:.2f} ms"
+            )
+        return r
+
+    async def close(self) -> None:
+        for client in self.clients:
+            if client.transport is not None:
+                client.transport.loseConnection()
+        await self.miners.close()
+        server = self.server
+        if server is not None and server.transport is not None:
+            process: Any = server.transport
+            process.closeStdin()
+            await server.ended
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+
+
+def register(subparsers: Any) -> None:
+    """Add ``api`` to the ``bench`` sub-commands."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "api",
+        help="API p50/p99 at a request rate with miners on Stratum, and WebSocket fan-out",
+        description=__doc__,
+    )
+    parser.add_argument("--miners", type=int, default=10_000, help="miners connected to Stratum")
+    parser.add_argument("--rate", type=float, default=2000.0, help="API requests/s in total")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds of load")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before")
+    parser.add_argument(
+        "--subscribers", type=int, default=1000, help="WebSocket subscribers on blocks (0: skip)"
+    )
+    parser.add_argument("--rounds", type=int, default=10, help="blocks published for fan-out")
+    parser.add_argument(
+        "--json", action="store_true", help="also print the figures as one JSON object"
+    )
+    parser.set_defaults(func=run_api_bench)
+
+
+def run_api_bench(args: argparse.Namespace) -> int:
+    """Run the API bench with the epoll reactor for the load generator."""
+    config = ApiBenchConfig(
+        miners=args.miners,
+        rate=args.rate,
+        duration=args.duration,
+        warmup=args.warmup,
+        subscribers=args.subscribers,
+        rounds=args.rounds,
+    )
+    if config.miners < 1 or config.rate <= 0 or config.duration <= 0 or config.subscribers < 0:
+        print(
+            "otedama bench api: --miners must be >= 1, --rate and --duration > 0 and "
+            f"--subscribers >= 0 (got {config.miners}, {config.rate}, {config.duration}, "
+            f"{config.subscribers})"
+        )
+        return 2
+    raise_fd_limit()
+    if "twisted.internet.reactor" not in sys.modules:
+        from twisted.internet import epollreactor
+
+        epollreactor.install()
+    from twisted.internet.task import react
+
+    outcome: dict[str, ApiBenchResult] = {}
+
+    async def main(rx: Any) -> None:
+        load = ApiLoad(rx, config)
+        try:
+            outcome["result"] = await load.run()
+        finally:
+            await load.close()
+
+    try:
+        react(lambda rx: Deferred.fromCoroutine(main(rx)), [])
+    except SystemExit as exit_:
+        if exit_.code not in (0, None):
+            return int(exit_.code) if isinstance(exit_.code, int) else 1
+    if args.json and "result" in outcome:
+        print(json.dumps(asdict(outcome["result"])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve())
