@@ -108,3 +108,24 @@ def with_database(args: argparse.Namespace, fn: Callable[[Connection, str], T]) 
         return fail(f"cannot use the database {db.redact(url)}: {db.describe_error(e, url)}")
     finally:
         engine.dispose()
+
+
+def read_health_report(url: str, timeout: float) -> dict[str, Any] | str:
+    """The running node's health report from ``url`` (a degraded node answers 503 with
+    the same JSON), or one line saying why there is none."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            body = reply.read()
+    except urllib.error.HTTPError as error:
+        body = error.read()
+    except (urllib.error.URLError, OSError) as error:
+        return f"{url}: no answer ({getattr(error, 'reason', error)}); is the node running?"
+    try:
+        report = json.loads(body)
+    except ValueError:
+        return f"{url}: not a health report: {body[:200]!r}"
+    return report if isinstance(report, dict) else f"{url}: not a health report"

@@ -10,11 +10,9 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
-from otedama.commands.common import add_config_argument
+from otedama.commands.common import add_config_argument, read_health_report
 from otedama.commands.health import health_url
 
 __all__ = ["format_status", "register", "status"]
@@ -36,18 +34,10 @@ def register(subparsers: Any) -> None:
 
 def fetch_status(url: str, timeout: float) -> dict[str, Any] | str:
     """The federation view from the node's health report, or why there is none."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
-            body = reply.read()
-    except urllib.error.HTTPError as error:
-        body = error.read()
-    except (urllib.error.URLError, OSError) as error:
-        return f"{url}: no answer ({getattr(error, 'reason', error)}); is the node running?"
-    try:
-        report = json.loads(body)
-    except ValueError:
-        return f"{url}: not a health report: {body[:200]!r}"
-    component = report.get("checks", {}).get("federation") if isinstance(report, dict) else None
+    report = read_health_report(url, timeout)
+    if isinstance(report, str):
+        return report
+    component = report.get("checks", {}).get("federation")
     if not isinstance(component, dict) or not isinstance(component.get("status"), dict):
         return (
             f"{url}: the node reports no federation; set federation.enabled: true "

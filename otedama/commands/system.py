@@ -30,7 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from otedama import __version__
-from otedama.commands.common import add_config_argument, config_path, usage_of
+from otedama.commands.common import (
+    add_config_argument,
+    config_path,
+    read_health_report,
+    usage_of,
+)
 from otedama.config import Config, ConfigError, export_config, load_config, money_risks
 
 __all__ = [
@@ -406,18 +411,7 @@ def fetch_health(config: Config, timeout: float = 5.0) -> dict[str, Any] | str:
     url = health_url(config)
     if url is None:
         return "monitoring.health.enabled is false: the node cannot be asked"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
-            body = reply.read()
-    except urllib.error.HTTPError as error:
-        body = error.read()
-    except (urllib.error.URLError, OSError) as error:
-        return f"{url}: no answer ({getattr(error, 'reason', error)}); is the node running?"
-    try:
-        report = json.loads(body)
-    except ValueError:
-        return f"{url}: not a health report"
-    return report if isinstance(report, dict) else f"{url}: not a health report"
+    return read_health_report(url, timeout)
 
 
 def ledger_stats(config: Config) -> dict[str, Any] | str:

@@ -31,7 +31,7 @@ FLAGS = (
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
     assert not missing, (
         f"{' and '.join(missing)} missing: apt-get install -y chromium chromium-driver "
@@ -44,6 +44,9 @@ def browser() -> Iterator[Any]:
     options.binary_location = CHROMIUM
     for flag in FLAGS:
         options.add_argument(flag)
+    # A new empty profile each run: with the default one, a Chromium left over from an
+    # earlier run (or its stale SingletonLock) makes this one hand over and exit.
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
