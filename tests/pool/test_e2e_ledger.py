@@ -16,6 +16,7 @@ import pytest
 import pytest_twisted
 from sqlalchemy import func, select
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 
 from otedama.chain.target import difficulty_to_target, target_to_bits
@@ -103,6 +104,12 @@ async def test_a_tcp_miners_shares_and_block_become_ledger_rows_in_sqlite(tmp_pa
     miner.startService()
     try:
         block = await block_found
+        # The pool credits the block before its reply reaches the miner: wait, bounded, for the
+        # miner to read that reply so its own count is not racing the stop.
+        for _ in range(200):
+            if miner.stats.accepted:
+                break
+            await deferLater(reactor, 0.05, lambda: None)
     finally:
         await miner.stopService()
         await port.stopListening()
