@@ -279,6 +279,12 @@ class ApiConfig:
     cors_origins: tuple[str, ...] = option(
         [], string_list, dump=list, doc='Origins allowed by CORS (`["*"]`: any).'
     )
+    cache_ttl: float = option(
+        1.0,
+        duration,
+        dump=dump_duration,
+        doc="Public read answers are reused for this long (0: every request reads anew).",
+    )
     auth: ApiAuthConfig = section(ApiAuthConfig)
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import unquote
 
 from twisted.internet.defer import Deferred
@@ -80,6 +81,85 @@ class ApiPolicy:
     ip_burst: int = IP_BURST
     token_rate: float = TOKEN_RATE
     token_burst: int = TOKEN_BURST
+    #: Public GET answers are reused for this many seconds (0: no reuse).
+    cache_ttl: float = 0.0
+
+
+class Kept(NamedTuple):
+    """A kept answer, with the route it came from (for the response observers)."""
+
+    status: int
+    body: bytes
+    operation: str
+    pattern: str
+
+
+class AnswerCache:
+    """Public read answers, kept for ``ttl`` seconds; concurrent misses share one read.
+
+    At thousands of requests a second most of them ask the same few questions (the pool,
+    the status, the first page of blocks): each is answered from the ledger once per
+    ``ttl`` and the encoded bytes are reused, so a request costs HTTP parsing and a
+    write, not a database read and a JSON encoding. Answers are keyed by the request's
+    ``Host`` and URI as sent. At most ``limit`` answers are kept (least recently used go
+    first) and URIs longer than ``MAX_KEY`` are never kept, so arbitrary requests cannot
+    grow memory.
+    """
+
+    MAX_KEY = 512
+
+    def __init__(self, ttl: float, clock: Any, limit: int = 2048) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self.limit = limit
+        self._answers: OrderedDict[bytes, tuple[float, Kept]] = OrderedDict()
+        self._pending: dict[bytes, list[Deferred[Kept]]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def peek(self, key: bytes) -> Kept | None:
+        """The kept answer for ``key`` if it is still fresh (counted as a hit)."""
+        found = self._answers.get(key)
+        if found is None or found[0] <= self.clock.seconds():
+            return None
+        self._answers.move_to_end(key)
+        self.hits += 1
+        return found[1]
+
+    async def answer(self, key: bytes, produce: Callable[[], Awaitable[Kept]]) -> Kept:
+        """The fresh answer for ``key``, produced at most once at a time."""
+        kept = self.peek(key)
+        if kept is not None:
+            return kept
+        if len(key) > self.MAX_KEY:
+            self.misses += 1
+            return await produce()
+        waiting = self._pending.get(key)
+        if waiting is not None:
+            self.hits += 1
+            shared: Deferred[Kept] = Deferred()
+            waiting.append(shared)
+            return await shared
+        self.misses += 1
+        self._pending[key] = waiters = []
+        try:
+            kept = await produce()
+        except BaseException as error:
+            del self._pending[key]
+            for waiter in waiters:
+                waiter.errback(Failure(error))
+            raise
+        del self._pending[key]
+        self._answers[key] = (self.clock.seconds() + self.ttl, kept)
+        self._answers.move_to_end(key)
+        while len(self._answers) > self.limit:
+            self._answers.popitem(last=False)
+        for waiter in waiters:
+            waiter.callback(kept)
+        return kept
 
 
 def json_body(data: Any) -> bytes:
@@ -122,6 +202,7 @@ class ApiResource(Resource):
         self.ip_limits = RateLimiter(policy.ip_rate, policy.ip_burst)
         self.token_limits = RateLimiter(policy.token_rate, policy.token_burst)
         self._document: bytes | None = None
+        self.cache = AnswerCache(policy.cache_ttl, clock) if policy.cache_ttl > 0 else None
         #: Called for every answer (the metrics hook): see :data:`Observer`.
         self.observers: list[Observer] = []
 
@@ -152,6 +233,21 @@ class ApiResource(Resource):
         path = unquote(request.path.decode("latin-1"), errors="replace")
         rest = path[len(PREFIX) :] if path.startswith(PREFIX) else path
         return rest.strip("/").split("/") if rest.strip("/") else []
+
+    @staticmethod
+    def _cache_key(request: Request) -> bytes:
+        return (request.getHeader(b"host") or b"") + b" " + request.uri
+
+    def _kept(self, request: Request, kept: Kept, served: Served) -> tuple[int, bytes]:
+        """A kept answer served at once (no coroutine, no read), after the IP limit."""
+        served.operation = kept.operation
+        served.pattern = kept.pattern
+        if self.policy.rate_limiting:
+            try:
+                self._limit_here(self._client(request), self.ip_limits)
+            except HttpError as error:
+                return self._failed(Failure(error), request)
+        return kept.status, kept.body
 
     def _client(self, request: Request) -> str:
         peer = request.getClientAddress()
@@ -215,6 +311,11 @@ class ApiResource(Resource):
             request.setResponseCode(204)
             return b""
         served = Served(self.clock.seconds())
+        if self.cache is not None and method in ("GET", "HEAD") and self.limits is None:
+            kept = self.cache.peek(self._cache_key(request))
+            if kept is not None:
+                self._write(self._kept(request, kept, served), request, served)
+                return NOT_DONE_YET
         d = Deferred.fromCoroutine(self._answer(request, method, served))
         d.addErrback(self._failed, request)
         d.addCallback(self._write, request, served)
@@ -240,8 +341,23 @@ class ApiResource(Resource):
         if entry.route.admin:
             token_name = await self._authorize(request, client)
         host = (request.getRequestHostname() or b"localhost").decode("latin-1")
-        answer = await entry.handler(ApiRequest(params, client, host, token_name))
-        return 200, json_body(_finite(answer))
+        call = ApiRequest(params, client, host, token_name)
+        if self.cache is None or entry.route.admin or entry.route.method != "GET":
+            return 200, json_body(_finite(await entry.handler(call)))
+        # The Host header is part of the key: answers name the Stratum URL by it.
+        kept = await self.cache.answer(
+            self._cache_key(request), partial(self._produce, entry, call, served)
+        )
+        return kept.status, kept.body
+
+    @staticmethod
+    async def _produce(entry: Registered, call: ApiRequest, served: Served) -> Kept:
+        """A public answer to keep: the JSON, or the 404 of an unknown miner."""
+        try:
+            status, body = 200, json_body(_finite(await entry.handler(call)))
+        except NotFound as missing:
+            status, body = 404, ApiResource._error_body(404, str(missing))
+        return Kept(status, body, served.operation, served.pattern)
 
     def _match(self, segments: list[str], method: str) -> tuple[Registered, dict[str, str]]:
         allowed: list[str] = []

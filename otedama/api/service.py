@@ -178,6 +178,7 @@ def build_api(
             auth_enabled=config.api.auth.enabled,
             rate_limiting=config.api.auth.rate_limiting,
             cors_origins=tuple(config.api.cors_origins),
+            cache_ttl=config.api.cache_ttl,
         )
     limits = shared.limits if shared is not None and shared.target is not None else None
     api = ApiResource(registry, store, reactor, policy, limits)

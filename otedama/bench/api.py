@@ -19,13 +19,17 @@ import os
 import sys
 import tempfile
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.python.failure import Failure
 
 from otedama.bench.stratum import BenchConfig, LoadGenerator, _ServerProcess, percentile
 from otedama.bench.stratum_server import (
@@ -52,6 +56,10 @@ class ApiBenchConfig:
     subscribers: int = 1000
     rounds: int = 10
     connect_batch: int = 500
+    #: ``api.cache_ttl`` on the server (0: every request reads the ledger).
+    cache_ttl: float = 1.0
+    #: Write the server's cProfile stats here.
+    profile: str | None = None
 
 
 @dataclass
@@ -72,6 +80,11 @@ class ApiBenchResult:
     fanout_last_ms: list[float] = field(default_factory=list)
     fanout_last_p50_ms: float = 0.0
     fanout_last_p99_ms: float = 0.0
+    cache_ttl: float = 0.0
+    #: CPU of each process over the HTTP load, in % of one core.
+    server_cpu_percent: float = 0.0
+    client_cpu_percent: float = 0.0
+    connections: int = 0
 
 
 # -- the server process ------------------------------------------------------------------
@@ -97,7 +110,7 @@ class _NoSubmit:
         raise RuntimeError("the API bench submits no blocks")
 
 
-async def _start_server(rx: Any, data_dir: Path) -> dict[str, Any]:
+async def _start_server(rx: Any, data_dir: Path, cache_ttl: float) -> dict[str, Any]:
     from otedama.api.resource import ApiPolicy
     from otedama.api.service import build_api
     from otedama.chain.params import get_network
@@ -126,7 +139,11 @@ async def _start_server(rx: Any, data_dir: Path) -> dict[str, Any]:
         get_network("devnet"), BENCH_ADDRESS, RewardScheme.PPLNS, 100, _NoSubmit(), clock=rx
     )
     parts = build_api(
-        config, rx, store, core, policy=ApiPolicy(auth_enabled=False, rate_limiting=False)
+        config,
+        rx,
+        store,
+        core,
+        policy=ApiPolicy(auth_enabled=False, rate_limiting=False, cache_ttl=cache_ttl),
     )
     parts.view.startService()
     factory, jobs, _ = bench_stratum(rx)
@@ -175,6 +192,8 @@ def serve(argv: list[str] | None = None) -> int:
     """The bench server: the API and Stratum on one asyncio reactor, until stdin closes."""
     parser = argparse.ArgumentParser(prog="otedama-bench-api-server")
     parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--cache-ttl", type=float, default=1.0)
+    parser.add_argument("--profile", default=None, help="write cProfile stats of the run here")
     args = parser.parse_args(argv)
     raise_fd_limit()
     from twisted.internet import asyncioreactor
@@ -185,7 +204,7 @@ def serve(argv: list[str] | None = None) -> int:
     rx: Any = reactor
 
     async def start() -> None:
-        started = await _start_server(rx, Path(args.data_dir))
+        started = await _start_server(rx, Path(args.data_dir), args.cache_ttl)
         stdio.StandardIO(_Control(rx, started["parts"]), reactor=rx)
         _say(
             {
@@ -199,7 +218,15 @@ def serve(argv: list[str] | None = None) -> int:
             lambda failure: (failure.printTraceback(), rx.stop())
         )
     )
-    rx.run()
+    if args.profile:
+        import cProfile
+
+        # The reactor thread's CPU time, as in the Stratum bench server.
+        profiler = cProfile.Profile(time.thread_time)
+        profiler.runcall(rx.run)
+        profiler.dump_stats(args.profile)
+    else:
+        rx.run()
     return 0
 
 
@@ -237,6 +264,137 @@ class _Subscriber:
         self.load.lost += 1
 
 
+#: Connections the load generator keeps open to the API at most.
+MAX_CONNECTIONS = 256
+#: A response header block longer than this is a broken server: the connection is dropped.
+MAX_HEAD = 16_384
+
+
+class _HttpConnection(Protocol):
+    """One keep-alive connection: one request at a time, the answer read by Content-Length."""
+
+    def __init__(self, pool: _HttpPool) -> None:
+        self.pool = pool
+        self.buffer = b""
+        self.need: int | None = None
+        self.status = ""
+        self.current: tuple[str, float] | None = None
+
+    def connectionMade(self) -> None:
+        self.pool.ready(self)
+
+    def send(self, route: str, request: bytes, due: float) -> None:
+        self.current = (route, due)
+        transport: Any = self.transport
+        transport.write(request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        while self.current is not None:
+            if self.need is None:
+                head, found, rest = self.buffer.partition(b"\r\n\r\n")
+                if not found:
+                    if len(self.buffer) > MAX_HEAD:
+                        self._drop()
+                    return
+                lines = head.split(b"\r\n")
+                self.status = lines[0].split(b" ", 2)[1].decode()
+                length = 0
+                for line in lines[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                self.need = length
+                self.buffer = rest
+            if len(self.buffer) < self.need:
+                return
+            self.buffer = self.buffer[self.need :]
+            self.need = None
+            (route, due), self.current = self.current, None
+            self.pool.answered(route, due, self.status)
+            self.pool.ready(self)
+
+    def _drop(self) -> None:
+        transport: Any = self.transport
+        transport.abortConnection()
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.pool.lost(self)
+
+
+class _HttpPool:
+    """Idle connections and the requests waiting for one."""
+
+    def __init__(
+        self, reactor: Any, host: str, port: int, record: Callable[[str, float, str], None]
+    ) -> None:
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.record = record
+        self.idle: list[_HttpConnection] = []
+        self.waiting: deque[tuple[str, bytes, float]] = deque()
+        self.open = 0
+        self.opened = 0
+        self.closing = False
+
+    def send(self, route: str, request: bytes, due: float) -> None:
+        if self.idle:
+            self.idle.pop().send(route, request, due)
+            return
+        self.waiting.append((route, request, due))
+        if self.open < MAX_CONNECTIONS:
+            self._connect()
+
+    def _connect(self) -> None:
+        self.open += 1
+        self.opened += 1
+        endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port, timeout=10)
+        d = endpoint.connect(_OneFactory(lambda: _HttpConnection(self)))
+        d.addErrback(self._failed)
+
+    def _failed(self, failure: Failure) -> None:
+        self.open -= 1
+        if self.waiting:
+            route, _, due = self.waiting.popleft()
+            self.record(route, due, "error")
+
+    def ready(self, connection: _HttpConnection) -> None:
+        if self.closing:
+            connection._drop()
+        elif self.waiting:
+            connection.send(*self.waiting.popleft())
+        else:
+            self.idle.append(connection)
+
+    def answered(self, route: str, due: float, status: str) -> None:
+        self.record(route, due, status)
+
+    def lost(self, connection: _HttpConnection) -> None:
+        self.open -= 1
+        if connection in self.idle:
+            self.idle.remove(connection)
+        if connection.current is not None:
+            route, due = connection.current
+            connection.current = None
+            self.record(route, due, "error")
+        if self.waiting and not self.closing and self.open < MAX_CONNECTIONS:
+            self._connect()
+
+    def close(self) -> None:
+        self.closing = True
+        for connection in self.idle:
+            connection._drop()
+
+
+class _OneFactory(ClientFactory):
+    def __init__(self, build: Callable[[], Protocol]) -> None:
+        self.build = build
+
+    def buildProtocol(self, addr: object) -> Protocol:
+        return self.build()
+
+
 class ApiLoad:
     """Drives the API bench: server, miners, HTTP load, then WebSocket fan-out rounds."""
 
@@ -251,7 +409,9 @@ class ApiLoad:
         self.miners = LoadGenerator(
             reactor, BenchConfig(connect_batch=config.connect_batch), out=out
         )
-        self.result = ApiBenchResult(miners=config.miners, target_rate=config.rate)
+        self.result = ApiBenchResult(
+            miners=config.miners, target_rate=config.rate, cache_ttl=config.cache_ttl
+        )
         self.samples: list[tuple[str, float]] = []
         self.statuses: dict[str, int] = {}
         self.in_flight = 0
@@ -293,6 +453,20 @@ class ApiLoad:
 
     # -- phases ----------------------------------------------------------------------
 
+    def _cpu(self) -> tuple[float, float]:
+        """CPU seconds used so far by the server process and by this one."""
+        server = 0.0
+        process: Any = self.server.transport if self.server is not None else None
+        pid = getattr(process, "pid", None)
+        if pid is not None:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            except (OSError, IndexError, ValueError):
+                server = 0.0
+        mine = os.times()
+        return server, mine.user + mine.system
+
     async def start_server(self) -> tuple[int, int]:
         """Spawn the server process; (stratum port, API port)."""
         if self.data_dir is None:
@@ -308,27 +482,45 @@ class ApiLoad:
         self.reactor.spawnProcess(
             server,
             python,
-            [python, "-m", "otedama.bench.api", "--data-dir", self.data_dir],
+            [
+                python,
+                "-m",
+                "otedama.bench.api",
+                "--data-dir",
+                self.data_dir,
+                "--cache-ttl",
+                repr(self.config.cache_ttl),
+                *(["--profile", self.config.profile] if self.config.profile else []),
+            ],
             env=env,
         )
         hello = await first
         return int(hello["stratum"]), int(hello["api"])
 
     async def http_load(self, base: str) -> None:
-        """Open-loop requests at ``rate`` for ``warmup + duration`` s; measure the last part."""
-        from twisted.internet.task import LoopingCall
-        from twisted.web.client import Agent, HTTPConnectionPool, readBody
+        """Open-loop requests at ``rate`` for ``warmup + duration`` s; measure the last part.
 
+        The client is a few lines of HTTP/1.1 keep-alive over raw connections (read by
+        ``Content-Length``), not ``Agent``: at thousands of requests a second a full HTTP
+        client costs this process more CPU than the server spends answering, and on a
+        shared machine that would be measured as the server's latency. A request that finds
+        no idle connection opens one (up to ``MAX_CONNECTIONS``) or waits for one; the wait
+        counts in its latency.
+        """
         config = self.config
-        pool = HTTPConnectionPool(self.reactor, persistent=True)
-        pool.maxPersistentPerHost = 256
-        pool.retryAutomatically = False
-        agent = Agent(self.reactor, pool=pool)
-        urls = [(route, (base + "/api/v1" + route).encode()) for route in ROUTES]
+        host, _, port = base.removeprefix("http://").rpartition(":")
+        requests = [
+            (
+                route,
+                f"GET /api/v1{route} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n\r\n".encode(),
+            )
+            for route in ROUTES
+        ]
         start = time.monotonic()
         measure_from = start + config.warmup
         end = measure_from + config.duration
         sent = [0]
+        cpu_before = self._cpu()
 
         def record(route: str, due: float, status: str) -> None:
             now = time.monotonic()
@@ -337,35 +529,32 @@ class ApiLoad:
                 self.samples.append((route, now - due))
                 self.statuses[status] = self.statuses.get(status, 0) + 1
 
-        def one(index: int, due: float) -> None:
-            route, url = urls[index % len(urls)]
-            self.in_flight += 1
-            d = agent.request(b"GET", url)
-
-            def answered(response: Any) -> Any:
-                body = readBody(response)
-                return body.addCallback(lambda _: record(route, due, str(response.code)))
-
-            def failed(failure: Any) -> None:
-                record(route, due, "error")
-
-            d.addCallback(answered).addErrback(failed)
+        pool = _HttpPool(self.reactor, host, int(port), record)
 
         def tick() -> None:
             now = time.monotonic()
             due_count = int((min(now, end) - start) * config.rate)
             while sent[0] < due_count:
-                one(sent[0], start + sent[0] / config.rate)
+                route, request = requests[sent[0] % len(requests)]
+                self.in_flight += 1
+                pool.send(route, request, start + sent[0] / config.rate)
                 sent[0] += 1
             if now >= end:
                 loop.stop()
+
+        from twisted.internet.task import LoopingCall
 
         loop = LoopingCall(tick)
         loop.clock = self.reactor
         await loop.start(0.002)
         while self.in_flight > 0:
             await self.miners.sleep(0.05)
-        await pool.closeCachedConnections()
+        pool.close()
+        cpu_after = self._cpu()
+        elapsed = time.monotonic() - start
+        self.result.server_cpu_percent = round(100 * (cpu_after[0] - cpu_before[0]) / elapsed, 1)
+        self.result.client_cpu_percent = round(100 * (cpu_after[1] - cpu_before[1]) / elapsed, 1)
+        self.result.connections = pool.opened
         self.result.requests = len(self.samples)
         self.result.achieved_rate = len(self.samples) / config.duration if config.duration else 0
         # Failed requests are counted under the status "error".
@@ -433,7 +622,9 @@ class ApiLoad:
         self.out(
             f"api: {r.requests} requests in {config.duration:g} s ({r.achieved_rate:.0f}/s, "
             f"target {config.rate:g}/s), p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, "
-            f"max {r.max_ms:.2f} ms, errors {r.errors}"
+            f"max {r.max_ms:.2f} ms, errors {r.errors}; cache_ttl {r.cache_ttl:g} s; "
+            f"CPU server {r.server_cpu_percent:.0f} %, load generator {r.client_cpu_percent:.0f} %"
+            f" of a core; {r.connections} connections"
         )
         for route, (p50, p99) in r.routes.items():
             self.out(f"  {route}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
@@ -476,6 +667,18 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--rounds", type=int, default=10, help="blocks published for fan-out")
     parser.add_argument(
+        "--cache-ttl",
+        type=float,
+        default=1.0,
+        help="the server's api.cache_ttl in seconds (0: every request reads the ledger)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        default=None,
+        help="profile the server with cProfile (its thread's CPU time) and write stats to FILE",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="also print the figures as one JSON object"
     )
     parser.set_defaults(func=run_api_bench)
@@ -490,8 +693,16 @@ def run_api_bench(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         subscribers=args.subscribers,
         rounds=args.rounds,
+        cache_ttl=args.cache_ttl,
+        profile=args.profile,
     )
-    if config.miners < 1 or config.rate <= 0 or config.duration <= 0 or config.subscribers < 0:
+    if (
+        config.miners < 1
+        or config.cache_ttl < 0
+        or config.rate <= 0
+        or config.duration <= 0
+        or config.subscribers < 0
+    ):
         print(
             "otedama bench api: --miners must be >= 1, --rate and --duration > 0 and "
             f"--subscribers >= 0 (got {config.miners}, {config.rate}, {config.duration}, "

@@ -382,3 +382,105 @@ def test_payout_pause_pauses_the_running_processor_without_stopping_it(tmp_path:
     assert call(stub, "POST", "/admin/payouts/pause")[2] == {"paused": True}
     assert call(stub, "POST", "/admin/payouts/resume")[2] == {"paused": False}
     assert not processor.paused and processor.running
+
+
+def test_public_answers_are_reused_for_the_ttl_then_read_anew(tmp_path: Path) -> None:
+    from sqlalchemy import insert
+
+    from otedama.ledger.tables import payout_batches, payout_items
+
+    parts, store, clock, _ = site(tmp_path, ApiPolicy(rate_limiting=False, cache_ttl=1.0))
+    stub = StubTreq(parts.site.resource)
+    code, _, missing = call(stub, "GET", f"/miners/{MINER}")
+    assert code == 404 and MINER in missing["error"]["message"]
+
+    def pay(connection: Any) -> None:
+        connection.execute(
+            insert(payout_batches).values(
+                id=1, created_at=1.0, updated_at=1.0, state="sent", comment="c", total=100
+            )
+        )
+        connection.execute(insert(payout_items), [{"batch_id": 1, "address": MINER, "amount": 100}])
+
+    _run(store.run(pay))
+    # Within the TTL the kept answer (the 404) is served, without a read.
+    assert call(stub, "GET", f"/miners/{MINER}")[0] == 404
+    cache = parts.api.cache
+    assert cache is not None and (cache.hits, cache.misses) == (1, 1)
+    clock.advance(1.0)
+    code, _, found = call(stub, "GET", f"/miners/{MINER}")
+    assert code == 200 and [p["batch"] for p in found["payouts"]] == [1]
+    # Parameters are part of the key; admin routes are never kept.
+    assert call(stub, "GET", "/payments?per_page=1")[2]["total"] == 1
+    assert call(stub, "GET", "/payments?per_page=2")[2]["total"] == 1
+    assert cache.misses == 4
+    call(stub, "GET", "/admin/config")
+    call(stub, "GET", "/admin/config")
+    assert cache.misses == 4 and len(cache) == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_misses_share_one_read_and_its_failure() -> None:
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    from otedama.api.resource import AnswerCache, Kept
+
+    clock = task.Clock()
+    cache = AnswerCache(1.0, clock, limit=2)
+    reads: list[Deferred[Kept]] = []
+
+    def kept(body: bytes) -> Kept:
+        return Kept(200, body, "getPool", "/api/v1/pool")
+
+    async def produce() -> Kept:
+        read: Deferred[Kept] = Deferred()
+        reads.append(read)
+        return await read
+
+    first = ensureDeferred(cache.answer(b"k", produce))
+    second = ensureDeferred(cache.answer(b"k", produce))
+    assert len(reads) == 1
+    reads[0].callback(kept(b"{}"))
+    assert await first == await second == kept(b"{}")
+    failing = [ensureDeferred(cache.answer(b"f", produce)) for _ in range(2)]
+    reads[1].errback(RuntimeError("database down"))
+    for d in failing:
+        with pytest.raises(RuntimeError, match="database down"):
+            await d
+    assert len(cache) == 1
+    # A failed read is not kept: the next request reads again.
+    again = ensureDeferred(cache.answer(b"f", produce))
+    reads[2].callback(kept(b"[]"))
+    assert await again == kept(b"[]")
+    # At most ``limit`` answers: the least recently used goes.
+    third = ensureDeferred(cache.answer(b"g", produce))
+    reads[3].callback(kept(b"g"))
+    await third
+    assert len(cache) == 2 and cache.peek(b"k") is None
+    clock.advance(0.5)
+    assert await ensureDeferred(cache.answer(b"f", produce)) == kept(b"[]")
+    assert len(reads) == 4
+    # Past the TTL the answer is read again; an over-long key is read and never kept.
+    clock.advance(0.5)
+    assert cache.peek(b"f") is None
+    long_key = b"x" * (AnswerCache.MAX_KEY + 1)
+    answered = ensureDeferred(cache.answer(long_key, produce))
+    reads[4].callback(kept(b"long"))
+    assert await answered == kept(b"long") and cache.peek(long_key) is None
+
+
+def test_a_kept_answer_still_takes_the_ip_limit_and_reaches_the_observers(tmp_path: Path) -> None:
+    policy = ApiPolicy(rate_limiting=True, ip_rate=0.5, ip_burst=2, cache_ttl=5.0)
+    parts, _, clock, _ = site(tmp_path, policy)
+    seen: list[tuple[str, int]] = []
+    parts.api.observers.append(lambda _op, pattern, status, _s: seen.append((pattern, status)))
+    stub = StubTreq(parts.site.resource)
+    first = call(stub, "GET", "/pool")
+    second = call(stub, "GET", "/pool")
+    assert first[0] == second[0] == 200 and first[2] == second[2]
+    assert parts.api.cache is not None and parts.api.cache.hits == 1
+    code, headers, _ = call(stub, "GET", "/pool")
+    assert code == 429 and headers.getRawHeaders("retry-after") == ["2"]
+    clock.advance(2.0)
+    assert call(stub, "HEAD", "/pool")[0] == 200
+    assert seen == [("/api/v1/pool", 200)] * 2 + [("/api/v1/pool", 429), ("/api/v1/pool", 200)]
