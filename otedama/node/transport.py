@@ -95,6 +95,9 @@ class RpcTransport:
         self._ids = itertools.count(1)
         self._active = 0
         self._recovery_listeners: list[Callable[[], object]] = []
+        #: ``observer(url, seconds, error)`` after every exchange with one endpoint
+        #: (``error`` None when it answered; the metrics hook). Never breaks a call.
+        self.observers: list[Callable[[str, float, BaseException | None], object]] = []
         self._pool: Any = None
         if http_client is None:
             http_client = self._default_http_client(clock)
@@ -247,6 +250,33 @@ class RpcTransport:
         path: str,
         *,
         retry_lost: bool = True,
+    ) -> Any:
+        """One observed request to one endpoint (see :attr:`observers`)."""
+        if not self.observers:
+            return await self._exchange_once(state, method, params, timeout, path, retry_lost)
+        started = self._clock.seconds()
+        error: BaseException | None = None
+        try:
+            return await self._exchange_once(state, method, params, timeout, path, retry_lost)
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            seconds = max(0.0, self._clock.seconds() - started)
+            for observer in self.observers:
+                try:
+                    observer(state.endpoint.url, seconds, error)
+                except Exception:
+                    self.log.failure("RPC exchange observer failed")
+
+    async def _exchange_once(
+        self,
+        state: _EndpointState,
+        method: str,
+        params: list[Any],
+        timeout: float,
+        path: str,
+        retry_lost: bool,
     ) -> Any:
         """One request to one endpoint: re-reads a cookie after a 401 and retries a
         request whose connection closed before any reply (a stale pooled connection)."""

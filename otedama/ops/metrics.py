@@ -341,35 +341,18 @@ class NodeMetrics:
         writer.write = timed_write
 
     def watch_rpc(self, transport: Any) -> None:
-        """Time every exchange with each daemon of an RPC transport, and count its errors.
+        """Time every exchange with each daemon of an RPC transport, and count its errors."""
+        transport.observers.append(self.observe_rpc)
 
-        ``RpcTransport`` has no observer hook yet: this wraps its per-endpoint exchange.
-        """
-        exchange = getattr(transport, "_exchange", None)
-        if exchange is None:
-            self.log.warn("metrics: the RPC transport cannot be timed (no per-endpoint exchange)")
-            return
-        daemons = self.daemons
-        clock = self.clock
-
-        @wraps(exchange)
-        async def timed_exchange(state: Any, *args: Any, **kwargs: Any) -> Any:
-            # Never let the instrumentation break a call: an unexpected shape is "unknown".
-            url = str(getattr(getattr(state, "endpoint", None), "url", "unknown"))
-            daemon = daemons.get(url)
-            if daemon is None:
-                daemon = daemons[url] = _Daemon()
-            started = clock.seconds()
-            daemon.calls += 1
-            try:
-                return await exchange(state, *args, **kwargs)
-            except Exception as error:
-                daemon.errors[type(error).__name__] += 1
-                raise
-            finally:
-                daemon.latency.observe(max(0.0, clock.seconds() - started))
-
-        transport._exchange = timed_exchange
+    def observe_rpc(self, url: str, seconds: float, error: BaseException | None) -> None:
+        """One exchange with the daemon at ``url`` (``error``: why it failed, or None)."""
+        daemon = self.daemons.get(url)
+        if daemon is None:
+            daemon = self.daemons[url] = _Daemon()
+        daemon.calls += 1
+        if error is not None:
+            daemon.errors[type(error).__name__] += 1
+        daemon.latency.observe(seconds)
 
     def observe_api(self, route: str, status: int, seconds: float) -> None:
         """Count one API request: ``route`` is the route's pattern (``/api/v1/miners/{address}``),

@@ -230,37 +230,37 @@ def test_every_metric_the_grafana_dashboard_uses_exists_in_the_exposition(
 
 @pytest_twisted.ensureDeferred
 async def test_rpc_requests_are_timed_and_failures_counted_per_daemon() -> None:
-    from otedama.node.rpc import RpcEndpoint, RpcTimeout
+    """The real transport against a stub daemon over 127.0.0.1, and a closed port."""
+    from otedama.node.rpc import RpcConnectionError
+    from tests.node.stub_bitcoind import Harness, Reply, closed_port_url
 
     clock = Clock()
     metrics = NodeMetrics(clock, "regtest")
-
-    class State:
-        def __init__(self, url: str) -> None:
-            self.endpoint = RpcEndpoint(url)
-
-    class Transport:
-        async def _exchange(self, state: State, method: str) -> str:
-            clock.advance(0.02)
-            if method == "slow":
-                raise RpcTimeout("no answer")
-            return "ok"
-
-    transport = Transport()
-    metrics.watch_rpc(transport)
-    primary, backup = State("http://10.0.0.1:8332"), State("http://10.0.0.2:8332")
-    assert await transport._exchange(primary, "getblockchaininfo") == "ok"
-    with pytest.raises(RpcTimeout):
-        await transport._exchange(backup, "slow")
+    harness = Harness(clock)
+    try:
+        daemon = harness.daemon()
+        daemon.stub.on("getblockcount", Reply.result(17))
+        url, dead = daemon.url, closed_port_url()
+        up = harness.client(url)
+        down = harness.client(dead)
+        metrics.watch_rpc(up.transport)
+        metrics.watch_rpc(down.transport)
+        assert await up.get_block_count() == 17
+        with pytest.raises(RpcConnectionError):
+            await down.get_block_count()
+    finally:
+        await harness.close()
     values = samples(metrics.exposition().decode())
-    assert values[("otedama_rpc_requests_total", (("daemon", primary.endpoint.url),))] == 1
-    assert (
-        values[
-            ("otedama_rpc_errors_total", (("daemon", backup.endpoint.url), ("kind", "RpcTimeout")))
-        ]
-        == 1
-    )
-    key = ("otedama_rpc_seconds_bucket", (("daemon", primary.endpoint.url), ("le", "0.025")))
+    assert values[("otedama_rpc_requests_total", (("daemon", url),))] == 1
+    assert values[("otedama_rpc_requests_total", (("daemon", dead),))] >= 1
+    errors = [
+        count
+        for (name, labels), count in values.items()
+        if name == "otedama_rpc_errors_total" and ("daemon", dead) in labels
+    ]
+    assert sum(errors) >= 1
+    # The task.Clock did not move: every exchange took 0 s on it.
+    key = ("otedama_rpc_seconds_bucket", (("daemon", url), ("le", "0.005")))
     assert values[key] == 1
 
 
