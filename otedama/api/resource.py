@@ -144,7 +144,8 @@ class AnswerCache:
             waiting.append(shared)
             return await shared
         self.misses += 1
-        self._pending[key] = waiters = []
+        waiters: list[Deferred[Kept]] = []
+        self._pending[key] = waiters
         try:
             kept = await produce()
         except BaseException as error:

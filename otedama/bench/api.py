@@ -350,7 +350,7 @@ class _HttpPool:
         self.open += 1
         self.opened += 1
         endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port, timeout=10)
-        d = endpoint.connect(_OneFactory(lambda: _HttpConnection(self)))
+        d = endpoint.connect(cast(Any, _OneFactory(lambda: _HttpConnection(self))))
         d.addErrback(self._failed)
 
     def _failed(self, failure: Failure) -> None:
