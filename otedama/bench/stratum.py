@@ -136,6 +136,10 @@ class BenchResult:
     ledger_flush_seconds: float = 0.0
 
 
+#: What follows the id in an accepted submit's reply line.
+_ACCEPTED_TAIL = b',"result":true,"error":null}'
+
+
 class LoadMiner(Protocol):
     """One bench miner connection: subscribe, authorize, submit hashed shares."""
 
@@ -197,6 +201,16 @@ class LoadMiner(Protocol):
         for line in self.framer.feed(data):
             if isinstance(line, LineTooLong):
                 continue
+            # An accepted submit's reply, in the exact bytes the server writes for it
+            # (``encode_result_true``), costs no JSON parse: at 20,000 replies a second the
+            # load generator's own parsing would otherwise cap what it can measure.
+            if line.startswith(b'{"id":') and line.endswith(_ACCEPTED_TAIL):
+                head = line[6 : -len(_ACCEPTED_TAIL)]
+                if head.isdigit():
+                    sent = self.sent.pop(int(head), None)
+                    if sent is not None:
+                        self.gen.replied(self, True, None, now - sent)
+                        continue
             try:
                 message = parse_message(line)
             except CodecError:
