@@ -1,4 +1,5 @@
-"""One devnet node with its CPU miner for the API's end-to-end tests (started once)."""
+"""One devnet node with its CPU miner for the API's end-to-end tests (started once for
+the package and stopped after it, so its miner does not load the rest of the suite)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from otedama.config import DEVNET_POOL_ADDRESS
 from tests.api.node import Node, start_node, stop_node
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def devnet_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     node = start_node(tmp_path_factory.mktemp("api-node"))
     node.address = DEVNET_POOL_ADDRESS
@@ -21,7 +22,7 @@ def devnet_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         stop_node(node)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mined(devnet_node: Node) -> Node:
     """The node once it has found a block and its hashrate history has a point."""
 
