@@ -455,6 +455,8 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
             payouts=payouts,
             metrics=metrics,
             shared=shared,
+            guard=guard,
+            audit=audit,
         )
         tracker.on_status(parts.view.on_status)
         register_federation_route(

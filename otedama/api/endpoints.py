@@ -168,6 +168,18 @@ TOKEN = obj(
     }
 )
 PAUSED = obj({"paused": {"type": "boolean"}})
+BAN = obj(
+    {
+        "host": STRING,
+        "until": NUMBER,
+        "reason": STRING,
+        "actor": STRING,
+        "since": NUMBER,
+    }
+)
+NULLABLE_BAN = {"oneOf": [BAN, {"type": "null"}]}
+#: The longest ban the API sets (ten years, as ``security.ddos_protection.ban_duration``).
+MAX_BAN_SECONDS = 315_360_000
 
 
 @dataclass
@@ -182,6 +194,8 @@ class ApiContext:
     #: Stops and restarts the payout processor (admin pause/resume); None: no payouts.
     payouts: Any = None
     started_at: float = 0.0
+    #: The node's :class:`~otedama.ops.guard.Guard` (admin bans); None: no ban endpoints.
+    guard: Any = None
 
 
 def address_param(network: str, example: str | None = None) -> Param:
@@ -383,6 +397,45 @@ def register_admin_routes(registry: ApiRegistry, context: ApiContext) -> None:
         found = await context.store.run(tokens.list_tokens)
         return [info.as_dict(now) for info in found]
 
+    def guard() -> Any:
+        if context.guard is None:
+            raise Conflict("this node has no guard to ban with")
+        return context.guard
+
+    async def ban_list(request: ApiRequest) -> Any:
+        g = guard()
+        now = g.now()
+        return {"now": now, "bans": [ban.to_json() for ban in g.bans.active(now)]}
+
+    async def ban_add(request: ApiRequest) -> Any:
+        g = guard()
+        p = request.params
+        duration = p["duration"] if p["duration"] is not None else g.settings.ban_duration
+        reason = p["reason"] or "banned by an operator through the API"
+        ban = await g.ban(p["host"], float(duration), reason, request.actor)
+        return ban.to_json()
+
+    async def ban_remove(request: ApiRequest) -> Any:
+        ban = await guard().unban(request.params["host"], request.actor)
+        return {"removed": None if ban is None else ban.to_json()}
+
+    host = Param(
+        "host",
+        "path",
+        {"type": "string", "minLength": 2, "maxLength": 45, "examples": ["203.0.113.5"]},
+        "An IPv4 or IPv6 address.",
+        check=_check_ip,
+    )
+    duration = Param(
+        "duration",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": MAX_BAN_SECONDS},
+        "Seconds the ban lasts (default: security.ddos_protection.ban_duration).",
+    )
+    reason = Param(
+        "reason", "query", {"type": "string", "maxLength": 200}, "Why, for the log and audit."
+    )
+
     for route, handler in (
         (
             Route(
@@ -432,8 +485,52 @@ def register_admin_routes(registry: ApiRegistry, context: ApiContext) -> None:
             ),
             token_list,
         ),
+        (
+            Route(
+                "GET",
+                "/admin/bans",
+                "listBans",
+                "The bans in force (as `otedama ban list`).",
+                obj({"now": NUMBER, "bans": array(BAN)}),
+                admin=True,
+                tag="admin",
+            ),
+            ban_list,
+        ),
+        (
+            Route(
+                "POST",
+                "/admin/bans/{host}",
+                "addBan",
+                "Ban a host now: its connections are dropped and new ones refused at accept.",
+                BAN,
+                (host, duration, reason),
+                admin=True,
+                tag="admin",
+            ),
+            ban_add,
+        ),
+        (
+            Route(
+                "DELETE",
+                "/admin/bans/{host}",
+                "removeBan",
+                "Lift a host's ban (`removed` is null when it was not banned).",
+                obj({"removed": NULLABLE_BAN}),
+                (host,),
+                admin=True,
+                tag="admin",
+            ),
+            ban_remove,
+        ),
     ):
         registry.register(route, handler)
+
+
+def _check_ip(host: str) -> None:
+    import ipaddress
+
+    ipaddress.ip_address(host)
 
 
 class PayoutSwitch:

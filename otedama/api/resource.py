@@ -14,7 +14,7 @@ import json
 import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import unquote
@@ -191,10 +191,14 @@ class ApiResource(Resource):
         clock: Any,
         policy: ApiPolicy,
         limits: LimitStore | None = None,
+        audit: Any = None,
     ) -> None:
         """``limits``: where the request buckets live when several nodes share them
-        (:class:`otedama.ops.redis.SharedState` with Redis); None keeps them in memory."""
+        (:class:`otedama.ops.redis.SharedState` with Redis); None keeps them in memory.
+        ``audit``: the node's :class:`~otedama.ops.audit.AuditLog`; every admin call
+        (refused ones too) is a line in it before its answer is written."""
         super().__init__()
+        self.audit = audit
         self.limits = limits
         self.registry = registry
         self.store = store
@@ -226,7 +230,7 @@ class ApiResource(Resource):
             request.setHeader(b"vary", b"Origin")
         else:
             return
-        request.setHeader(b"access-control-allow-methods", b"GET, POST, OPTIONS")
+        request.setHeader(b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS")
         request.setHeader(b"access-control-allow-headers", b"Authorization, Content-Type")
         request.setHeader(b"access-control-max-age", b"600")
 
@@ -338,11 +342,10 @@ class ApiResource(Resource):
             params = parse_params(entry.route, path_params, request.args or {})
         except BadParameter as e:
             raise HttpError(400, str(e)) from None
-        token_name = None
-        if entry.route.admin:
-            token_name = await self._authorize(request, client)
         host = (request.getRequestHostname() or b"localhost").decode("latin-1")
-        call = ApiRequest(params, client, host, token_name)
+        if entry.route.admin:
+            return await self._admin(request, entry, ApiRequest(params, client, host))
+        call = ApiRequest(params, client, host)
         if self.cache is None or entry.route.admin or entry.route.method != "GET":
             return 200, json_body(_finite(await entry.handler(call)))
         # The Host header is part of the key: answers name the Stratum URL by it.
@@ -350,6 +353,52 @@ class ApiResource(Resource):
             self._cache_key(request), partial(self._produce, entry, call, served)
         )
         return kept.status, kept.body
+
+    async def _admin(
+        self, request: Request, entry: Registered, call: ApiRequest
+    ) -> tuple[int, bytes]:
+        """An admin call: the token, the handler, and its audit line before the answer."""
+        status = 500
+        try:
+            call = replace(call, token_name=await self._authorize(request, call.client))
+            body = json_body(_finite(await entry.handler(call)))
+            status = 200
+            return status, body
+        except HttpError as error:
+            status = error.status
+            raise
+        except NotFound:
+            status = 404
+            raise
+        except Conflict:
+            status = 409
+            raise
+        finally:
+            await self._audit(request, entry, call, status)
+
+    async def _audit(
+        self, request: Request, entry: Registered, call: ApiRequest, status: int
+    ) -> None:
+        if self.audit is None:
+            return
+        path = request.path.decode("latin-1", errors="replace")[:200]
+        detail = (
+            {"status": status, "params": dict(call.params)} if call.params else {"status": status}
+        )
+        try:
+            await self.audit.record(
+                call.actor,
+                f"api.{entry.route.operation}",
+                path,
+                "ok" if status == 200 else "refused" if status < 500 else "failed",
+                detail,
+            )
+        except OSError:
+            raise HttpError(
+                500,
+                "the audit log could not be written (see the node's log); the call's "
+                "outcome is not confirmed",
+            ) from None
 
     @staticmethod
     async def _produce(entry: Registered, call: ApiRequest, served: Served) -> Kept:

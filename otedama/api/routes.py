@@ -61,6 +61,12 @@ class ApiRequest:
     host: str = "localhost"
     token_name: str | None = None
 
+    @property
+    def actor(self) -> str:
+        """Who asked, for the audit log: ``api:TOKEN_NAME@IP`` (``api@IP`` without auth)."""
+        who = "api" if self.token_name is None else f"api:{self.token_name}"
+        return f"{who}@{self.client}"
+
 
 Handler = Callable[[ApiRequest], Awaitable[Any]]
 

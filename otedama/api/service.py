@@ -142,6 +142,8 @@ def build_api(
     view_interval: float | None = None,
     metrics: Any = None,
     shared: Any = None,
+    guard: Any = None,
+    audit: Any = None,
 ) -> ApiParts:
     """The API's site and its read-model service, from the config and the node's parts.
 
@@ -149,7 +151,9 @@ def build_api(
     route pattern and status, with its latency. ``shared`` (the node's
     :class:`~otedama.ops.redis.SharedState`) carries ``blocks`` events between nodes, and
     with Redis configured holds the rate limits, so every node behind one dashboard
-    shares them.
+    shares them. ``guard`` (the node's :class:`~otedama.ops.guard.Guard`) serves the
+    admin ban endpoints; ``audit`` (its :class:`~otedama.ops.audit.AuditLog`) gets a line
+    for every admin call.
     """
     bus = EventBus()
     view = (
@@ -169,6 +173,7 @@ def build_api(
         health=health,
         payouts=None if payouts is None else PayoutSwitch(payouts),
         started_at=reactor.seconds(),
+        guard=guard,
     )
     registry = registry if registry is not None else ApiRegistry()
     register_pool_routes(registry, context)
@@ -181,7 +186,7 @@ def build_api(
             cache_ttl=config.api.cache_ttl,
         )
     limits = shared.limits if shared is not None and shared.target is not None else None
-    api = ApiResource(registry, store, reactor, policy, limits)
+    api = ApiResource(registry, store, reactor, policy, limits, audit)
     if shared is not None:
         bridge(bus, shared.events, shared.node_id)
     if metrics is not None:

@@ -22,6 +22,7 @@ from otedama.commands.common import (
 )
 from otedama.configschema import Invalid, duration
 from otedama.ledger import db
+from otedama.ops.audit import command_actor, record_now
 
 __all__ = ["register"]
 
@@ -87,7 +88,17 @@ def create_token(args: argparse.Namespace) -> int:
         refused = _current(connection, url, args)
         if refused is not None:
             return refused
-        return tokens.create_token(connection, args.name, now, lifetime)
+        made = tokens.create_token(connection, args.name, now, lifetime)
+        # In the transaction: a line that cannot be written rolls the token back.
+        record_now(
+            config,
+            command_actor("otedama api token"),
+            "token.create",
+            args.name,
+            "ok",
+            {"id": made[1], "expires_at": now + lifetime},
+        )
+        return made
 
     result = with_database(args, run)
     if isinstance(result, int):
@@ -122,13 +133,25 @@ def list_tokens(args: argparse.Namespace) -> int:
 
 
 def revoke_token(args: argparse.Namespace) -> int:
+    config = load_or_report(args)
+    if config is None:
+        return 1
     now = time.time()
 
     def run(connection: Connection, url: str) -> list[int] | int:
         refused = _current(connection, url, args)
         if refused is not None:
             return refused
-        return [tokens.revoke_token(connection, args.token, now)]
+        revoked = tokens.revoke_token(connection, args.token, now)
+        record_now(
+            config,
+            command_actor("otedama api token"),
+            "token.revoke",
+            args.token,
+            "ok" if revoked else "no active token",
+            {"revoked": revoked},
+        )
+        return [revoked]
 
     result = with_database(args, run)
     if isinstance(result, int):

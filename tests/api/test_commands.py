@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,12 @@ def test_create_list_revoke_and_their_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     engine = migrated_engine(tmp_path)
-    config = devnet_config(tmp_path, "api:\n  auth:\n    token_expiry: 2h\n")
+    audit = tmp_path / "audit.log"
+    config = devnet_config(
+        tmp_path,
+        "api:\n  auth:\n    token_expiry: 2h\n"
+        f"security:\n  audit:\n    enabled: true\n    log_file: {audit}\n",
+    )
     path = str(config.source)
 
     assert cli.main(["api", "token", "create", "--name", "ops", "--config", path]) == 0
@@ -43,6 +49,15 @@ def test_create_list_revoke_and_their_errors(
     assert cli.main(["api", "token", "revoke", str(row.id), "--config", path]) == 0
     assert cli.main(["api", "token", "list", "--config", path]) == 0
     assert "revoked" in capsys.readouterr().out
+    # Each create and revoke is an audit line (refused input before the database is not).
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(e["action"], e["target"], e["result"]) for e in lines] == [
+        ("token.create", "ops", "ok"),
+        ("token.revoke", "nobody", "no active token"),
+        ("token.revoke", str(row.id), "ok"),
+    ]
+    assert lines[0]["detail"] == {"id": row.id, "expires_at": row.expires_at}
+    assert all(e["actor"].endswith("(otedama api token)") for e in lines)
 
 
 def test_an_unmigrated_database_names_the_migrate_command(

@@ -484,3 +484,80 @@ def test_a_kept_answer_still_takes_the_ip_limit_and_reaches_the_observers(tmp_pa
     clock.advance(2.0)
     assert call(stub, "HEAD", "/pool")[0] == 200
     assert seen == [("/api/v1/pool", 200)] * 2 + [("/api/v1/pool", 429), ("/api/v1/pool", 200)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_admin_ban_endpoints_ban_list_and_lift_and_every_admin_call_is_audited(
+    tmp_path: Path,
+) -> None:
+    """Over real TCP (the audit line is written on a thread before the answer)."""
+    import treq
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+
+    from otedama.ops.audit import AuditLog
+    from otedama.ops.bans import DdosSettings
+    from otedama.ops.firewall import Firewall
+    from otedama.ops.guard import Guard
+
+    clock = task.Clock()
+    audit_file = tmp_path / "audit.jsonl"
+    audit = AuditLog(audit_file, reactor)
+    guard = Guard(Firewall(), DdosSettings(), clock, audit=audit)
+    policies = {
+        "open": ApiPolicy(auth_enabled=False, rate_limiting=False),
+        "auth": ApiPolicy(auth_enabled=True, rate_limiting=False),
+    }
+    for name in policies:
+        (tmp_path / name).mkdir()
+    sites = {
+        name: site(tmp_path / name, policy, clock=clock, guard=guard, audit=audit)[0].site
+        for name, policy in policies.items()
+    }
+    ports = {
+        name: await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(s)
+        for name, s in sites.items()
+    }
+
+    async def ask(method: str, path: str, name: str = "open") -> tuple[int, Any]:
+        url = f"http://127.0.0.1:{ports[name].getHost().port}/api/v1{path}"
+        response = await treq.request(method, url)
+        return response.code, await response.json()
+
+    try:
+        code, ban = await ask("POST", "/admin/bans/203.0.113.5?duration=60&reason=abuse")
+        assert code == 200 and (ban["host"], ban["reason"]) == ("203.0.113.5", "abuse")
+        assert ban["actor"] == "api@127.0.0.1" and ban["until"] == ban["since"] + 60
+        assert guard.refusal("203.0.113.5") is not None
+        code, listed = await ask("GET", "/admin/bans")
+        assert code == 200 and [b["host"] for b in listed["bans"]] == ["203.0.113.5"]
+        code, removed = await ask("DELETE", "/admin/bans/203.0.113.5")
+        assert code == 200 and removed["removed"]["host"] == "203.0.113.5"
+        assert guard.refusal("203.0.113.5") is None
+        assert (await ask("DELETE", "/admin/bans/203.0.113.5"))[1] == {"removed": None}
+        code, error = await ask("POST", "/admin/bans/not-an-ip")
+        assert code == 400 and error["error"]["message"].startswith("host:")
+        code, error = await ask("POST", "/admin/bans/2001:db8::1?duration=0")
+        assert code == 400 and error["error"]["message"].startswith("duration:")
+        # Without a token on a node with auth: refused, and the refusal is audited too.
+        code, error = await ask("GET", "/admin/bans", "auth")
+        assert code == 401
+    finally:
+        for port in ports.values():
+            await port.stopListening()
+    lines = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    assert [(e["actor"], e["action"], e["target"], e["result"]) for e in lines] == [
+        ("api@127.0.0.1", "ban.add", "203.0.113.5", "ok"),
+        ("api@127.0.0.1", "api.addBan", "/api/v1/admin/bans/203.0.113.5", "ok"),
+        ("api@127.0.0.1", "api.listBans", "/api/v1/admin/bans", "ok"),
+        ("api@127.0.0.1", "ban.remove", "203.0.113.5", "ok"),
+        ("api@127.0.0.1", "api.removeBan", "/api/v1/admin/bans/203.0.113.5", "ok"),
+        ("api@127.0.0.1", "ban.remove", "203.0.113.5", "not banned"),
+        ("api@127.0.0.1", "api.removeBan", "/api/v1/admin/bans/203.0.113.5", "ok"),
+        ("api@127.0.0.1", "api.listBans", "/api/v1/admin/bans", "refused"),
+    ]
+    assert lines[1]["detail"]["params"] == {
+        "host": "203.0.113.5",
+        "duration": 60,
+        "reason": "abuse",
+    }
