@@ -45,6 +45,7 @@ FEDERATION = obj(
         "node_id": STRING,
         "label": STRING,
         "public_key": STRING,
+        "tls": STRING,
         "payout_address": STRING,
         "window": WINDOW,
         "share_target": STRING,

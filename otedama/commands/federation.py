@@ -75,7 +75,8 @@ def format_status(view: dict[str, Any], now: float) -> str:
     lines = [
         f"node:           {view.get('label') or '(no label)'} {view.get('node_id')}",
         f"public key:     {view.get('public_key')}",
-        f"listening on:   {view.get('listen_address')} (TCP gossip, UDP DHT)",
+        f"listening on:   {view.get('listen_address')} (TCP gossip, UDP DHT; "
+        f"TLS {view.get('tls', 'off')})",
         f"payout address: {view.get('payout_address')}",
         f"window:         {window.get('shares', 0)} shares, total difficulty "
         f"{window.get('total_difficulty', 0):.6g}, this node {window.get('own_part', 0):.2%} "
