@@ -424,7 +424,10 @@ class FirewallConfig:
         [], string_list, dump=list, doc="IPs and CIDR blocks never limited nor banned."
     )
     blacklist: tuple[str, ...] = option(
-        [], string_list, dump=list, doc="IPs and CIDR blocks refused on every listener."
+        [],
+        string_list,
+        dump=list,
+        doc="IPs and CIDR blocks refused on every listener (federation: not dialled, DHT datagrams dropped).",
     )
 
 

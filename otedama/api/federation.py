@@ -24,6 +24,7 @@ PEER = obj(
         "window_share": NUMBER,
         "connected": BOOLEAN,
         "last_seen": NUMBER,
+        "tls": BOOLEAN,
     }
 )
 

@@ -85,14 +85,14 @@ def format_status(view: dict[str, Any], now: float) -> str:
         "",
     ]
     peers = view.get("peers", [])
-    header = f"{'node id':<40}  {'label':<16}  {'address':<21}  rep.   window  linked  seen"
+    header = f"{'node id':<40}  {'label':<16}  {'address':<21}  rep.   window  linked  tls  seen"
     lines.append(header)
     for peer in peers:
         lines.append(
             f"{peer.get('node_id', ''):<40}  {str(peer.get('label', ''))[:16]:<16}  "
             f"{peer.get('address', ''):<21}  {peer.get('reputation', 0):.3f}  "
             f"{peer.get('window_share', 0):6.1%}  {'yes' if peer.get('connected') else 'no':<6}  "
-            f"{_ago(peer.get('last_seen', 0), now)}"
+            f"{'yes' if peer.get('tls') else 'no':<3}  {_ago(peer.get('last_seen', 0), now)}"
         )
     if not peers:
         lines.append("(no peer known yet)")

@@ -35,16 +35,17 @@ from twisted.internet import ssl
 from twisted.internet.interfaces import IAddress, IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from otedama.ops.tls import TLSServerFactory as TLSFactory
 
 __all__ = [
     "TLS_MODES",
     "HostPolicy",
     "LinkTLS",
     "SniffingFactory",
-    "TLSLinkFactory",
     "UnverifiedClientTLS",
     "tls_client_factory",
 ]
@@ -102,23 +103,10 @@ class UnverifiedClientTLS:
         return connection
 
 
-class TLSLinkFactory(TLSMemoryBIOFactory):
-    """Twisted's TLS factory, except that a refusal by the wrapped factory
-    (``buildProtocol`` → None) closes the socket instead of failing."""
-
-    noisy = False
-
-    def buildProtocol(self, addr: IAddress | None) -> Any:
-        inner = self.wrappedFactory.buildProtocol(addr)
-        if inner is None:
-            return None
-        return self.protocol(self, inner)
-
-
-def tls_client_factory(client: UnverifiedClientTLS, factory: Any, clock: Any) -> TLSLinkFactory:
-    """``factory`` dialed over TLS."""
+def tls_client_factory(client: UnverifiedClientTLS, factory: Any, clock: Any) -> TLSFactory:
+    """``factory`` dialed over TLS (a refusal by ``factory`` closes the socket)."""
     creator: Any = client  # zope interfaces do not type-check without mypy-zope
-    return TLSLinkFactory(creator, True, factory, clock)
+    return TLSFactory(creator, True, factory, clock)
 
 
 class _Sniffer(TwistedProtocol):
@@ -202,7 +190,7 @@ class SniffingFactory(Factory):
         self.on_plaintext = on_plaintext
         self.timeout = timeout
         wrapped: Any = links  # zope interfaces do not type-check without mypy-zope
-        self.tls_factory = TLSLinkFactory(tls.server, False, wrapped, clock)
+        self.tls_factory = TLSFactory(tls.server, False, wrapped, clock)
 
     def doStart(self) -> None:
         self.links.doStart()

@@ -48,6 +48,8 @@ class PeerStatus:
     reputation: float
     connected: bool
     last_seen: float
+    tls: bool = False
+    """Its contact record announces TLS (its gossip port accepts it)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class PeerStatus:
             "reputation": self.reputation,
             "connected": self.connected,
             "last_seen": self.last_seen,
+            "tls": self.tls,
         }
 
 
@@ -286,6 +289,7 @@ class FederationService(Service):
         """The operator view: this node and every peer known by record or by link."""
         peers: dict[bytes, PeerStatus] = {}
         for info in self.gossip.peers():
+            known = self.book.get(info.node_id)
             peers[info.public_key] = PeerStatus(
                 info.node_id.hex(),
                 info.label,
@@ -293,6 +297,7 @@ class FederationService(Service):
                 self.reputation.score(info.public_key),
                 info.connected,
                 info.last_seen,
+                known is not None and known.tls,
             )
         for record in self.book:
             if record.public_key not in peers:
@@ -303,6 +308,7 @@ class FederationService(Service):
                     self.reputation.score(record.public_key),
                     False,
                     0.0,
+                    record.tls,
                 )
         host = self.interface or "0.0.0.0"
         return FederationStatus(

@@ -220,3 +220,44 @@ def test_a_plain_hello_on_a_required_listener_is_refused(tmp_path: Path) -> None
     protocol.dataReceived(b"more")
     assert transport.disconnecting and transport.value() == b""
     assert gossip.links == set() and gossip.stats.plaintext_refused == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_operator_view_shows_the_mode_and_which_peers_announce_tls(
+    tmp_path: Path,
+) -> None:
+    from twisted.internet import reactor
+
+    from otedama.commands.federation import format_status
+    from otedama.federation.service import FederationService
+
+    service = FederationService(
+        Identity.generate("me"),
+        network=NETWORK,
+        payout_script=bytes.fromhex("0014") + b"\x44" * 20,
+        listen_port=0,
+        handler=RecordingHandler(),
+        reputation=MemoryReputation(),
+        reactor=reactor,
+        interface="127.0.0.1",
+        tls=node_tls(tmp_path, "me", "required"),
+    )
+    secure = Node(reactor, "secure", tls=node_tls(tmp_path, "secure"))
+    plain = Node(reactor, "plain")
+    try:
+        now = reactor.seconds()
+        for node in (secure, plain):
+            assert service.book.offer(node.record().encode(), now) is not None
+        status = service.status()
+        assert status.tls == "required" and service.health()[1]["tls"] == "required"
+        by_label = {peer.label: peer for peer in status.peers}
+        assert by_label["secure"].tls and not by_label["plain"].tls
+        view = status.to_json()
+        assert view["tls"] == "required"
+        table = format_status(view, now)
+        assert "TLS required" in table
+        [secure_row] = [line for line in table.splitlines() if "secure" in line]
+        assert "  no      yes  never" in secure_row  # not linked, announces TLS
+    finally:
+        await secure.stop()
+        await plain.stop()
