@@ -42,7 +42,6 @@ from zope.interface import implementer
 from otedama.ops.tls import TLSServerFactory as TLSFactory
 
 __all__ = [
-    "TLS_MODES",
     "HostPolicy",
     "LinkTLS",
     "SniffingFactory",
@@ -53,7 +52,6 @@ __all__ = [
 TLS_OFF: Final = "off"
 TLS_ON: Final = "on"
 TLS_REQUIRED: Final = "required"
-TLS_MODES: Final = (TLS_OFF, TLS_ON, TLS_REQUIRED)
 TLS_HANDSHAKE_RECORD: Final = 0x16
 """The first byte of every TLS ClientHello (a handshake record)."""
 
