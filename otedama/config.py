@@ -430,7 +430,10 @@ class FirewallConfig:
         [], string_list, dump=list, doc="IPs and CIDR blocks never limited nor banned."
     )
     blacklist: tuple[str, ...] = option(
-        [], string_list, dump=list, doc="IPs and CIDR blocks refused on every listener."
+        [],
+        string_list,
+        dump=list,
+        doc="IPs and CIDR blocks refused on every listener (federation: not dialled, DHT datagrams dropped).",
     )
 
 
@@ -445,7 +448,10 @@ class AuditConfig:
 @dataclass(frozen=True)
 class SecurityConfig:
     enable_tls: bool = option(
-        False, boolean, doc="Serve Stratum over TLS on `stratum.tls_address` too."
+        False,
+        boolean,
+        doc="TLS: Stratum on `stratum.tls_address` too, HTTPS for the API, TLS on federation "
+        "links (`federation.tls`).",
     )
     cert_file: Path | None = option(
         None, optional_path, dump=dump_path, doc="PEM certificate (chain, leaf first)."
@@ -454,6 +460,18 @@ class SecurityConfig:
     ddos_protection: DdosConfig = section(DdosConfig)
     firewall: FirewallConfig = section(FirewallConfig)
     audit: AuditConfig = section(AuditConfig)
+
+
+FEDERATION_TLS = ("auto", "off", "on", "required")
+
+
+def _federation_tls(value: Any) -> str:
+    # YAML 1.1 reads a bare on/off as true/false.
+    if value is True:
+        return "on"
+    if value is False:
+        return "off"
+    return choice(*FEDERATION_TLS)(value)
 
 
 @dataclass(frozen=True)
@@ -471,6 +489,12 @@ class FederationConfig:
     bootstrap_peers: tuple[str, ...] = option(
         [], string_list, dump=list, doc="host:port of members to join through (UDP, the DHT)."
     )
+    tls: str = option(
+        "auto",
+        _federation_tls,
+        doc="TLS on gossip links: off, on (TLS and plain peers), required (TLS only); "
+        "auto: on when `security.enable_tls`, else off.",
+    )
     max_peers: int = option(50, integer(0), doc="Gossip links at most (inbound and outbound).")
     reputation_threshold: float = option(
         0.5, number(0, 1), doc="Peers scoring strictly below this are ignored (new: 0.5)."
@@ -487,6 +511,12 @@ class FederationConfig:
         dump=dump_duration,
         doc="Federation window: verified federation shares settled in each coinbase.",
     )
+
+    def tls_mode(self, enable_tls: bool) -> str:
+        """``tls`` with ``auto`` resolved: ``on`` when the node has TLS, else ``off``."""
+        if self.tls == "auto":
+            return "on" if enable_tls else "off"
+        return self.tls
 
 
 def _metrics_path(value: Any) -> str:
@@ -975,6 +1005,13 @@ def _security_checks(config: Config) -> list[str]:
         Firewall.from_lists(firewall.whitelist, firewall.blacklist)
     except FirewallError as error:
         problems.append(str(error))
+    federation_tls = config.federation.tls
+    if config.federation.enabled and federation_tls in ("on", "required"):
+        if not config.security.enable_tls:
+            problems.append(
+                f'federation.tls: "{federation_tls}" needs the node\'s certificate: set '
+                "security.enable_tls, cert_file and key_file (or federation.tls: off)"
+            )
     if config.security.enable_tls and config.stratum.enable:
         if config.stratum.tls_address == config.stratum.address:
             problems.append(

@@ -347,7 +347,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     payouts.setServiceParent(leader)
 
     ledger_link = LedgerLink(store, policy)
-    federation = federation_parts(config, reactor, store, client, ledger_link, node)
+    federation = federation_parts(
+        config, reactor, store, client, ledger_link, node, guard=guard, tls=tls
+    )
     core = PoolCore(
         network,
         config.payout_address,
@@ -484,9 +486,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]
         endpoint = serverFromString(reactor, served.address.server_endpoint())
-        ListenerService("metrics", endpoint, guarded(guard, site, "metrics")).setServiceParent(
-            node
-        )
+        ListenerService("metrics", endpoint, guarded(guard, site, "metrics")).setServiceParent(node)
     if tls is not None:
         node.add_reload_hook(tls.reload_hook(reactor), ("security.cert_file", "security.key_file"))
     return node
@@ -596,11 +596,21 @@ class FederationParts:
 
 
 def federation_parts(
-    config: Config, reactor: Any, store: Any, client: Any, ledger_link: Any, parent: Any
+    config: Config,
+    reactor: Any,
+    store: Any,
+    client: Any,
+    ledger_link: Any,
+    parent: Any,
+    *,
+    guard: Guard | None = None,
+    tls: Any = None,
 ) -> FederationParts | None:
     """With ``federation.enabled``: the node key, window and reputation (restored from
     the ledger before templates flow), the income watcher, and the federation service
-    (added to the tree by the caller, after the templates)."""
+    (added to the tree by the caller, after the templates). The gossip listener is
+    behind ``guard`` like every listener, and its TLS is ``tls`` (the node's reloadable
+    certificate, shared with Stratum's TLS port)."""
     if not config.federation.enabled:
         return None
     from otedama.chain.address import address_to_script
@@ -661,7 +671,16 @@ def federation_parts(
     watcher.setName("federation-income")
     watcher.setServiceParent(parent)
     service = federation_service(
-        config, reactor, handler=node, reputation=reputation, identity=identity
+        config,
+        reactor,
+        handler=node,
+        reputation=reputation,
+        identity=identity,
+        tls_server=tls,
+        policy=guard,
+        wrap_listener=None
+        if guard is None
+        else (lambda factory: guarded(guard, factory, "federation", lines=False)),
     )
     service.setName("federation")
     node.book = service.book

@@ -24,6 +24,7 @@ PEER = obj(
         "window_share": NUMBER,
         "connected": BOOLEAN,
         "last_seen": NUMBER,
+        "tls": BOOLEAN,
     }
 )
 
@@ -45,6 +46,7 @@ FEDERATION = obj(
         "node_id": STRING,
         "label": STRING,
         "public_key": STRING,
+        "tls": STRING,
         "payout_address": STRING,
         "window": WINDOW,
         "share_target": STRING,

@@ -75,7 +75,8 @@ def format_status(view: dict[str, Any], now: float) -> str:
     lines = [
         f"node:           {view.get('label') or '(no label)'} {view.get('node_id')}",
         f"public key:     {view.get('public_key')}",
-        f"listening on:   {view.get('listen_address')} (TCP gossip, UDP DHT)",
+        f"listening on:   {view.get('listen_address')} (TCP gossip, UDP DHT; "
+        f"TLS {view.get('tls', 'off')})",
         f"payout address: {view.get('payout_address')}",
         f"window:         {window.get('shares', 0)} shares, total difficulty "
         f"{window.get('total_difficulty', 0):.6g}, this node {window.get('own_part', 0):.2%} "
@@ -84,14 +85,14 @@ def format_status(view: dict[str, Any], now: float) -> str:
         "",
     ]
     peers = view.get("peers", [])
-    header = f"{'node id':<40}  {'label':<16}  {'address':<21}  rep.   window  linked  seen"
+    header = f"{'node id':<40}  {'label':<16}  {'address':<21}  rep.   window  linked  tls  seen"
     lines.append(header)
     for peer in peers:
         lines.append(
             f"{peer.get('node_id', ''):<40}  {str(peer.get('label', ''))[:16]:<16}  "
             f"{peer.get('address', ''):<21}  {peer.get('reputation', 0):.3f}  "
             f"{peer.get('window_share', 0):6.1%}  {'yes' if peer.get('connected') else 'no':<6}  "
-            f"{_ago(peer.get('last_seen', 0), now)}"
+            f"{'yes' if peer.get('tls') else 'no':<3}  {_ago(peer.get('last_seen', 0), now)}"
         )
     if not peers:
         lines.append("(no peer known yet)")

@@ -12,6 +12,10 @@ Bootstrap peers (``host:port``, DNS names allowed) are pinged until one answers;
 does not is retried with exponential back-off, forever, so a node whose bootstrap peers
 are all down runs alone and joins when one comes up.
 
+With a ``HostPolicy`` (the node's guard), a datagram from a blocked host (blacklisted by
+``security.firewall``, or banned) is dropped before anything parses it, and a blocked
+bootstrap peer is not asked.
+
 kademlia is asyncio-only; the node runs Twisted's asyncio reactor, and the periodic work
 here is Twisted ``LoopingCall``s that bridge to coroutines with ``Deferred.fromFuture``.
 """
@@ -46,6 +50,7 @@ from otedama.federation.records import (
     decode_record,
     record_key,
 )
+from otedama.federation.security import HostPolicy
 
 __all__ = ["Backoff", "DhtNode", "RecordStorage", "as_deferred", "parse_host_port"]
 
@@ -104,12 +109,21 @@ class HardenedProtocol(KademliaProtocol):  # type: ignore[misc]
     as unhandled task exceptions logged per datagram.
     """
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, *args: Any, policy: HostPolicy | None = None) -> None:
         super().__init__(*args)
+        self.policy = policy
         self.bad_datagrams = 0
+        self.refused_datagrams = 0
         self._tasks: set[asyncio.Future[None]] = set()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        policy = self.policy
+        if policy is not None:
+            reason = policy.blocked(str(addr[0]))
+            if reason is not None:
+                self.refused_datagrams += 1
+                policy.note_refused(str(addr[0]), f"federation-dht: {reason}")
+                return
         if len(data) > MAX_DATAGRAM:
             self.bad_datagrams += 1
             return
@@ -129,6 +143,10 @@ class HardenedProtocol(KademliaProtocol):  # type: ignore[misc]
 
 class _Server(Server):  # type: ignore[misc]
     protocol_class = HardenedProtocol
+    policy: HostPolicy | None = None
+
+    def _create_protocol(self) -> HardenedProtocol:
+        return HardenedProtocol(self.node, self.storage, self.ksize, policy=self.policy)
 
 
 class RecordStorage(IStorage):  # type: ignore[misc]
@@ -254,6 +272,7 @@ class DhtNode:
         rpc_timeout: float = 5.0,
         backoff_initial: float = 2.0,
         backoff_maximum: float = 300.0,
+        policy: HostPolicy | None = None,
     ) -> None:
         self.node_id = node_id
         self.book = book
@@ -272,6 +291,8 @@ class DhtNode:
         self.rpc_timeout = rpc_timeout
         self.storage = RecordStorage(network, clock)
         self.server = _Server(ksize=ksize, alpha=alpha, node_id=node_id, storage=self.storage)
+        self.server.policy = policy
+        self.policy = policy
         # Server keeps ``storage or ForgetfulStorage()``: an empty storage is falsy.
         self.server.storage = self.storage
         self.port = 0
@@ -337,6 +358,12 @@ class DhtNode:
         protocol = self.server.protocol
         return int(protocol.bad_datagrams) if protocol is not None else 0
 
+    @property
+    def refused_datagrams(self) -> int:
+        """Datagrams dropped unread because the host policy blocks their sender."""
+        protocol = self.server.protocol
+        return int(protocol.refused_datagrams) if protocol is not None else 0
+
     @staticmethod
     def library_log_counts() -> dict[str, int]:
         """kademlia's and rpcudp's log records by logger and level (counted, not printed)."""
@@ -370,6 +397,11 @@ class DhtNode:
         answered = 0
         for host, port in due:
             address = await self._resolve(host, port)
+            if address is not None and self.policy is not None:
+                reason = self.policy.blocked(address)
+                if reason is not None:  # counted as a failure: its back-off grows
+                    self.policy.note_refused(address, f"federation-bootstrap: {reason}")
+                    address = None
             node = await self.server.bootstrap_node((address, port)) if address else None
             if node is None or node.id == self.node_id:
                 self.backoff[(host, port)].failed(self.clock.seconds())

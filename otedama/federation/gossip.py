@@ -11,6 +11,11 @@ What a peer sends is checked by the codec and the link (``peer.PeerLink``); offe
 reputation, and repeated ones drop the link. A key or host dropped ``strikes_to_ban``
 times is banned for ``ban_time``. Verification of items is not done here: their payloads
 go to an ``ItemHandler``; reputation is kept by a ``ReputationSink``.
+
+Below the handshake (``federation.security``): with a ``LinkTLS`` the listener accepts TLS
+(and plain links unless TLS is required) and records that announce ``tls`` are dialled
+over TLS; with a ``HostPolicy`` (the node's guard) no blocked host is dialled, whether
+named in a record or reached through a host name.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ from twisted.logger import Logger
 from otedama.federation.identity import Identity, node_id_of
 from otedama.federation.peer import LinkSettings, PeerLink
 from otedama.federation.records import ContactRecord, RecordBook
+from otedama.federation.security import (
+    HostPolicy,
+    LinkTLS,
+    SniffingFactory,
+    UnverifiedClientTLS,
+    tls_client_factory,
+)
 from otedama.federation.wire import (
     MAX_PEER_RECORDS,
     Codec,
@@ -167,6 +179,12 @@ class GossipStats:
     closes: dict[str, int] = field(default_factory=dict)
     refused_connections: int = 0
     handler_errors: int = 0
+    plaintext_refused: int = 0
+    """Plain (not TLS) connections refused because ``federation.tls`` is required."""
+    dials_refused: int = 0
+    """Dials not made (or closed at connect) because the host policy blocks the host."""
+    dials_without_tls: int = 0
+    """Records not dialled because TLS is required and they do not announce it."""
 
 
 def weighted_sample(
@@ -190,7 +208,10 @@ class _Factory(Factory):
 
     def buildProtocol(self, addr: IAddress | None) -> PeerLink | None:
         host = str(getattr(addr, "host", "unknown"))
-        if self.outbound_key is None and not self.gossip.admit(host):
+        if self.outbound_key is None:
+            if not self.gossip.admit(host):
+                return None
+        elif not self.gossip.may_dial(host):  # a host name that resolved to a blocked IP
             return None
         return PeerLink(self.gossip, host, self.outbound_key)
 
@@ -211,6 +232,8 @@ class Gossip:
         book: RecordBook | None = None,
         own_record: Callable[[float], ContactRecord] | None = None,
         rng: random.Random | None = None,
+        tls: LinkTLS | None = None,
+        policy: HostPolicy | None = None,
     ) -> None:
         self.identity = identity
         self.gossip_settings = settings
@@ -222,6 +245,9 @@ class Gossip:
         self.book = book
         self.own_record = own_record
         self.rng = rng or random.Random()
+        self.tls = tls
+        self.policy = policy
+        self._client_tls = UnverifiedClientTLS() if tls is not None else None
         self.links: set[PeerLink] = set()
         self.ready: dict[bytes, PeerLink] = {}
         self.services: dict[bytes, ClientService] = {}
@@ -250,8 +276,33 @@ class Gossip:
     # -- entry points -------------------------------------------------------------------
 
     def factory(self) -> Factory:
-        """The factory for the gossip listener (inbound links)."""
-        return _Factory(self, None)
+        """The factory for the gossip listener (inbound links; TLS and plain told apart
+        by their first byte when TLS is on)."""
+        links = _Factory(self, None)
+        if self.tls is None:
+            return links
+        return SniffingFactory(
+            links,
+            self.tls,
+            self.clock,
+            on_plaintext=self._plaintext_refused,
+            timeout=self.settings.handshake_timeout,
+        )
+
+    def _plaintext_refused(self, host: str) -> None:
+        self.stats.plaintext_refused += 1
+        self._count("refused (plain text; federation.tls is required)")
+
+    def may_dial(self, host: str) -> bool:
+        """Whether the host policy lets this node open a link to ``host`` (counted if not)."""
+        reason = None if self.policy is None else self.policy.blocked(host)
+        if reason is None:
+            return True
+        assert self.policy is not None
+        self.stats.dials_refused += 1
+        self.policy.note_refused(host, f"federation-dial: {reason}")
+        self._count(f"not dialled ({reason})")
+        return False
 
     def trusted(self, key: bytes) -> bool:
         return self.reputation.score(key) >= self.gossip_settings.reputation_threshold
@@ -304,8 +355,16 @@ class Gossip:
             or self.slots_used() >= self.gossip_settings.max_peers
         ):
             return False
+        if self.tls is not None and self.tls.required and not record.tls:
+            self.stats.dials_without_tls += 1
+            self._count("not dialled (no TLS; federation.tls is required)")
+            return False
+        if not self.may_dial(record.host):
+            return False
         endpoint: Any = HostnameEndpoint(self.reactor, record.host, record.port, timeout=10)
         factory: Any = _Factory(self, key)
+        if self._client_tls is not None and record.tls:
+            factory = tls_client_factory(self._client_tls, factory, self.clock)
         backoff = backoffPolicy()
         limit = self.gossip_settings.max_dial_attempts
 

@@ -2,7 +2,16 @@
 
 A record holds the node's gossip host and port, its public key, its network, its payout
 script, the time it was made and the operator's label, packed with msgpack and signed by
-the node's key; it is at most ``MAX_RECORD_SIZE`` bytes. It is stored in the DHT under
+the node's key; it is at most ``MAX_RECORD_SIZE`` bytes.
+
+Layouts are versioned. Version 1 has exactly those eight fields and is what a node
+without features publishes (byte for byte what every earlier node reads). Version 2 adds
+a ninth field, the node's ``features``: short names of what its gossip port offers
+beyond version 1 (``"tls"``: it accepts TLS, see ``federation.security``). Readers keep
+the names they do not know, so later features need no new layout. A node publishes
+version 2 only when it has a feature to announce; nodes that read only version 1 skip
+such a record (as malformed), but a node with features still reads their records and
+dials them. It is stored in the DHT under
 ``record_key(node_id)``; the DHT authenticates nothing, so every reader verifies the
 signature, that the key's node id is the one it looked up, the network, and the time,
 and keeps the newest valid record per node (``RecordBook``), so a replayed older record
@@ -26,6 +35,7 @@ from otedama.federation.identity import (
 from otedama.federation.wire import MAX_LABEL, MAX_NETWORK, Signer, WireError, unpack_limited
 
 __all__ = [
+    "FEATURE_TLS",
     "MAX_RECORD_SIZE",
     "RECORD_MAX_AGE",
     "ContactRecord",
@@ -37,6 +47,12 @@ __all__ = [
 
 MAX_RECORD_SIZE: Final = 1024
 RECORD_VERSION: Final = 1
+RECORD_VERSION_FEATURES: Final = 2
+"""The layout with a ninth field: the node's features (a list of short strings)."""
+MAX_FEATURES: Final = 8
+MAX_FEATURE: Final = 16
+FEATURE_TLS: Final = "tls"
+"""The gossip port accepts TLS (the node's ``federation.tls`` is ``on`` or ``required``)."""
 RECORD_DOMAIN: Final = b"otedama/contact-record/v1\x00"
 RECORD_MAX_AGE: Final = 3600.0
 """A record older than this is stale (nodes republish every few minutes)."""
@@ -71,29 +87,35 @@ class ContactRecord:
     time: int
     label: str = ""
     signature: bytes = b""
+    features: tuple[str, ...] = ()
 
     @property
     def node_id(self) -> bytes:
         return node_id_of(self.public_key)
 
     @property
+    def tls(self) -> bool:
+        """The node's gossip port accepts TLS."""
+        return FEATURE_TLS in self.features
+
+    @property
     def address(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def _signed_part(self) -> bytes:
-        return msgpack.packb(
-            [
-                RECORD_VERSION,
-                self.host,
-                self.port,
-                self.public_key,
-                self.network,
-                self.payout_script,
-                self.time,
-                self.label,
-            ],
-            use_bin_type=True,
-        )
+        fields: list[object] = [
+            RECORD_VERSION_FEATURES if self.features else RECORD_VERSION,
+            self.host,
+            self.port,
+            self.public_key,
+            self.network,
+            self.payout_script,
+            self.time,
+            self.label,
+        ]
+        if self.features:
+            fields.append(list(self.features))
+        return msgpack.packb(fields, use_bin_type=True)
 
     @classmethod
     def create(
@@ -106,9 +128,17 @@ class ContactRecord:
         payout_script: bytes,
         now: float,
         label: str = "",
+        features: tuple[str, ...] = (),
     ) -> ContactRecord:
-        """A record signed by ``signer`` (an ``Identity``)."""
-        unsigned = cls(host, port, signer.public_key, network, payout_script, int(now), label)
+        """A record signed by ``signer`` (an ``Identity``); with ``features``, the
+        version 2 layout."""
+        if len(features) > MAX_FEATURES or any(
+            not 0 < len(name) <= MAX_FEATURE for name in features
+        ):
+            raise ValueError(f"at most {MAX_FEATURES} features of 1..{MAX_FEATURE} characters")
+        unsigned = cls(
+            host, port, signer.public_key, network, payout_script, int(now), label, b"", features
+        )
         return cls(
             host,
             port,
@@ -118,6 +148,7 @@ class ContactRecord:
             int(now),
             label,
             signer.sign(RECORD_DOMAIN + unsigned._signed_part()),
+            features,
         )
 
     def encode(self) -> bytes:
@@ -148,12 +179,16 @@ def decode_record(value: object) -> ContactRecord:
         signed, signature = outer
         if not isinstance(signed, bytes) or not isinstance(signature, bytes):
             raise RecordError("malformed", "expected bytes")
-        fields = unpack_limited(signed, max_len=MAX_RECORD_SIZE, max_items=8)
+        fields = unpack_limited(signed, max_len=MAX_RECORD_SIZE, max_items=9)
     except WireError as exc:
         raise RecordError("malformed", str(exc)) from None
-    if not isinstance(fields, list) or len(fields) != 8 or fields[0] != RECORD_VERSION:
+    if not isinstance(fields, list) or not (
+        (len(fields) == 8 and fields[0] == RECORD_VERSION)
+        or (len(fields) == 9 and fields[0] == RECORD_VERSION_FEATURES)
+    ):
         raise RecordError("malformed", "unknown record layout")
-    _, host, port, public_key, network, script, time, label = fields
+    _, host, port, public_key, network, script, time, label = fields[:8]
+    features = _features(fields[8]) if len(fields) == 9 else ()
     if not (
         isinstance(host, str)
         and 0 < len(host) <= MAX_HOST
@@ -174,7 +209,17 @@ def decode_record(value: object) -> ContactRecord:
         raise RecordError("malformed", "a field has the wrong type or size")
     if not verify_signature(public_key, RECORD_DOMAIN + signed, signature):
         raise RecordError("bad-signature")
-    return ContactRecord(host, port, public_key, network, script, time, label, signature)
+    return ContactRecord(host, port, public_key, network, script, time, label, signature, features)
+
+
+def _features(value: object) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or not 0 < len(value) <= MAX_FEATURES
+        or not all(isinstance(name, str) and 0 < len(name) <= MAX_FEATURE for name in value)
+    ):
+        raise RecordError("malformed", f"features must be 1..{MAX_FEATURES} short strings")
+    return tuple(value)
 
 
 class RecordBook:

@@ -5,11 +5,16 @@ it loads (or creates) the node key from ``app.data_dir`` — file I/O, so at sta
 and returns a ``FederationService``. Starting it listens for gossip on TCP
 ``federation.listen_port`` and joins the DHT on UDP at the same port number, then keeps
 links to the members it discovers. ``status()`` is the operator view's data.
+
+``tls`` (a ``LinkTLS``, from ``federation.tls``) puts TLS on the gossip links and
+announces it in the contact record; ``wrap_listener`` wraps the gossip listener's factory
+(the node's guard: firewall, bans and per-IP caps at accept, before any byte is read);
+``policy`` (the same guard) stops dials to blocked hosts and drops their DHT datagrams.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,7 +30,8 @@ from otedama.federation.dht import DhtNode
 from otedama.federation.gossip import Gossip, GossipSettings, ItemHandler, ReputationSink
 from otedama.federation.identity import Identity, load_or_create
 from otedama.federation.peer import LinkSettings
-from otedama.federation.records import ContactRecord, RecordBook
+from otedama.federation.records import FEATURE_TLS, ContactRecord, RecordBook
+from otedama.federation.security import TLS_OFF, HostPolicy, LinkTLS
 
 __all__ = ["FederationService", "FederationStatus", "PeerStatus", "federation_service"]
 
@@ -42,6 +48,8 @@ class PeerStatus:
     reputation: float
     connected: bool
     last_seen: float
+    tls: bool = False
+    """Its contact record announces TLS (its gossip port accepts it)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +59,7 @@ class PeerStatus:
             "reputation": self.reputation,
             "connected": self.connected,
             "last_seen": self.last_seen,
+            "tls": self.tls,
         }
 
 
@@ -64,6 +73,8 @@ class FederationStatus:
     listen_address: str
     network: str
     peers: tuple[PeerStatus, ...]
+    tls: str = TLS_OFF
+    """``federation.tls`` in force: ``off``, ``on`` or ``required``."""
 
     @property
     def connected_peers(self) -> int:
@@ -75,6 +86,7 @@ class FederationStatus:
             "label": self.label,
             "public_key": self.public_key,
             "listen_address": self.listen_address,
+            "tls": self.tls,
             "network": self.network,
             "peers": [peer.to_json() for peer in self.peers],
         }
@@ -103,6 +115,9 @@ class FederationService(Service):
         upkeep_interval: float = 30.0,
         dht_options: Mapping[str, Any] | None = None,
         link_options: Mapping[str, Any] | None = None,
+        tls: LinkTLS | None = None,
+        policy: HostPolicy | None = None,
+        wrap_listener: Callable[[Any], Any] | None = None,
     ) -> None:
         self.identity = identity
         self.network = network
@@ -113,6 +128,8 @@ class FederationService(Service):
         self.reactor = reactor
         self.reputation = reputation
         self.upkeep_interval = upkeep_interval
+        self.tls = tls
+        self.wrap_listener = wrap_listener
         self.book = RecordBook(network, identity.node_id)
         link = LinkSettings(
             network, listen_port=listen_port, label=identity.label, **(link_options or {})
@@ -130,6 +147,8 @@ class FederationService(Service):
             reactor,
             book=self.book,
             own_record=self.own_record,
+            tls=tls,
+            policy=policy,
         )
         self.dht = DhtNode(
             node_id=identity.node_id,
@@ -140,6 +159,7 @@ class FederationService(Service):
             clock=reactor,
             bootstrap=bootstrap_peers,
             interface=interface if interface not in ("", "::") else "0.0.0.0",
+            policy=policy,
             **(dht_options or {}),
         )
         self._tcp: Any = None
@@ -180,13 +200,19 @@ class FederationService(Service):
             payout_script=self.payout_script,
             now=now,
             label=self.identity.label,
+            features=(FEATURE_TLS,) if self.tls is not None else (),
         )
+
+    def listener_factory(self) -> Any:
+        """The gossip listener's factory, behind the guard when there is one."""
+        factory = self.gossip.factory()
+        return factory if self.wrap_listener is None else self.wrap_listener(factory)
 
     def startService(self) -> Deferred[None]:
         """Listen on TCP, then join the DHT on the same UDP port; fires when both are up."""
         super().startService()
         self._tcp = self.reactor.listenTCP(
-            self.listen_port, self.gossip.factory(), interface=self.interface or "0.0.0.0"
+            self.listen_port, self.listener_factory(), interface=self.interface or "0.0.0.0"
         )
         port = self.port
         self.gossip.settings = replace(self.gossip.settings, listen_port=port)
@@ -195,10 +221,11 @@ class FederationService(Service):
         self._upkeep.clock = self.reactor
         self._upkeep.start(self.upkeep_interval, now=False)
         self.log.info(
-            "federation node {node_id} ({label}) on TCP and UDP port {port}",
+            "federation node {node_id} ({label}) on TCP and UDP port {port}, TLS {tls}",
             node_id=self.identity.node_id.hex(),
             label=self.identity.label,
             port=port,
+            tls=self.tls.mode if self.tls is not None else TLS_OFF,
         )
         joined: Deferred[int] = self.dht.listen(port)
 
@@ -251,6 +278,7 @@ class FederationService(Service):
             "connected_peers": status.connected_peers,
             "known_peers": len(status.peers),
             "dht_members": len(self.dht.members),
+            "tls": self.tls.mode if self.tls is not None else TLS_OFF,
         }
         if status.connected_peers == 0:
             detail["reason"] = "no federation peer connected"
@@ -261,6 +289,7 @@ class FederationService(Service):
         """The operator view: this node and every peer known by record or by link."""
         peers: dict[bytes, PeerStatus] = {}
         for info in self.gossip.peers():
+            known = self.book.get(info.node_id)
             peers[info.public_key] = PeerStatus(
                 info.node_id.hex(),
                 info.label,
@@ -268,6 +297,7 @@ class FederationService(Service):
                 self.reputation.score(info.public_key),
                 info.connected,
                 info.last_seen,
+                known is not None and known.tls,
             )
         for record in self.book:
             if record.public_key not in peers:
@@ -278,6 +308,7 @@ class FederationService(Service):
                     self.reputation.score(record.public_key),
                     False,
                     0.0,
+                    record.tls,
                 )
         host = self.interface or "0.0.0.0"
         return FederationStatus(
@@ -287,6 +318,7 @@ class FederationService(Service):
             listen_address=f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}",
             network=self.network,
             peers=tuple(sorted(peers.values(), key=lambda p: p.node_id)),
+            tls=self.tls.mode if self.tls is not None else TLS_OFF,
         )
 
 
@@ -305,10 +337,24 @@ def federation_service(
     handler: ItemHandler,
     reputation: ReputationSink,
     identity: Identity | None = None,
+    tls_server: Any = None,
+    policy: HostPolicy | None = None,
+    wrap_listener: Callable[[Any], Any] | None = None,
 ) -> FederationService:
     """The federation service for ``config`` (loads or creates the node key, unless
-    ``identity`` is given: start-up only)."""
+    ``identity`` is given: start-up only). ``tls_server`` is the node's TLS (the
+    reloadable context of ``security.*``), needed when ``federation.tls`` is not off;
+    ``policy`` and ``wrap_listener`` are the node's guard."""
     fed = config.federation
+    mode = fed.tls_mode(config.security.enable_tls)
+    tls = None
+    if mode != TLS_OFF:
+        if tls_server is None:
+            raise ValueError(
+                f'federation.tls: "{mode}" needs the node\'s certificate '
+                "(security.enable_tls, cert_file, key_file)"
+            )
+        tls = LinkTLS(mode, tls_server)
     if identity is None:
         identity = load_or_create(config.app.data_dir, fed.node_id)
     network = config.chain.network
@@ -325,4 +371,7 @@ def federation_service(
         bootstrap_peers=fed.bootstrap_peers,
         max_peers=fed.max_peers,
         reputation_threshold=fed.reputation_threshold,
+        tls=tls,
+        policy=policy,
+        wrap_listener=wrap_listener,
     )

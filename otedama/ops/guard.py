@@ -112,18 +112,29 @@ class Guard:
         """Whitelisted: never limited nor banned."""
         return self.firewall.whitelisted(parse_host(host))
 
-    def refusal(self, host: str) -> str | None:
-        """Why a new connection from ``host`` is refused at accept, or None."""
+    def blocked(self, host: str) -> str | None:
+        """Why ``host`` may not be talked to at all (``"blacklisted"``, ``"banned"``), or
+        None; spends nothing (for dials and datagrams, which no connection rate limits)."""
         address = parse_host(host)
         if self.firewall.whitelisted(address):
             return None
         if self.firewall.blacklisted(address):
             return "blacklisted"
-        now = self.now()
         key = host if address is None else str(address)
-        if self.bans.banned(key, now) is not None:
+        if self.bans.banned(key, self.now()) is not None:
             return "banned"
-        if self.settings.enabled and not self.connections.take(key, now):
+        return None
+
+    def refusal(self, host: str) -> str | None:
+        """Why a new connection from ``host`` is refused at accept, or None."""
+        reason = self.blocked(host)
+        if reason is not None:
+            return reason
+        address = parse_host(host)
+        if self.firewall.whitelisted(address):
+            return None
+        key = host if address is None else str(address)
+        if self.settings.enabled and not self.connections.take(key, self.now()):
             return "connection rate"
         return None
 

@@ -169,8 +169,9 @@ def tls_context(config: Any) -> ReloadableTLS | None:
 
 
 class TLSServerFactory(TLSMemoryBIOFactory):
-    """Twisted's TLS server factory, except that a refusal by the wrapped factory
-    (``buildProtocol`` → None) closes the socket instead of failing."""
+    """Twisted's TLS factory, except that a refusal by the wrapped factory
+    (``buildProtocol`` → None) closes the socket instead of failing (the listeners'
+    server side; the federation's dials use it as a client too)."""
 
     noisy = False
 

@@ -14,6 +14,7 @@ from twisted.internet.task import deferLater
 from otedama.federation.dht import Backoff, DhtNode, RecordStorage, parse_host_port
 from otedama.federation.identity import Identity
 from otedama.federation.records import ContactRecord, RecordBook, record_key
+from otedama.federation.security import HostPolicy
 
 NETWORK = "regtest"
 SCRIPT = bytes.fromhex("0014") + b"\x22" * 20
@@ -22,7 +23,9 @@ SCRIPT = bytes.fromhex("0014") + b"\x22" * 20
 class Member:
     """One federation node's identity, record book and DHT node."""
 
-    def __init__(self, reactor: object, bootstrap: list[str], label: str) -> None:
+    def __init__(
+        self, reactor: object, bootstrap: list[str], label: str, policy: HostPolicy | None = None
+    ) -> None:
         self.identity = Identity.generate(label)
         self.book = RecordBook(NETWORK, self.identity.node_id)
         self.seen: list[ContactRecord] = []
@@ -40,6 +43,7 @@ class Member:
             rpc_timeout=0.5,
             backoff_initial=0.2,
             backoff_maximum=0.4,
+            policy=policy,
         )
 
     def record(self, now: float) -> ContactRecord:

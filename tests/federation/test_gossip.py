@@ -14,7 +14,8 @@ from twisted.internet.task import deferLater
 from otedama.federation.gossip import Gossip, GossipSettings, _Factory, weighted_sample
 from otedama.federation.identity import Identity
 from otedama.federation.peer import LinkSettings
-from otedama.federation.records import ContactRecord, RecordBook
+from otedama.federation.records import FEATURE_TLS, ContactRecord, RecordBook
+from otedama.federation.security import HostPolicy, LinkTLS
 
 NETWORK = "regtest"
 SCRIPT = bytes.fromhex("0014") + b"\x33" * 20
@@ -60,9 +61,19 @@ class Node:
     """A gossip node listening on 127.0.0.1."""
 
     def __init__(
-        self, reactor: Any, label: str, *, share_records: bool = False, **settings: Any
+        self,
+        reactor: Any,
+        label: str,
+        *,
+        share_records: bool = False,
+        tls: LinkTLS | None = None,
+        policy: HostPolicy | None = None,
+        wrap_listener: Callable[[Any], Any] | None = None,
+        **settings: Any,
     ) -> None:
-        """``share_records``: send contact records to peers (else the links stay as made)."""
+        """``share_records``: send contact records to peers (else the links stay as made);
+        ``tls``: TLS on its links (its record announces it); ``policy`` and
+        ``wrap_listener``: the node's guard, as ``FederationService`` takes them."""
         link = {
             k: settings.pop(k) for k in list(settings) if k in LinkSettings.__dataclass_fields__
         }
@@ -80,8 +91,14 @@ class Node:
             book=self.book if share_records else None,
             own_record=(lambda now: self.record()) if share_records else None,
             rng=random.Random(7),
+            tls=tls,
+            policy=policy,
         )
-        self.port = reactor.listenTCP(0, self.gossip.factory(), interface="127.0.0.1")
+        self.tls = tls
+        factory = self.gossip.factory()
+        if wrap_listener is not None:
+            factory = wrap_listener(factory)
+        self.port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.gossip.settings = LinkSettings(
             NETWORK, label=label, listen_port=self.port.getHost().port, **link
         )
@@ -99,6 +116,7 @@ class Node:
             payout_script=SCRIPT,
             now=self.reactor.seconds(),
             label=self.identity.label,
+            features=(FEATURE_TLS,) if self.tls is not None else (),
         )
 
     def linked(self, *others: Node) -> bool:

@@ -169,3 +169,75 @@ def test_any_signed_field_values_are_checked_before_use(fields: list[object]) ->
     if len(value) <= MAX_RECORD_SIZE:
         with pytest.raises(RecordError):
             decode_record(value)
+
+
+def _signed_fields(record: ContactRecord) -> list[object]:
+    outer = msgpack.unpackb(record.encode(), raw=False)
+    fields: list[object] = msgpack.unpackb(outer[0], raw=False)
+    return fields
+
+
+def test_a_record_without_features_keeps_the_version_1_layout() -> None:
+    """What every earlier node reads: eight fields, version 1."""
+    fields = _signed_fields(make())
+    assert fields[0] == 1 and len(fields) == 8
+    assert not decode_record(make().encode()).tls
+
+
+def test_a_record_with_features_is_version_2_and_announces_tls() -> None:
+    record = make(features=("tls",), host="a" * 253, label="x" * 64)
+    fields = _signed_fields(record)
+    assert fields[0] == 2 and fields[8] == ["tls"]
+    assert len(record.encode()) <= MAX_RECORD_SIZE
+    decoded = decode_record(record.encode())
+    assert decoded == record and decoded.tls and decoded.features == ("tls",)
+    assert book().offer(record.encode(), NOW) == record
+
+
+def test_features_this_node_does_not_know_are_kept_and_do_not_mean_tls() -> None:
+    decoded = decode_record(make(features=("quic", "zstd")).encode())
+    assert decoded.features == ("quic", "zstd") and not decoded.tls
+
+
+def test_features_are_signed() -> None:
+    record = make(features=("tls",))
+    stripped = ContactRecord(
+        record.host,
+        record.port,
+        record.public_key,
+        record.network,
+        record.payout_script,
+        record.time,
+        record.label,
+        record.signature,
+    )  # the version 2 signature over a version 1 layout: a TLS downgrade by a relay
+    with pytest.raises(RecordError, match="bad-signature"):
+        decode_record(stripped.encode())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [2, "h", 4444, PEER.public_key, "regtest", b"", 1, ""],  # version 2 without features
+        [1, "h", 4444, PEER.public_key, "regtest", b"", 1, "", ["tls"]],  # version 1 with
+        [2, "h", 4444, PEER.public_key, "regtest", b"", 1, "", []],
+        [2, "h", 4444, PEER.public_key, "regtest", b"", 1, "", "tls"],
+        [2, "h", 4444, PEER.public_key, "regtest", b"", 1, "", [""]],
+        [2, "h", 4444, PEER.public_key, "regtest", b"", 1, "", ["x" * 17]],
+        [2, "h", 4444, PEER.public_key, "regtest", b"", 1, "", [7]],
+        [2, "h", 4444, PEER.public_key, "regtest", b"", 1, "", ["f"] * 9],
+        [3, "h", 4444, PEER.public_key, "regtest", b"", 1, "", ["tls"], 0],
+    ],
+)
+def test_malformed_layouts_and_features_are_refused(fields: list[object]) -> None:
+    signed = msgpack.packb(fields, use_bin_type=True)
+    value = msgpack.packb([signed, PEER.sign(b"otedama/contact-record/v1\x00" + signed)])
+    with pytest.raises(RecordError, match="malformed"):
+        decode_record(value)
+
+
+def test_too_many_or_too_long_features_cannot_be_created() -> None:
+    with pytest.raises(ValueError, match="features"):
+        make(features=("f",) * 9)
+    with pytest.raises(ValueError, match="features"):
+        make(features=("",))

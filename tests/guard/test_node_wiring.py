@@ -12,7 +12,7 @@ from twisted.internet.task import deferLater
 from otedama.config import load_config
 from otedama.ops.guard import Guard, GuardedFactory, GuardService
 from otedama.ops.logging import LogControl
-from otedama.ops.tls import TLSServerFactory
+from otedama.ops.tls import TLSServerFactory, load_context
 from otedama.stratum.protocol import StratumFactory
 from otedama.tap import build_node
 from tests.guard.certs import self_signed
@@ -115,3 +115,36 @@ async def test_the_api_answers_over_https_with_the_configured_certificate(tmp_pa
         assert response.code == 200 and document["openapi"].startswith("3.1")
     finally:
         await port.stopListening()
+
+
+def test_the_federation_listener_is_guarded_and_shares_the_stratum_certificate(
+    tmp_path: Path,
+) -> None:
+    from twisted.internet import reactor
+
+    from otedama.federation.security import SniffingFactory
+    from otedama.federation.service import FederationService
+
+    cert, key = self_signed(tmp_path, "fed")
+    path = tmp_path / "otedama.yaml"
+    write_config(path, cert, key, "203.0.113.0/24")
+    with path.open("a", encoding="utf-8") as file:
+        file.write("federation:\n  enabled: true\n  listen_port: 0\n")
+    node = build_node(load_config(path), reactor, LogControl("info", "text", stdout=False))
+    guard: Guard = node.getServiceNamed("guard").guard
+    federation = node.getServiceNamed("federation")
+    assert isinstance(federation, FederationService)
+    listener = federation.listener_factory()
+    assert isinstance(listener, GuardedFactory) and listener.guard is guard
+    assert listener.name == "federation" and listener in guard.factories
+    sniffing = listener.wrapped
+    assert isinstance(sniffing, SniffingFactory) and sniffing.tls.mode == "on"  # auto
+    # one certificate for Stratum's TLS port and the gossip port: one reload renews both
+    renewed = load_context(*self_signed(tmp_path, "renewed"))
+    sniffing.tls.server.swap(renewed)
+    stratum_tls = node.getServiceNamed("stratum-tls").factory.wrapped
+    for factory in (stratum_tls, sniffing.tls_factory):
+        assert factory._creatorCallable(object()).get_context() is renewed
+    assert federation.gossip.policy is guard and federation.dht.policy is guard
+    assert federation.own_record(reactor.seconds()).tls
+    assert federation.status().tls == "on"

@@ -162,6 +162,14 @@ BAD_CONFIGS = [
         {"federation": {"reputation_threshold": 2}},
         "federation.reputation_threshold: expected a number <= 1, got 2",
     ),
+    (
+        {"federation": {"tls": "maybe"}},
+        'federation.tls: expected one of auto, off, on, required, got "maybe"',
+    ),
+    (
+        {"federation": {"enabled": True, "tls": "required"}},
+        'federation.tls: "required" needs the node\'s certificate: set security.enable_tls',
+    ),
 ]
 
 
@@ -289,3 +297,24 @@ def test_stratum_timeouts_reach_the_server_settings_and_apply_on_reload() -> Non
     assert settings.authorize_timeout == 17
     assert settings.idle_timeout == 540
     assert "stratum.authorize_timeout" in STRATUM_LIVE_KEYS
+
+
+@pytest.mark.parametrize(
+    ("text", "mode", "with_tls", "without_tls"),
+    [
+        ("", "auto", "on", "off"),
+        ("  tls: auto\n", "auto", "on", "off"),
+        ("  tls: off\n", "off", "off", "off"),  # YAML reads a bare off as false
+        ("  tls: on\n", "on", "on", "on"),  # and a bare on as true
+        ("  tls: required\n", "required", "required", "required"),
+    ],
+)
+def test_federation_tls_follows_security_enable_tls_unless_set(
+    tmp_path: Path, text: str, mode: str, with_tls: str, without_tls: str
+) -> None:
+    path = tmp_path / "otedama.yaml"
+    path.write_text("federation:\n  enabled: false\n" + text, encoding="utf-8")
+    federation = load_config(path, env={}).federation
+    assert federation.tls == mode
+    assert federation.tls_mode(True) == with_tls
+    assert federation.tls_mode(False) == without_tls
