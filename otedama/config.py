@@ -102,6 +102,24 @@ def _optional_log_level(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
+class GcConfig:
+    freeze_interval: float = option(
+        60.0,
+        duration,
+        dump=dump_duration,
+        doc="Freeze the objects alive now out of automatic full garbage collections this often"
+        " (gc.freeze; keeps their pauses off the reactor); 0: CPython's default collector.",
+    )
+    full_interval: float = option(
+        3600.0,
+        duration,
+        dump=dump_duration,
+        doc="One full collection of every object this often (frees cyclic garbage that was"
+        " frozen); 0: never.",
+    )
+
+
+@dataclass(frozen=True)
 class AppConfig:
     name: str = option("Otedama", string, doc="Name shown in logs and the API.")
     mode: str = option(
@@ -116,6 +134,7 @@ class AppConfig:
     data_dir: Path = option(
         Path("./data"), path, dump=dump_path, doc="Where the node keeps its state."
     )
+    gc: GcConfig = section(GcConfig)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from otedama.config import (
 from otedama.ops.audit import AuditLog, audit_path
 from otedama.ops.bans import DdosSettings, JsonBanFile
 from otedama.ops.firewall import Firewall
+from otedama.ops.gcpolicy import GcPolicy
 from otedama.ops.guard import AdminFactory, Guard, GuardService, guarded, share_bans
 from otedama.ops.health import DEGRADED, OK, Check, HealthResource, NodeHealth
 from otedama.ops.lifecycle import ListenerService, NodeService
@@ -292,6 +293,8 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
     node.expect_start_errors(*operator_errors())
     node.log.info("{summary}", summary=start_summary(config))
     network = get_network(config.chain.network)
+    gc_settings = config.app.gc
+    GcPolicy(reactor, gc_settings.freeze_interval, gc_settings.full_interval).setServiceParent(node)
     audit = AuditLog(audit_path(config), reactor)
     guard = build_guard(config, reactor, audit)
     protect_the_node(node, config, reactor, guard, audit)

@@ -38,6 +38,7 @@ from otedama.bench.stratum_server import (
     raise_fd_limit,
     synthetic_template,
 )
+from otedama.ops.gcpolicy import GcPolicy
 
 __all__ = ["ApiBenchConfig", "ApiBenchResult", "ApiLoad", "register", "serve"]
 
@@ -60,6 +61,8 @@ class ApiBenchConfig:
     cache_ttl: float = 1.0
     #: Write the server's cProfile stats here.
     profile: str | None = None
+    #: Run the node's garbage collection policy (app.gc) on the server.
+    gc_freeze: bool = True
 
 
 @dataclass
@@ -85,6 +88,9 @@ class ApiBenchResult:
     server_cpu_percent: float = 0.0
     client_cpu_percent: float = 0.0
     connections: int = 0
+    #: The server's garbage collections during the HTTP load, by generation:
+    #: [collections, longest pause ms, total ms].
+    gc: dict[str, list[float]] = field(default_factory=dict)
 
 
 # -- the server process ------------------------------------------------------------------
@@ -110,7 +116,9 @@ class _NoSubmit:
         raise RuntimeError("the API bench submits no blocks")
 
 
-async def _start_server(rx: Any, data_dir: Path, cache_ttl: float) -> dict[str, Any]:
+async def _start_server(
+    rx: Any, data_dir: Path, cache_ttl: float, gc_freeze: bool = True
+) -> dict[str, Any]:
     from otedama.api.resource import ApiPolicy
     from otedama.api.service import build_api
     from otedama.chain.params import get_network
@@ -146,19 +154,60 @@ async def _start_server(rx: Any, data_dir: Path, cache_ttl: float) -> dict[str, 
         policy=ApiPolicy(auth_enabled=False, rate_limiting=False, cache_ttl=cache_ttl),
     )
     parts.view.startService()
+    # The node's garbage collection policy (app.gc), as the node runs it (unless told not to).
+    gc_policy = GcPolicy(
+        rx, config.app.gc.freeze_interval if gc_freeze else 0.0, config.app.gc.full_interval
+    )
+    gc_policy.startService()
     factory, jobs, _ = bench_stratum(rx)
     jobs.on_template(synthetic_template(0, int(now)))
     stratum = rx.listenTCP(0, factory, backlog=4096, interface="127.0.0.1")
     api = rx.listenTCP(0, parts.site, backlog=4096, interface="127.0.0.1")
-    return {"parts": parts, "stratum": stratum, "api": api, "store": store}
+    return {"parts": parts, "stratum": stratum, "api": api, "store": store, "gc": gc_policy}
+
+
+class GcPauses:
+    """The garbage collector's pauses by generation (``gc.callbacks``): with 10,000 Stratum
+    sessions in the heap a full collection stops the reactor for a noticeable time."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses[int(info["generation"])].append(time.perf_counter() - self.started)
+
+    def reset(self) -> None:
+        for pauses in self.pauses.values():
+            pauses.clear()
+
+    def report(self) -> dict[str, list[float]]:
+        """Per generation: [collections, longest ms, total ms]; "objects": [tracked]."""
+        import gc
+
+        report: dict[str, list[float]] = {"objects": [float(len(gc.get_objects()))]}
+        for gen, p in self.pauses.items():
+            report[str(gen)] = [
+                len(p),
+                round(max(p, default=0.0) * 1000, 2),
+                round(sum(p) * 1000, 2),
+            ]
+        return report
+
+
+GC_PAUSES = GcPauses()
 
 
 class _Control(Protocol):
     """Commands on stdin, one a line: ``block`` publishes one, ``quit`` stops."""
 
-    def __init__(self, rx: Any, parts: Any) -> None:
+    def __init__(self, rx: Any, parts: Any, gc_policy: GcPolicy | None = None) -> None:
         self.rx = rx
         self.parts = parts
+        self.gc_policy = gc_policy
         self.buffer = b""
         self.blocks = 0
 
@@ -175,6 +224,15 @@ class _Control(Protocol):
             t0 = time.monotonic()
             delivered = self.parts.bus.publish("blocks", event)
             _say({"round": self.blocks, "t0": t0, "t1": time.monotonic(), "sent": delivered})
+        elif command == "gc-reset":
+            # The miners are connected: freeze as the node's policy does every
+            # freeze_interval, so the run sees a node that has been up longer than that.
+            if self.gc_policy is not None and self.gc_policy.enabled:
+                self.gc_policy.freeze()
+            GC_PAUSES.reset()
+            _say({"gc": GC_PAUSES.report()})
+        elif command == "gc":
+            _say({"gc": GC_PAUSES.report()})
         elif command == "quit" and self.rx.running:
             self.rx.stop()
 
@@ -193,9 +251,13 @@ def serve(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="otedama-bench-api-server")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--cache-ttl", type=float, default=1.0)
+    parser.add_argument("--no-gc-freeze", action="store_true")
     parser.add_argument("--profile", default=None, help="write cProfile stats of the run here")
     args = parser.parse_args(argv)
     raise_fd_limit()
+    import gc
+
+    gc.callbacks.append(GC_PAUSES)
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
@@ -204,8 +266,10 @@ def serve(argv: list[str] | None = None) -> int:
     rx: Any = reactor
 
     async def start() -> None:
-        started = await _start_server(rx, Path(args.data_dir), args.cache_ttl)
-        stdio.StandardIO(_Control(rx, started["parts"]), reactor=rx)
+        started = await _start_server(
+            rx, Path(args.data_dir), args.cache_ttl, gc_freeze=not args.no_gc_freeze
+        )
+        stdio.StandardIO(_Control(rx, started["parts"], started["gc"]), reactor=rx)
         _say(
             {
                 "stratum": started["stratum"].getHost().port,
@@ -491,6 +555,7 @@ class ApiLoad:
                 "--cache-ttl",
                 repr(self.config.cache_ttl),
                 *(["--profile", self.config.profile] if self.config.profile else []),
+                *([] if self.config.gc_freeze else ["--no-gc-freeze"]),
             ],
             env=env,
         )
@@ -617,7 +682,10 @@ class ApiLoad:
         self.out(f"server: API on {base}, Stratum on 127.0.0.1:{stratum}")
         await self.miners.connect("127.0.0.1", stratum, config.miners)
         self.out(f"miners: {len(self.miners.ready)} connected to Stratum on the server")
+        assert self.server is not None
+        await self.server.ask("gc-reset")
         await self.http_load(base)
+        self.result.gc = (await self.server.ask("gc"))["gc"]
         r = self.result
         self.out(
             f"api: {r.requests} requests in {config.duration:g} s ({r.achieved_rate:.0f}/s, "
@@ -625,6 +693,12 @@ class ApiLoad:
             f"max {r.max_ms:.2f} ms, errors {r.errors}; cache_ttl {r.cache_ttl:g} s; "
             f"CPU server {r.server_cpu_percent:.0f} %, load generator {r.client_cpu_percent:.0f} %"
             f" of a core; {r.connections} connections"
+        )
+        self.out(
+            "server GC during the load (collections, longest ms, total ms) by generation: "
+            + ", ".join(f"gen {gen}: {'/'.join(map(str, v))}" for gen, v in r.gc.items()).replace(
+                "gen objects: ", "objects tracked: "
+            )
         )
         for route, (p50, p99) in r.routes.items():
             self.out(f"  {route}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
@@ -673,6 +747,11 @@ def register(subparsers: Any) -> None:
         help="the server's api.cache_ttl in seconds (0: every request reads the ledger)",
     )
     parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="run the server without the node's garbage collection policy (app.gc), to compare",
+    )
+    parser.add_argument(
         "--profile",
         metavar="FILE",
         default=None,
@@ -695,6 +774,7 @@ def run_api_bench(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         cache_ttl=args.cache_ttl,
         profile=args.profile,
+        gc_freeze=not args.no_gc_freeze,
     )
     if (
         config.miners < 1
