@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredLock, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -124,6 +124,11 @@ async def honest_miner(reactor: Any, port: int, source: str, worker: str) -> Lin
 class FloodReport:
     honest: int
     honest_connected: int = 0
+    #: Honest miners that could not connect, authorize and get a job in time (and why).
+    honest_failed: int = 0
+    honest_failures: list[str] = field(default_factory=list)
+    #: Honest shares with no reply within ``REPLY_TIMEOUT`` (not in the latencies).
+    unanswered: int = 0
     shares: int = 0
     accepted: int = 0
     p50_ms: float = 0.0
@@ -218,6 +223,12 @@ async def flood(reactor: Any, port: int, connections: int, report: FloodReport) 
     await DeferredList(opened, consumeErrors=True)
 
 
+#: Seconds an honest miner has to connect, be authorized and hold a job.
+CONNECT_TIMEOUT = 60.0
+#: Seconds an honest share waits for its reply before it counts as unanswered.
+REPLY_TIMEOUT = 30.0
+
+
 class HonestFleet:
     """Honest miners on 127.0.1.x (``per_ip`` per address), mining in rounds: each miner
     submits one share at a random moment within ``spread`` seconds."""
@@ -229,11 +240,18 @@ class HonestFleet:
         self.per_ip = per_ip
         self.spread = spread
         self.miners: list[LineClient] = []
+        self.failed = 0
+        self.failures: list[str] = []
+        self.unanswered = 0
         self.shares = 0
         self.accepted = 0
         self._nonces = iter(range(1, 1 << 31))
 
     async def start(self) -> int:
+        """Connect the fleet, 200 at a time; each miner gets ``CONNECT_TIMEOUT`` seconds to
+        be connected, authorized and holding a job. One that does not is counted in
+        ``failed`` (with the first reasons in ``failures``) and the fleet goes on without
+        it: the report's "honest connected" then says so, instead of the bench hanging."""
         batch = 200
         for first in range(0, self.honest, batch):
             made = [
@@ -244,10 +262,16 @@ class HonestFleet:
                         f"127.0.{1 + i // self.per_ip // 250}.{1 + i // self.per_ip % 250}",
                         f"{BENCH_ADDRESS}.h{i}",
                     )
-                )
+                ).addTimeout(CONNECT_TIMEOUT, self.reactor)
                 for i in range(first, min(self.honest, first + batch))
             ]
-            self.miners.extend(await gatherResults(made, consumeErrors=True))
+            for ok, value in await DeferredList(made, consumeErrors=True):
+                if ok:
+                    self.miners.append(value)
+                else:
+                    self.failed += 1
+                    if len(self.failures) < 5:
+                        self.failures.append(cast(Failure, value).getErrorMessage())
         return len(self.miners)
 
     async def round(self) -> list[float]:
@@ -259,9 +283,15 @@ class HonestFleet:
             self.reactor.callLater(random.uniform(0, self.spread), pause.callback, None)
             await pause
             sent = time.monotonic()
-            reply = await client.submit(f"{BENCH_ADDRESS}.h{index}", next(self._nonces))
-            latencies.append(time.monotonic() - sent)
             self.shares += 1
+            submitted = client.submit(f"{BENCH_ADDRESS}.h{index}", next(self._nonces))
+            try:
+                reply = await submitted.addTimeout(REPLY_TIMEOUT, self.reactor)
+            except Exception:
+                # No reply in time (or the connection went): counted, never waited on.
+                self.unanswered += 1
+                return
+            latencies.append(time.monotonic() - sent)
             self.accepted += reply.get("result") is True
 
         await gatherResults(
@@ -334,6 +364,9 @@ class RemoteFleet:
         self.child: _Child | None = None
         self.shares = 0
         self.accepted = 0
+        self.failed = 0
+        self.failures: list[str] = []
+        self.unanswered = 0
 
     async def _ask(self, command: str) -> Any:
         assert self.child is not None
@@ -343,12 +376,15 @@ class RemoteFleet:
 
     async def start(self) -> int:
         self.child = _spawn(self.reactor, "honest", *self.args)
-        ready: int = (await self.child.next_line())["ready"]
+        hello = await self.child.next_line()
+        self.failed, self.failures = int(hello.get("failed", 0)), list(hello.get("failures", []))
+        ready: int = hello["ready"]
         return ready
 
     async def round(self) -> list[float]:
         reply = await self._ask("round")
         self.shares, self.accepted = reply["shares"], reply["accepted"]
+        self.unanswered = int(reply.get("unanswered", 0))
         latencies: list[float] = reply["latencies"]
         return latencies
 
@@ -384,7 +420,12 @@ async def run_flood(
     kind = RemoteFleet if remote_honest else HonestFleet
     fleet = kind(reactor, number, honest, per_ip, spread)
     try:
-        progress(f"{await fleet.start()} honest miners connected")
+        connected = await fleet.start()
+        report.honest_failed, report.honest_failures = fleet.failed, fleet.failures
+        progress(
+            f"{connected} honest miners connected"
+            + (f", {fleet.failed} could not: {fleet.failures}" if fleet.failed else "")
+        )
         flooding = Deferred.fromCoroutine(
             flood_in_process(reactor, number, flood_connections, report)
         )
@@ -398,6 +439,7 @@ async def run_flood(
         report.flooder_refused_at_accept = await probe_refused(reactor, number, FLOODER)
         report.honest_connected = await fleet.connected()
         report.shares, report.accepted = fleet.shares, fleet.accepted
+        report.unanswered = fleet.unanswered
         report.refusals = dict(guard.refused_total)
         report.sessions_after = len(stratum.server.sessions)
         report.p50_ms = _percentile(latencies, 0.50) * 1000
@@ -447,7 +489,14 @@ class _FleetControl(Protocol):
         fleet = self.fleet
         if command == "round":
             latencies = await fleet.round()
-            self.say({"latencies": latencies, "shares": fleet.shares, "accepted": fleet.accepted})
+            self.say(
+                {
+                    "latencies": latencies,
+                    "shares": fleet.shares,
+                    "accepted": fleet.accepted,
+                    "unanswered": fleet.unanswered,
+                }
+            )
         elif command == "status":
             self.say({"connected": await fleet.connected()})
 
@@ -470,7 +519,7 @@ def child_main(argv: list[str]) -> int:
 
     async def honest(rx: Any) -> None:
         fleet = HonestFleet(rx, int(argv[1]), int(argv[2]), int(argv[3]), float(argv[4]))
-        say({"ready": await fleet.start()})
+        say({"ready": await fleet.start(), "failed": fleet.failed, "failures": fleet.failures})
         control = _FleetControl(fleet, say)
         stdio.StandardIO(control, reactor=rx)
         await control.done
@@ -545,7 +594,9 @@ def bench_flood(args: argparse.Namespace) -> int:
         return 0
     print(
         f"honest miners: {report.honest_connected}/{report.honest} still connected; "
-        f"{report.accepted}/{report.shares} shares accepted\n"
+        f"{report.accepted}/{report.shares} shares accepted, {report.unanswered} unanswered "
+        f"within {REPLY_TIMEOUT:g} s; {report.honest_failed} could not connect"
+        f"{' (' + '; '.join(report.honest_failures) + ')' if report.honest_failures else ''}\n"
         f"honest share latency: p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms, "
         f"max {report.max_ms:.1f} ms\n"
         f"flooder {FLOODER}: {report.flood_connections} connections opened, "
