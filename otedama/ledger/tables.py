@@ -10,6 +10,7 @@ migration.
 from __future__ import annotations
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     Float,
@@ -254,6 +255,22 @@ window_totals = Table(
     metadata,
     Column("address", Text, primary_key=True),
     Column("weight", Text().with_variant(Numeric(), "postgresql"), nullable=False),
+)
+
+#: Each share batch's addition to ``window_totals`` (append-only, one row a batch, so
+#: concurrent batches never write the same row): per address, the summed difficulty of
+#: the batch's shares created after ``start`` (the totals' start when it was written),
+#: in the same units; ``newest`` is the batch's newest share time. Folded into the
+#: totals and deleted by :func:`otedama.ledger.window.fold`. PostgreSQL keeps the two
+#: lists as arrays (summed by the server); SQLite as JSON and comma-separated text.
+window_deltas = Table(
+    "window_deltas",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("start", Float, nullable=True),
+    Column("newest", Float, nullable=False),
+    Column("addresses", Text().with_variant(ARRAY(Text), "postgresql"), nullable=False),
+    Column("weights", Text().with_variant(ARRAY(Numeric), "postgresql"), nullable=False),
 )
 
 #: One row (id 1): where the running totals start, whether they can be trusted, and
