@@ -16,8 +16,8 @@ import pytest
 import pytest_twisted
 from sqlalchemy import func, select
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.task import deferLater
 
 from otedama.chain.target import difficulty_to_target, target_to_bits
 from otedama.chain.template import BlockTemplate
