@@ -482,9 +482,7 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]
         endpoint = serverFromString(reactor, served.address.server_endpoint())
-        ListenerService("metrics", endpoint, guarded(guard, site, "metrics")).setServiceParent(
-            node
-        )
+        ListenerService("metrics", endpoint, guarded(guard, site, "metrics")).setServiceParent(node)
     if tls is not None:
         node.add_reload_hook(tls.reload_hook(reactor), ("security.cert_file", "security.key_file"))
     return node

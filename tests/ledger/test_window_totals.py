@@ -265,6 +265,31 @@ def test_concurrent_batches_folds_and_reads_on_postgresql(
         engine.dispose()
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_addresses_with_quotes_commas_and_braces_survive_the_deltas(
+    database: str, empty_pg: Callable[[], Engine], tmp_path: Path
+) -> None:
+    """A delta row's addresses are an array literal (PostgreSQL) or JSON (SQLite)."""
+    odd = ['a"b', "c\\d", "e,f", "{g}", "NULL", " h ", "é\t"]
+    engine = empty_pg() if database == "postgresql" else sqlite_engine(str(tmp_path))
+    try:
+        writer = ShareWriter(engine, ShareSpool(tmp_path / "spool"), 10.0, math.inf)
+        for n, address in enumerate(odd):
+            share = ShareRecord(T0 + n, address, "rig", 0.5 + n, "j", 1)
+            assert writer.write(uuid.uuid4().hex, [share, share], 0.0).outcome == "stored"
+        span = (T0 - 1, T0 + 9)
+        with engine.begin() as connection:
+            assert verify_totals(connection).ok
+            assert window_weights(connection, span) == scan_weights(connection, span)
+            assert set(scan_weights(connection, span)) == set(odd)
+        writer.fold_now()
+        with engine.begin() as connection:
+            assert verify_totals(connection).ok
+            assert window_weights(connection, span) == scan_weights(connection, span)
+    finally:
+        engine.dispose()
+
+
 def test_a_block_is_weighed_from_the_totals_not_the_shares(tmp_path: Path) -> None:
     """Shares behind the totals' start can be gone from the table: the read never needs them."""
     engine = sqlite_engine(str(tmp_path))
