@@ -260,7 +260,8 @@ window_totals = Table(
 #: Each share batch's addition to ``window_totals`` (append-only, one row a batch, so
 #: concurrent batches never write the same row): per address, the summed difficulty of
 #: the batch's shares created after ``start`` (the totals' start when it was written),
-#: in the same units; ``newest`` is the batch's newest share time. Folded into the
+#: in the same units; ``newest`` is the batch's newest share time, ``oldest`` the oldest
+#: of the shares summed (NULL: none, all were behind the start). Folded into the
 #: totals and deleted by :func:`otedama.ledger.window.fold`. PostgreSQL keeps the two
 #: lists as arrays (summed by the server); SQLite as JSON and comma-separated text.
 window_deltas = Table(
@@ -269,6 +270,7 @@ window_deltas = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("start", Float, nullable=True),
     Column("newest", Float, nullable=False),
+    Column("oldest", Float, nullable=True),
     Column("addresses", Text().with_variant(ARRAY(Text), "postgresql"), nullable=False),
     Column("weights", Text().with_variant(ARRAY(Numeric), "postgresql"), nullable=False),
 )

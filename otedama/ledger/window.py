@@ -82,6 +82,8 @@ _STATE_ID = 1
 #: PostgreSQL advisory lock of the window: shared by share batches and block reads,
 #: exclusive for a fold or a rebuild ("otedama!" in ASCII).
 _LOCK_KEY = 0x6F746564616D6121
+#: PostgreSQL advisory lock that folds take, so that two never run at once.
+_FOLD_LOCK_KEY = _LOCK_KEY + 1
 #: A fold waits at most this long for the batches in flight (then fails, and is tried
 #: again by the next batch), so a stuck transaction cannot hold a worker thread forever.
 _FOLD_LOCK_TIMEOUT = "10s"
@@ -234,30 +236,29 @@ def add_batch(connection: Connection, records: Sequence[ShareRecord]) -> None:
     if not state.valid:
         return
     start = state.start
+    included = [r for r in records if start is None or r.created_at > start]
     try:
-        delta = units_per_address(
-            (record.address, record.difficulty)
-            for record in records
-            if start is None or record.created_at > start
-        )
+        delta = units_per_address((record.address, record.difficulty) for record in included)
     except NotWhole:
         _invalidate_from_batch(connection)
         return
     newest = max(record.created_at for record in records)
+    oldest = min((record.created_at for record in included), default=None)
     # Difficulties are positive: every sum is too.
     addresses = list(delta)
     weights = [str(delta[a]) for a in addresses]
     if connection.dialect.name == "postgresql":
         # Array literals built here: the driver quoting 2,000 list items was half the time.
         connection.exec_driver_sql(
-            "INSERT INTO window_deltas (start, newest, addresses, weights)"
-            " VALUES (%s, %s, %s::text[], %s::numeric[])",
-            (start, newest, _text_array(addresses), "{" + ",".join(weights) + "}"),
+            "INSERT INTO window_deltas (start, newest, oldest, addresses, weights)"
+            " VALUES (%s, %s, %s, %s::text[], %s::numeric[])",
+            (start, newest, oldest, _text_array(addresses), "{" + ",".join(weights) + "}"),
         )
     else:
         connection.exec_driver_sql(
-            "INSERT INTO window_deltas (start, newest, addresses, weights) VALUES (?, ?, ?, ?)",
-            (start, newest, json.dumps(addresses), ",".join(weights)),
+            "INSERT INTO window_deltas (start, newest, oldest, addresses, weights)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (start, newest, oldest, json.dumps(addresses), ",".join(weights)),
         )
 
 
@@ -291,56 +292,131 @@ def fold(connection: Connection, window: float | None) -> FoldResult:
     """Add the pending deltas to the totals and move the window on to ``newest share -
     window`` (``None``: never move it), subtracting the shares that left it.
 
-    Holds the window's lock exclusively: waits for the batches in flight, and batches
-    wait for it.
+    The work is done under the window's lock shared, so share batches go on: the shares
+    leaving the window are counted, and the deltas committed so far added to the totals
+    with them (one statement). Only moving the start takes the lock exclusive (after the
+    batches in flight commit; new ones wait), for a moment: the deltas committed since
+    are relabelled to the new start, which is exact when none of their shares is behind
+    it. A late batch's delta (one with a share that old) is added under the exclusive
+    lock instead, with the leaving shares counted again. Folds wait for each other (a
+    lock of their own). All in the caller's transaction: readers see all of it or none.
     """
-    _lock(connection, exclusive=True)
+    postgresql = connection.dialect.name == "postgresql"
+    if postgresql:
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_FOLD_LOCK_KEY})")
+        _lock(connection, exclusive=False)
     state = read_state(connection)
     start = state.start
+    newest = _max_newest(connection, state.newest)
+    new_start = _new_start(start, newest, window)
+    if not state.valid:
+        return _invalid(connection, start, new_start, newest)
+    try:
+        leaving = {} if new_start == start else _range_units(connection, start, new_start, -1)
+    except NotWhole:
+        return _invalid(connection, start, new_start, newest)
+    batches, merged_newest, merged_oldest = _merge(connection, start, leaving)
+    newest = _later(newest, merged_newest)
+    if new_start == start:
+        if newest != state.newest:
+            _write_state(connection, WindowState(start, True, newest))
+        return FoldResult(batches, start, True)
+    assert new_start is not None  # it moved
+    _lock(connection, exclusive=True)
     pending = connection.execute(
         select(
             func.count(),
             func.max(window_deltas.c.newest),
             func.sum(case((window_deltas.c.start.is_distinct_from(start), 1), else_=0)),
+            func.min(window_deltas.c.oldest),
         )
     ).one()
-    count = int(pending[0])
-    newest = state.newest
-    if pending[1] is not None and (newest is None or float(pending[1]) > newest):
-        newest = float(pending[1])
-    new_start = start
-    if window is not None and newest is not None:
-        candidate = newest - window
-        if start is None or candidate > start:
-            new_start = candidate
-    if count == 0 and new_start == start and newest == state.newest:
-        return FoldResult(0, start, state.valid)
-    # A delta against another start cannot happen under the lock; never add one.
-    valid = state.valid and not pending[2]
-    leaving: dict[str, int] = {}
-    if valid and new_start != start:
+    if pending[2] or not read_state(connection).valid:
+        # A batch marked the totals invalid, or (never under the lock) a delta against
+        # another start: stop adding up.
+        return _invalid(connection, start, new_start, _later(newest, pending[1]))
+    oldest = _earlier(merged_oldest, pending[3])
+    if oldest is not None and oldest <= new_start:
+        # A late batch (its delta committed after the count, or may have): count the
+        # leaving shares again, and add the deltas committed since.
         try:
-            leaving = _range_units(connection, start, new_start, sign=-1)
+            again = _range_units(connection, start, new_start, -1)
         except NotWhole:
-            valid = False
-    if not valid:
-        connection.execute(delete(window_deltas))
-        connection.execute(delete(window_totals))
-    elif connection.dialect.name == "postgresql":
-        _fold_postgresql(connection, leaving)
-    else:
-        _fold_sqlite(connection, leaving)
-    _write_state(connection, WindowState(new_start, valid, newest))
-    return FoldResult(count, new_start, valid)
+            return _invalid(connection, start, new_start, _later(newest, pending[1]))
+        difference = {a: again.get(a, 0) - leaving.get(a, 0) for a in again.keys() | leaving}
+        more, merged_newest, _ = _merge(
+            connection, start, {a: d for a, d in difference.items() if d}
+        )
+        batches += more
+        newest = _later(newest, merged_newest)
+    elif pending[0]:
+        connection.execute(
+            update(window_deltas)
+            .where(window_deltas.c.start.is_not_distinct_from(start))
+            .values(start=new_start)
+        )
+    _write_state(connection, WindowState(new_start, True, newest))
+    return FoldResult(batches, new_start, True)
+
+
+def _later(a: float | None, b: float | None) -> float | None:
+    """The later of two share times (None: none)."""
+    if a is None:
+        return None if b is None else float(b)
+    return a if b is None or a >= b else float(b)
+
+
+def _earlier(a: float | None, b: float | None) -> float | None:
+    """The earlier of two share times (None: none)."""
+    if a is None:
+        return None if b is None else float(b)
+    return a if b is None or a <= b else float(b)
+
+
+def _max_newest(connection: Connection, newest: float | None) -> float | None:
+    """The newest share time of the state and of the deltas pending."""
+    return _later(newest, connection.execute(select(func.max(window_deltas.c.newest))).scalar())
+
+
+def _invalid(
+    connection: Connection, start: float | None, new_start: float | None, newest: float | None
+) -> FoldResult:
+    """Drop the totals and the deltas (blocks are weighed by the scan until a rebuild);
+    the start moves on all the same, so a rebuild recounts only the window."""
+    _lock(connection, exclusive=True)
+    connection.execute(delete(window_deltas))
+    connection.execute(delete(window_totals))
+    _write_state(connection, WindowState(new_start, False, newest))
+    return FoldResult(0, new_start, False)
+
+
+def _new_start(start: float | None, newest: float | None, window: float | None) -> float | None:
+    """Where the window starts after a fold: ``newest - window``, never moving back."""
+    if window is None or newest is None:
+        return start
+    candidate = newest - window
+    return candidate if start is None or candidate > start else start
+
+
+def _merge(
+    connection: Connection, start: float | None, leaving: Mapping[str, int]
+) -> tuple[int, float | None, float | None]:
+    """Add the deltas against ``start`` (deleting them) and ``leaving`` to the totals;
+    returns how many deltas, the newest share time among them and the oldest summed."""
+    if connection.dialect.name == "postgresql":
+        return _merge_postgresql(connection, start, leaving)
+    return _merge_sqlite(connection, start, leaving)
 
 
 #: The deltas and the leaving shares added to the totals in one round trip: the deltas
-#: deleted and summed per address by the server with the leaving shares, existing totals
-#: updated and new ones inserted (under the exclusive lock nobody else writes them; an
-#: UPDATE joined to the sums is twice as fast as INSERT ... ON CONFLICT); the addresses
-#: whose total reached zero come back for deletion.
+#: against the start (those committed when it begins) deleted and summed per address by
+#: the server with the leaving shares, existing totals updated and new ones inserted
+#: (only a fold writes them, and folds take turns; an UPDATE joined to the sums is twice
+#: as fast as INSERT ... ON CONFLICT); the addresses whose total reached zero come back
+#: for deletion, with the number of deltas and their newest share time.
 _FOLD_POSTGRESQL = (
-    "WITH d AS (DELETE FROM window_deltas RETURNING addresses, weights),"
+    "WITH d AS (DELETE FROM window_deltas WHERE start IS NOT DISTINCT FROM %s"
+    " RETURNING newest, oldest, addresses, weights),"
     " u AS (SELECT x.a, x.w FROM d, unnest(d.addresses, d.weights) AS x(a, w)"
     " UNION ALL SELECT a, w FROM unnest(%s::text[], %s::numeric[]) AS y(a, w)),"
     " t AS (SELECT a, sum(w) AS w FROM u GROUP BY a),"
@@ -349,31 +425,46 @@ _FOLD_POSTGRESQL = (
     " RETURNING window_totals.address, window_totals.weight),"
     " ins AS (INSERT INTO window_totals (address, weight)"
     " SELECT a, w FROM t WHERE w <> 0 AND a NOT IN (SELECT address FROM up))"
-    " SELECT address FROM up WHERE weight = 0"
+    " SELECT 0, address, NULL::float8, NULL::float8 FROM up WHERE weight = 0"
+    " UNION ALL SELECT 1, CAST(count(*) AS text), max(newest), min(oldest) FROM d"
 )
 
 
-def _fold_postgresql(connection: Connection, leaving: Mapping[str, int]) -> None:
+def _merge_postgresql(
+    connection: Connection, start: float | None, leaving: Mapping[str, int]
+) -> tuple[int, float | None, float | None]:
     addresses = list(leaving)
-    zero = connection.exec_driver_sql(
-        _FOLD_POSTGRESQL, (addresses, [str(leaving[a]) for a in addresses])
+    rows = connection.exec_driver_sql(
+        _FOLD_POSTGRESQL,
+        (start, _text_array(addresses), "{" + ",".join(str(leaving[a]) for a in addresses) + "}"),
     ).all()
+    zero = [address for kind, address, _, _ in rows if kind == 0]
     if zero:
-        connection.execute(
-            delete(window_totals).where(window_totals.c.address.in_([a for (a,) in zero]))
-        )
+        connection.execute(delete(window_totals).where(window_totals.c.address.in_(zero)))
+    batches, newest, oldest = next((int(n), new, old) for kind, n, new, old in rows if kind == 1)
+    return batches, _later(None, newest), _earlier(None, oldest)
 
 
-def _fold_sqlite(connection: Connection, leaving: Mapping[str, int]) -> None:
+def _merge_sqlite(
+    connection: Connection, start: float | None, leaving: Mapping[str, int]
+) -> tuple[int, float | None, float | None]:
     delta = dict(leaving)
     get = delta.get
-    for addresses, weights in connection.exec_driver_sql(
-        "SELECT addresses, weights FROM window_deltas"
+    batches = 0
+    newest: float | None = None
+    oldest: float | None = None
+    where = "start IS ?"
+    for row_newest, row_oldest, addresses, weights in connection.exec_driver_sql(
+        f"SELECT newest, oldest, addresses, weights FROM window_deltas WHERE {where}", (start,)
     ).all():
+        batches += 1
+        newest = _later(newest, row_newest)
+        oldest = _earlier(oldest, row_oldest)
         for address, units in _parse_delta(addresses, weights):
             delta[address] = get(address, 0) + units
-    connection.exec_driver_sql("DELETE FROM window_deltas")
+    connection.exec_driver_sql(f"DELETE FROM window_deltas WHERE {where}", (start,))
     _apply(connection, {a: d for a, d in delta.items() if d})
+    return batches, newest, oldest
 
 
 def _apply(connection: Connection, delta: Mapping[str, int]) -> None:

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("id", Id, autoincrement=True, nullable=False),
         sa.Column("start", sa.Float(), nullable=True),
         sa.Column("newest", sa.Float(), nullable=False),
+        sa.Column("oldest", sa.Float(), nullable=True),
         # Arrays on PostgreSQL (summed by the server); JSON and decimal text on SQLite.
         sa.Column(
             "addresses",
