@@ -246,10 +246,10 @@ federation_income = Table(
     Index(None, "height"),
 )
 
-#: The PPLNS window's running per-address totals (:mod:`otedama.ledger.window`): the
-#: exact summed difficulty of each address's shares created after
-#: ``window_state.start``, in units of 2**-128: it outgrows BIGINT, so ``numeric`` on
-#: PostgreSQL and decimal text on SQLite (whose numbers are at most 64-bit).
+#: The PPLNS window's running per-address totals (:mod:`otedama.ledger.window`): with
+#: the pending ``window_deltas``, the exact summed difficulty of each address's shares
+#: created after ``window_state.start``, in units of 2**-128: it outgrows BIGINT, so
+#: ``numeric`` on PostgreSQL and decimal text on SQLite (whose numbers are at most 64-bit).
 window_totals = Table(
     "window_totals",
     metadata,
