@@ -42,7 +42,7 @@ from twisted.python.failure import Failure
 from otedama.ledger.db import Database, DatabaseStopped, describe_error
 from otedama.ledger.files import FileWorker
 from otedama.ledger.tables import share_batches
-from otedama.ledger.window import FOLD_INTERVAL, add_batch, fold
+from otedama.ledger.window import FOLD_BATCHES, FOLD_INTERVAL, add_batch, fold
 
 #: Default bound of the spool: generous, so an outage of hours loses nothing.
 DEFAULT_SPOOL_MAX_BYTES = 1 << 30
@@ -411,14 +411,19 @@ class ShareWriter:
         spool: ShareSpool,
         window: float | None = None,
         fold_interval: float = FOLD_INTERVAL,
+        fold_batches: int = FOLD_BATCHES,
     ) -> None:
         self.engine = engine
         self.spool = spool
         #: The PPLNS window in seconds the running totals follow (None: keep every share).
         self.window = window
         #: Seconds between folds of the batches' deltas into the window totals (0: after
-        #: every batch); a fold runs on the thread of the batch that finds it due.
+        #: every batch), or sooner after this many batches (a block's read adds up the
+        #: deltas pending and counts the shares since the last fold: kept small under a
+        #: high share rate); a fold runs on the thread of the batch that finds it due.
         self.fold_interval = fold_interval
+        self.fold_batches = fold_batches
+        self._batches_since_fold = 0
         self.degraded_reason: str | None = None
         #: Folds that failed (the next due batch tries again) and the last one's reason.
         self.fold_failures = 0
@@ -427,17 +432,25 @@ class ShareWriter:
         self._folded_at = -math.inf
 
     def maybe_fold(self) -> None:
-        """Fold the window deltas if the last fold is ``fold_interval`` old and no other
-        thread is folding (never waits for one)."""
-        if time.monotonic() - self._folded_at < self.fold_interval:
+        """After a batch: fold the window deltas if the last fold is ``fold_interval``
+        old or ``fold_batches`` batches ago, and no other thread is folding (never waits
+        for one)."""
+        self._batches_since_fold += 1  # (a lost update between threads is harmless)
+        if not self._fold_due():
             return
         if not self._fold_lock.acquire(blocking=False):
             return
         try:
-            if time.monotonic() - self._folded_at >= self.fold_interval:
+            if self._fold_due():
                 self._fold()
         finally:
             self._fold_lock.release()
+
+    def _fold_due(self) -> bool:
+        return (
+            self._batches_since_fold >= self.fold_batches
+            or time.monotonic() - self._folded_at >= self.fold_interval
+        )
 
     def fold_now(self) -> None:
         """Fold the window deltas now (waiting for a fold running on another thread)."""
@@ -455,6 +468,7 @@ class ShareWriter:
             self.fold_error = describe_error(e, self.engine.url)
         finally:
             self._folded_at = time.monotonic()
+            self._batches_since_fold = 0
 
     def write(self, key: str, records: Sequence[ShareRecord], now: float) -> WriteResult:
         """Store one batch: in the database if it is up, else in the spool."""

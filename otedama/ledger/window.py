@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from otedama.ledger.shares import ShareRecord
 
 __all__ = [
+    "FOLD_BATCHES",
     "FOLD_INTERVAL",
     "UNITS",
     "FoldResult",
@@ -76,8 +77,10 @@ __all__ = [
 
 #: A weight of 1 (difficulty 1) in the totals' integer units.
 UNITS = 1 << 128
-#: Seconds between folds of the pending deltas into the totals (by the share writer).
+#: Seconds between folds of the pending deltas into the totals (by the share writer)...
 FOLD_INTERVAL = 1.0
+#: ...or share batches, whichever comes first.
+FOLD_BATCHES = 20
 _STATE_ID = 1
 #: PostgreSQL advisory lock of the window: shared by share batches and block reads,
 #: exclusive for a fold or a rebuild ("otedama!" in ASCII).
