@@ -80,7 +80,7 @@ UNITS = 1 << 128
 #: Seconds between folds of the pending deltas into the totals (by the share writer)...
 FOLD_INTERVAL = 1.0
 #: ...or share batches, whichever comes first.
-FOLD_BATCHES = 20
+FOLD_BATCHES = 10
 _STATE_ID = 1
 #: PostgreSQL advisory lock of the window: shared by share batches and block reads,
 #: exclusive for a fold or a rebuild ("otedama!" in ASCII).
@@ -173,26 +173,16 @@ def units_per_address(rows: Iterable[tuple[str, float]], sign: int = 1) -> dict[
     return sums
 
 
+def _units(difficulty: float) -> int:
+    """One share of ``difficulty`` in ``1/UNITS``; raises NotWhole."""
+    numerator, denominator = difficulty.as_integer_ratio()
+    return numerator * _multiplier(difficulty, denominator)
+
+
 def _multiplier(difficulty: float, denominator: int) -> int:
     if UNITS % denominator:
         raise NotWhole(f"difficulty {difficulty!r} is not a whole number of 2**-128")
     return UNITS // denominator
-
-
-def _add_counts(
-    sums: dict[str, int],
-    address: str,
-    difficulty: float,
-    count: int,
-    multipliers: dict[int, int],
-) -> None:
-    """Add ``count`` shares of ``difficulty`` to ``sums[address]`` in ``1/UNITS``;
-    raises NotWhole."""
-    numerator, denominator = difficulty.as_integer_ratio()
-    multiplier = multipliers.get(denominator)
-    if multiplier is None:
-        multiplier = multipliers[denominator] = _multiplier(difficulty, denominator)
-    sums[address] = sums.get(address, 0) + count * numerator * multiplier
 
 
 def _range_rows(connection: Connection, low: float | None, high: float | None) -> Any:
@@ -220,9 +210,12 @@ def _range_units(
     if high is not None:
         query = query.where(shares.c.created_at <= high)
     sums: dict[str, int] = {}
-    multipliers: dict[int, int] = {}
+    units_of: dict[float, int] = {}
     for address, difficulty, count in connection.execute(query):
-        _add_counts(sums, address, difficulty, sign * count, multipliers)
+        each = units_of.get(difficulty)
+        if each is None:
+            each = units_of[difficulty] = _units(difficulty)
+        sums[address] = sums.get(address, 0) + sign * count * each
     return sums
 
 
@@ -513,20 +506,22 @@ _STORED = 0
 _DELTA = 1
 _VALID = 2
 _RANGE = 3
-_VALID_ROW = f"SELECT {_VALID}, NULL, CAST(valid AS text), NULL FROM window_state"
+_VALID_ROW = f"SELECT {_VALID}, NULL, CAST(valid AS text), NULL, NULL FROM window_state"
 
-#: The totals, and the pending deltas summed per address by the server, as decimal text
-#: (a Decimal per row from the driver costs more than int() of its text; summing the
-#: totals with the deltas on the server cost more than adding them in Python).
+#: The totals and the pending deltas' rows, weights as decimal text (a Decimal per value
+#: from the driver costs more than int() of its text; the server's unnest and sum of the
+#: deltas cost twice what adding them up here does). PostgreSQL's delta addresses come
+#: as a list in the fifth column (the driver parses the array), SQLite's as JSON.
 _STORED_POSTGRESQL = (
-    f"SELECT {_STORED}, address, CAST(weight AS text), NULL::float8 FROM window_totals"
-    f" UNION ALL SELECT {_STORED}, x.a, CAST(sum(x.w) AS text), NULL"
-    " FROM window_deltas, unnest(addresses, weights) AS x(a, w) GROUP BY x.a"
+    f"SELECT {_STORED}, address, CAST(weight AS text), NULL::float8, NULL::text[]"
+    " FROM window_totals"
+    f" UNION ALL SELECT {_DELTA}, NULL, CAST(weights AS text), NULL, addresses"
+    " FROM window_deltas"
     f" UNION ALL {_VALID_ROW}"
 )
 _STORED_SQLITE = (
-    f"SELECT {_STORED}, address, weight, NULL FROM window_totals"
-    f" UNION ALL SELECT {_DELTA}, addresses, weights, NULL FROM window_deltas"
+    f"SELECT {_STORED}, address, weight, NULL, NULL FROM window_totals"
+    f" UNION ALL SELECT {_DELTA}, addresses, weights, NULL, NULL FROM window_deltas"
     f" UNION ALL {_VALID_ROW}"
 )
 
@@ -559,14 +554,15 @@ def _snapshot(
         params.append(math.inf if high is None else high)
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         parts.append(
-            f"SELECT {_RANGE + index}, address, CAST(count(*) AS text), difficulty"
+            f"SELECT {_RANGE + index}, address, CAST(count(*) AS text), difficulty, NULL"
             f" FROM shares{where} GROUP BY address, difficulty"
         )
     statement = " UNION ALL ".join(parts)
     valid = True
     stored: dict[str, int] = {}
     sums: list[dict[str, int]] = [{} for _ in ranges]
-    multipliers: dict[int, int] = {}
+    #: Units of one share of each difficulty seen.
+    units_of: dict[float, int] = {}
     raw = connection.connection.dbapi_connection
     assert raw is not None
     # Straight from the driver's cursor: 10,000 rows through SQLAlchemy's result objects
@@ -576,22 +572,35 @@ def _snapshot(
         if postgresql and stream:
             cursor.itersize = _FETCH
         cursor.execute(statement, tuple(params))
-        rows: Iterable[tuple[int, str, str | None, float | None]] = (
+        rows: Iterable[tuple[int, str, str | None, float | None, list[str] | None]] = (
             cursor if stream else cursor.fetchall()
         )
-        for kind, address, weight, difficulty in rows:
+        get = stored.get
+        for kind, address, weight, difficulty, addresses in rows:
             if kind == _STORED:
                 assert weight is not None
-                stored[address] = stored.get(address, 0) + int(weight)
+                stored[address] = get(address, 0) + int(weight)
             elif kind == _DELTA:
                 assert weight is not None
-                for delta_address, units in _parse_delta(address, weight):
-                    stored[delta_address] = stored.get(delta_address, 0) + units
+                pairs = (
+                    _parse_delta(address, weight)
+                    if addresses is None
+                    # numeric[] as text: "{1,2,...}" (digits only).
+                    else zip(addresses, map(int, weight[1:-1].split(",")), strict=True)
+                    if addresses
+                    else ()
+                )
+                for delta_address, units in pairs:
+                    stored[delta_address] = get(delta_address, 0) + units
             elif kind == _VALID:
                 valid = weight == "1"
             else:
                 assert weight is not None and difficulty is not None
-                _add_counts(sums[kind - _RANGE], address, difficulty, int(weight), multipliers)
+                each = units_of.get(difficulty)
+                if each is None:
+                    each = units_of[difficulty] = _units(difficulty)
+                part = sums[kind - _RANGE]
+                part[address] = part.get(address, 0) + int(weight) * each
     finally:
         cursor.close()
     return valid, stored, sums
