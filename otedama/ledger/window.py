@@ -6,8 +6,8 @@ share), so they always equal a sum over the shares table that nobody has to run.
 
 Weights are integers in units of 2**-128 of a difficulty (``UNITS``): every float
 difficulty of about 1e-22 or more is a whole number of them, so sums are exact. They
-outgrow BIGINT: PostgreSQL keeps them as ``numeric`` (exact, summed by the server),
-SQLite as decimal text (summed in Python). A share whose difficulty is not a whole
+outgrow BIGINT: PostgreSQL keeps them as ``numeric`` (exact; a fold sums them on the
+server), SQLite as decimal text (summed in Python). A share whose difficulty is not a whole
 number of units marks the totals invalid (``valid = 0``): blocks are then weighed by the
 full scan, as before, and ``otedama stats --verify-window --rebuild`` rebuilds them.
 
@@ -18,19 +18,21 @@ Writes, without contention between share batches:
   shares after the start it read. Batches share a lock (PostgreSQL: a shared advisory
   transaction lock, taken before the batch reads the start and held to its commit), so
   they never wait for each other, only for a fold.
-* :func:`fold`, run about once a second by the share writer, takes the same lock
-  exclusively (so no batch is between reading the start and committing), adds the
-  pending deltas to ``window_totals``, deletes them, moves the window on to
-  ``newest share - window`` and subtracts the shares that left it, in one transaction.
-  A batch that committed before the fold wrote its delta against the start the fold
-  found; one that commits after reads the start the fold left. Shares a batch had
-  inserted but not committed when the fold ran are in neither the fold's subtraction nor
-  (being behind the new start) the batch's delta.
+* :func:`fold`, run by the share writer after 10 batches or a second, does its work
+  under the same lock shared (batches go on): it counts the shares leaving the window
+  (``newest share - window``) and adds them, negated, and the deltas committed so far to
+  the totals, in one statement. Then it takes the lock exclusively (the batches between
+  reading the start and committing finish first; new ones wait) only to move the start,
+  relabelling the deltas committed meanwhile to it: exact, as none of their shares is
+  behind it (else, a late batch, the leaving shares are counted again and those deltas
+  added). A batch that commits after the fold reads the start the fold left: those of
+  its shares (inserted before the fold) behind it are in neither the fold's count nor
+  its delta. All in one transaction.
 
 A block's window ``(start, end]`` is read (:func:`window_weights`) under the shared lock
 (batches go on; no fold moves the start meanwhile) in one statement, so one snapshot:
-the totals plus the deltas (summed by the server on PostgreSQL) and two small
-corrections, each an index range scan on ``shares.created_at``: the shares between the
+the totals plus the pending deltas and two small corrections, each an index range scan
+on ``shares.created_at`` counted per address and difficulty: the shares between the
 window's start and the totals' start (added back or taken out), and the shares after
 the block (taken out). A batch commits its shares and its delta together, so the
 snapshot has both or neither. When those corrections would cover more than the window
