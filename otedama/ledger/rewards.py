@@ -236,10 +236,11 @@ def _largest_remainder_scaled(total: int, scaled: Mapping[str, int]) -> dict[str
     for address, weight in scaled.items():
         quotient, remainder = divmod(total * weight, weight_sum)
         parts[address] = quotient
-        remainders.append((remainder, address))
+        remainders.append((-remainder, address))
     left_over = total - sum(parts.values())
-    # Largest remainder first; for equal remainders the smaller address first.
-    remainders.sort(key=lambda item: (-item[0], item[1]))
+    # Largest remainder first; for equal remainders the smaller address first (tuples
+    # sorted as they are: twice as fast as with a key function).
+    remainders.sort()
     for _, address in remainders[:left_over]:
         parts[address] += 1
     return {a: amount for a, amount in parts.items() if amount > 0}

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from twisted.python.failure import Failure
 from otedama.ledger.db import Database, DatabaseStopped, describe_error
 from otedama.ledger.files import FileWorker
 from otedama.ledger.tables import share_batches
-from otedama.ledger.window import update_totals
+from otedama.ledger.window import FOLD_BATCHES, FOLD_INTERVAL, add_batch, fold
 
 #: Default bound of the spool: generous, so an outage of hours loses nothing.
 DEFAULT_SPOOL_MAX_BYTES = 1 << 30
@@ -135,13 +136,12 @@ def insert_batch(
     now: float,
     *,
     skip_if_present: bool = False,
-    window: float | None = None,
 ) -> bool:
     """Insert one batch of shares and its ``share_batches`` key; False if already there.
 
-    The PPLNS window's running totals are updated in the same transaction
-    (:func:`otedama.ledger.window.update_totals`; ``window`` is the PPLNS window in
-    seconds, None to keep every share in them).
+    The batch's addition to the PPLNS window's running totals is appended in the same
+    transaction (:func:`otedama.ledger.window.add_batch`; :func:`~otedama.ledger.window.fold`
+    adds it to the totals later).
     """
     if skip_if_present:
         found = connection.execute(
@@ -160,7 +160,7 @@ def insert_batch(
         # Plain tuples to the driver's executemany: SQLAlchemy's per-row dict handling was
         # most of this thread's time, and it holds the GIL the reactor needs.
         connection.exec_driver_sql(_INSERT_SHARES, [record.as_tuple() for record in records])
-    update_totals(connection, records, window)
+    add_batch(connection, records)
     return True
 
 
@@ -405,12 +405,70 @@ class ShareWriter:
     says why the database is considered unreachable (None when it is fine).
     """
 
-    def __init__(self, engine: Engine, spool: ShareSpool, window: float | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        spool: ShareSpool,
+        window: float | None = None,
+        fold_interval: float = FOLD_INTERVAL,
+        fold_batches: int = FOLD_BATCHES,
+    ) -> None:
         self.engine = engine
         self.spool = spool
         #: The PPLNS window in seconds the running totals follow (None: keep every share).
         self.window = window
+        #: Seconds between folds of the batches' deltas into the window totals (0: after
+        #: every batch), or sooner after this many batches (a block's read adds up the
+        #: deltas pending and counts the shares since the last fold: kept small under a
+        #: high share rate); a fold runs on the thread of the batch that finds it due.
+        self.fold_interval = fold_interval
+        self.fold_batches = fold_batches
+        self._batches_since_fold = 0
         self.degraded_reason: str | None = None
+        #: Folds that failed (the next due batch tries again) and the last one's reason.
+        self.fold_failures = 0
+        self.fold_error: str | None = None
+        self._fold_lock = threading.Lock()
+        self._folded_at = -math.inf
+
+    def maybe_fold(self) -> None:
+        """After a batch: fold the window deltas if the last fold is ``fold_interval``
+        old or ``fold_batches`` batches ago, and no other thread is folding (never waits
+        for one)."""
+        self._batches_since_fold += 1  # (a lost update between threads is harmless)
+        if not self._fold_due():
+            return
+        if not self._fold_lock.acquire(blocking=False):
+            return
+        try:
+            if self._fold_due():
+                self._fold()
+        finally:
+            self._fold_lock.release()
+
+    def _fold_due(self) -> bool:
+        return (
+            self._batches_since_fold >= self.fold_batches
+            or time.monotonic() - self._folded_at >= self.fold_interval
+        )
+
+    def fold_now(self) -> None:
+        """Fold the window deltas now (waiting for a fold running on another thread)."""
+        with self._fold_lock:
+            self._fold()
+
+    def _fold(self) -> None:
+        try:
+            with self.engine.begin() as connection:
+                fold(connection, self.window)
+            self.fold_error = None
+        except Exception as e:
+            # The batches are stored either way; their deltas wait for the next fold.
+            self.fold_failures += 1
+            self.fold_error = describe_error(e, self.engine.url)
+        finally:
+            self._folded_at = time.monotonic()
+            self._batches_since_fold = 0
 
     def write(self, key: str, records: Sequence[ShareRecord], now: float) -> WriteResult:
         """Store one batch: in the database if it is up, else in the spool."""
@@ -418,14 +476,16 @@ class ShareWriter:
         if reason is None:
             try:
                 with self.engine.begin() as connection:
-                    insert_batch(connection, key, records, now, window=self.window)
-                return WriteResult(STORED, len(records))
+                    insert_batch(connection, key, records, now)
             except Exception as e:
                 reason = describe_error(e, self.engine.url)
                 if is_connection_error(e):
                     self.degraded_reason = reason
                 else:
                     reason = f"the database refused a share batch: {reason}"
+            else:
+                self.maybe_fold()
+                return WriteResult(STORED, len(records))
         return self.spool_batch(key, records, now, reason)
 
     def spool_batch(
@@ -472,7 +532,6 @@ class ShareWriter:
                     batch.records,
                     now,
                     skip_if_present=True,
-                    window=self.window,
                 )
         except Exception as e:
             if is_connection_error(e):
@@ -484,6 +543,7 @@ class ShareWriter:
         if inserted:
             result.replayed_batches += 1
             result.replayed_shares += len(batch.records)
+            self.maybe_fold()
         else:
             result.skipped_batches += 1
             result.skipped_shares += len(batch.records)
@@ -555,6 +615,7 @@ class ShareBatcher:
         self._stopping = False
         self._closed = False
         self._was_degraded = False
+        self._fold_failures_seen = 0
 
     def start(self) -> None:
         """Start the periodic flush and the spool replay check (first check at once)."""
@@ -620,6 +681,15 @@ class ShareBatcher:
         self._pending.discard(d)
 
     def _written(self, result: WriteResult) -> None:
+        failures = self.writer.fold_failures
+        if failures != self._fold_failures_seen:
+            self._fold_failures_seen = failures
+            self.log.warn(
+                "PPLNS window totals: fold failed ({count} so far; the share batches are"
+                " stored and the next fold takes their deltas): {reason}",
+                count=failures,
+                reason=self.writer.fold_error,
+            )
         if result.outcome == STORED:
             self.stored += result.count
         elif result.outcome == SPOOLED:

@@ -10,6 +10,7 @@ migration.
 from __future__ import annotations
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     Float,
@@ -245,15 +246,36 @@ federation_income = Table(
     Index(None, "height"),
 )
 
-#: The PPLNS window's running per-address totals (:mod:`otedama.ledger.window`): the
-#: exact summed difficulty of each address's shares created after
-#: ``window_state.start``, in units of 2**-128: it outgrows BIGINT, so ``numeric`` on
-#: PostgreSQL and decimal text on SQLite (whose numbers are at most 64-bit).
+#: The PPLNS window's running per-address totals (:mod:`otedama.ledger.window`): with
+#: the pending ``window_deltas``, the exact summed difficulty of each address's shares
+#: created after ``window_state.start``, in units of 2**-128: it outgrows BIGINT, so
+#: ``numeric`` on PostgreSQL and decimal text on SQLite (whose numbers are at most 64-bit).
 window_totals = Table(
     "window_totals",
     metadata,
     Column("address", Text, primary_key=True),
     Column("weight", Text().with_variant(Numeric(), "postgresql"), nullable=False),
+    # Half of each page left free: a fold's update of a total then stays on its page (a
+    # HOT update, pruned by the next reader), so the table a block read scans stays small.
+    postgresql_with={"fillfactor": "50"},
+)
+
+#: Each share batch's addition to ``window_totals`` (append-only, one row a batch, so
+#: concurrent batches never write the same row): per address, the summed difficulty of
+#: the batch's shares created after ``start`` (the totals' start when it was written),
+#: in the same units; ``newest`` is the batch's newest share time, ``oldest`` the oldest
+#: of the shares summed (NULL: none, all were behind the start). Folded into the
+#: totals and deleted by :func:`otedama.ledger.window.fold`. PostgreSQL keeps the two
+#: lists as arrays (summed by the server); SQLite as JSON and comma-separated text.
+window_deltas = Table(
+    "window_deltas",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("start", Float, nullable=True),
+    Column("newest", Float, nullable=False),
+    Column("oldest", Float, nullable=True),
+    Column("addresses", Text().with_variant(ARRAY(Text), "postgresql"), nullable=False),
+    Column("weights", Text().with_variant(ARRAY(Numeric), "postgresql"), nullable=False),
 )
 
 #: One row (id 1): where the running totals start, whether they can be trusted, and

@@ -2,14 +2,18 @@
 
 Hypothesis writes random share batches (random times, addresses, difficulties, windows),
 sends some to the spool instead and replays them after a "restart" (a new writer on the
-same spool and database, some batches replayed twice), and checks that every block's
-window read from the totals equals the scan, and that the check mode finds nothing.
+same spool and database, some batches replayed twice), folds the batches' deltas into the
+totals after every batch, never, or at random moments, and checks that every block's
+window read from the totals (with whatever deltas are pending) equals the scan, and that
+the check mode finds nothing. On PostgreSQL, threads also write batches concurrently
+while another folds and a reader compares the two in one snapshot.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable
 from fractions import Fraction
@@ -56,11 +60,14 @@ share_st = st.builds(
     st.integers(0, len(ADDRESSES) - 1),
     st.sampled_from(DIFFICULTIES),
 )
-#: A batch and what happens to it: written, or spooled (replayed at the next restart).
+#: A batch and what happens to it: written, or spooled (replayed at the next restart),
+#: or written after a fold of the deltas pending.
 step_st = st.tuples(
-    st.sampled_from(["write", "write", "spool", "restart"]),
+    st.sampled_from(["write", "write", "spool", "restart", "fold"]),
     st.lists(share_st, min_size=1, max_size=12),
 )
+#: Fold after every batch, or only when a step says so (and at the end, or not).
+fold_st = st.sampled_from([0.0, math.inf])
 
 
 def sqlite_engine(directory: str) -> Engine:
@@ -70,11 +77,15 @@ def sqlite_engine(directory: str) -> Engine:
 
 
 def play(
-    engine: Engine, spool_dir: Path, steps: list[tuple[str, list[ShareRecord]]], window: float
+    engine: Engine,
+    spool_dir: Path,
+    steps: list[tuple[str, list[ShareRecord]]],
+    window: float,
+    fold_interval: float = 0.0,
 ) -> None:
     """Write, spool and replay the batches as a node would, restarts included."""
     spool = ShareSpool(spool_dir)
-    writer = ShareWriter(engine, spool, window)
+    writer = ShareWriter(engine, spool, window, fold_interval)
     replay_twice: list[tuple[str, list[ShareRecord]]] = []
     for action, batch in steps:
         key = uuid.uuid4().hex
@@ -82,21 +93,24 @@ def play(
             writer.spool_batch(key, batch, 0.0, "test")
             replay_twice.append((key, batch))
             continue
+        if action == "fold":
+            writer.fold_now()
         if action == "restart":
             spool.close()
             spool = ShareSpool(spool_dir)
-            writer = ShareWriter(engine, spool, window)
+            writer = ShareWriter(engine, spool, window, fold_interval)
             writer.replay(0.0)
             # A batch whose commit reply was lost is replayed again: skipped.
             for old_key, old_batch in replay_twice:
                 with engine.begin() as connection:
                     assert not insert_batch(
-                        connection, old_key, old_batch, 0.0, skip_if_present=True, window=window
+                        connection, old_key, old_batch, 0.0, skip_if_present=True
                     )
             replay_twice = []
         assert writer.write(key, batch, 0.0).outcome == "stored"
     spool.close()
-    ShareWriter(engine, ShareSpool(spool_dir), window).replay(0.0)
+    ShareWriter(engine, ShareSpool(spool_dir), window, fold_interval).replay(0.0)
+    assert writer.fold_failures == 0, writer.fold_error
 
 
 def check_every_block(engine: Engine, window: float, ends: list[float]) -> None:
@@ -115,14 +129,18 @@ def check_every_block(engine: Engine, window: float, ends: list[float]) -> None:
     steps=st.lists(step_st, min_size=1, max_size=12),
     window=st.sampled_from([2.0, 10.0, 40.0, 1000.0]),
     ends=st.lists(st.integers(0, 420).map(lambda n: n / 4), min_size=1, max_size=6),
+    fold_interval=fold_st,
 )
 def test_window_totals_equal_the_full_scan_through_batches_spools_and_restarts(
-    steps: list[tuple[str, list[ShareRecord]]], window: float, ends: list[float]
+    steps: list[tuple[str, list[ShareRecord]]],
+    window: float,
+    ends: list[float],
+    fold_interval: float,
 ) -> None:
     with tempfile.TemporaryDirectory() as directory:
         engine = sqlite_engine(directory)
         try:
-            play(engine, Path(directory) / "spool", steps, window)
+            play(engine, Path(directory) / "spool", steps, window, fold_interval)
             check_every_block(engine, window, ends)
         finally:
             engine.dispose()
@@ -149,26 +167,136 @@ def empty_pg(pg_url: str) -> Callable[[], Engine]:
     steps=st.lists(step_st, min_size=1, max_size=8),
     window=st.sampled_from([2.0, 10.0, 40.0]),
     ends=st.lists(st.integers(0, 420).map(lambda n: n / 4), min_size=1, max_size=4),
+    fold_interval=fold_st,
 )
 def test_window_totals_equal_the_full_scan_on_postgresql(
     empty_pg: Callable[[], Engine],
     steps: list[tuple[str, list[ShareRecord]]],
     window: float,
     ends: list[float],
+    fold_interval: float,
 ) -> None:
     engine = empty_pg()
     with tempfile.TemporaryDirectory() as directory:
         try:
-            play(engine, Path(directory) / "spool", steps, window)
+            play(engine, Path(directory) / "spool", steps, window, fold_interval)
             check_every_block(engine, window, ends)
         finally:
             engine.dispose()
 
 
+def test_concurrent_batches_folds_and_reads_on_postgresql(
+    empty_pg: Callable[[], Engine], tmp_path: Path
+) -> None:
+    """Batches from three threads (shares out of order, one thread's often behind the
+    window), a fourth folding, and a reader comparing the totals with the scan in one
+    snapshot (REPEATABLE READ) while they run: equal every time, and at the end."""
+    import random
+
+    engine = empty_pg()
+    engine.dispose()
+    engine = db.make_engine(engine.url.render_as_string(hide_password=False), pool_size=6)
+    window = 20.0
+    errors: list[BaseException] = []
+    done = threading.Event()
+    compared = 0
+
+    def write(seed: int) -> None:
+        rng = random.Random(seed)
+        writer = ShareWriter(engine, ShareSpool(tmp_path / f"spool{seed}"), window, math.inf)
+        # The first thread's shares are up to 20 s late (behind the window's start
+        # often), the others' a moment.
+        late = 80 if seed == 0 else 0
+        for n in range(40):
+            batch = [
+                record(
+                    n * 2.5 + rng.randrange(-late, 10) / 4,
+                    rng.randrange(len(ADDRESSES)),
+                    rng.choice(DIFFICULTIES),
+                )
+                for _ in range(rng.randrange(1, 30))
+            ]
+            assert writer.write(uuid.uuid4().hex, batch, 0.0).outcome == "stored"
+
+    def fold_often() -> None:
+        writer = ShareWriter(engine, ShareSpool(tmp_path / "spool-fold"), window, 0.0)
+        while not done.is_set():
+            writer.fold_now()
+            assert writer.fold_failures == 0, writer.fold_error
+
+    def read() -> None:
+        nonlocal compared
+        rng = random.Random(7)
+        while not done.is_set():
+            end = T0 + rng.randrange(0, 440) / 4
+            span = (end - window, end)
+            with (
+                engine.connect().execution_options(isolation_level="REPEATABLE READ") as connection,
+                connection.begin(),
+            ):
+                assert window_weights(connection, span) == scan_weights(connection, span)
+            compared += 1
+
+    def guarded(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except BaseException as e:
+                errors.append(e)
+                done.set()
+
+        return run
+
+    writers = [threading.Thread(target=guarded(lambda s=s: write(s))) for s in range(3)]
+    others = [threading.Thread(target=guarded(fold_often)), threading.Thread(target=guarded(read))]
+    for thread in writers + others:
+        thread.start()
+    for thread in writers:
+        thread.join(timeout=120)
+    done.set()
+    for thread in others:
+        thread.join(timeout=60)
+    try:
+        assert not any(thread.is_alive() for thread in writers + others)
+        if errors:
+            raise errors[0]
+        assert compared > 0
+        check_every_block(engine, window, [n / 4 for n in range(0, 440, 37)])
+        ShareWriter(engine, ShareSpool(tmp_path / "spool-fold"), window, 0.0).fold_now()
+        check_every_block(engine, window, [n / 4 for n in range(0, 440, 37)])
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_addresses_with_quotes_commas_and_braces_survive_the_deltas(
+    database: str, empty_pg: Callable[[], Engine], tmp_path: Path
+) -> None:
+    """A delta row's addresses are an array literal (PostgreSQL) or JSON (SQLite)."""
+    odd = ['a"b', "c\\d", "e,f", "{g}", "NULL", " h ", "é\t"]
+    engine = empty_pg() if database == "postgresql" else sqlite_engine(str(tmp_path))
+    try:
+        writer = ShareWriter(engine, ShareSpool(tmp_path / "spool"), 10.0, math.inf)
+        for n, address in enumerate(odd):
+            share = ShareRecord(T0 + n, address, "rig", 0.5 + n, "j", 1)
+            assert writer.write(uuid.uuid4().hex, [share, share], 0.0).outcome == "stored"
+        span = (T0 - 1, T0 + 9)
+        with engine.begin() as connection:
+            assert verify_totals(connection).ok
+            assert window_weights(connection, span) == scan_weights(connection, span)
+            assert set(scan_weights(connection, span)) == set(odd)
+        writer.fold_now()
+        with engine.begin() as connection:
+            assert verify_totals(connection).ok
+            assert window_weights(connection, span) == scan_weights(connection, span)
+    finally:
+        engine.dispose()
+
+
 def test_a_block_is_weighed_from_the_totals_not_the_shares(tmp_path: Path) -> None:
     """Shares behind the totals' start can be gone from the table: the read never needs them."""
     engine = sqlite_engine(str(tmp_path))
-    writer = ShareWriter(engine, ShareSpool(tmp_path / "spool"), 100.0)
+    writer = ShareWriter(engine, ShareSpool(tmp_path / "spool"), 100.0, fold_interval=0.0)
     for n in range(10):
         batch = [record(n * 30 + k, k % 3, 2.0) for k in range(5)]
         writer.write(uuid.uuid4().hex, batch, 0.0)
