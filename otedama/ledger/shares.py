@@ -430,6 +430,9 @@ class ShareWriter:
         self.fold_error: str | None = None
         self._fold_lock = threading.Lock()
         self._folded_at = -math.inf
+        #: ``observer(seconds)`` after every batch written (stored or spooled), on the
+        #: writing thread: the metrics' batch latency. An observer must not raise.
+        self.observers: list[Callable[[float], object]] = []
 
     def maybe_fold(self) -> None:
         """After a batch: fold the window deltas if the last fold is ``fold_interval``
@@ -472,6 +475,17 @@ class ShareWriter:
 
     def write(self, key: str, records: Sequence[ShareRecord], now: float) -> WriteResult:
         """Store one batch: in the database if it is up, else in the spool."""
+        if not self.observers:
+            return self._write(key, records, now)
+        started = time.perf_counter()
+        try:
+            return self._write(key, records, now)
+        finally:
+            seconds = time.perf_counter() - started
+            for observer in self.observers:
+                observer(seconds)
+
+    def _write(self, key: str, records: Sequence[ShareRecord], now: float) -> WriteResult:
         reason = self.degraded_reason
         if reason is None:
             try:

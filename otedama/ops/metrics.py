@@ -16,12 +16,10 @@ The API records each request with :meth:`NodeMetrics.observe_api`.
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import wraps
 from threading import Lock
 from typing import Any
 
@@ -323,22 +321,7 @@ class NodeMetrics:
     def watch_ledger(self, store: Any) -> None:
         """The ledger store: its ingest counters, and the time of each share batch write."""
         self.store = store
-        writer: Any = getattr(store, "writer", None)
-        write = getattr(writer, "write", None)
-        if write is None:
-            self.log.warn("metrics: the ledger store has no share writer to time")
-            return
-        histogram = self.ledger_batches
-
-        @wraps(write)
-        def timed_write(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return write(*args, **kwargs)
-            finally:
-                histogram.observe(time.perf_counter() - started)
-
-        writer.write = timed_write
+        store.writer.observers.append(self.ledger_batches.observe)
 
     def watch_rpc(self, transport: Any) -> None:
         """Time every exchange with each daemon of an RPC transport, and count its errors."""
