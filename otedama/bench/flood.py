@@ -429,8 +429,11 @@ async def run_flood(
         flooding = Deferred.fromCoroutine(
             flood_in_process(reactor, number, flood_connections, report)
         )
-        for _ in range(rounds):
-            latencies.extend(await fleet.round())
+        for index in range(rounds):
+            got = await fleet.round()
+            latencies.extend(got)
+            progress(f"round {index + 1} of {rounds} during the flood: {len(got)} replies")
+        progress("waiting for the flooder to finish")
         await flooding
         latencies.extend(await fleet.round())  # after the flood
         progress("flood over")
@@ -500,6 +503,10 @@ class _FleetControl(Protocol):
         elif command == "status":
             self.say({"connected": await fleet.connected()})
 
+    def write_line(self, obj: Any) -> None:
+        transport: Any = self.transport
+        transport.write(json.dumps(obj).encode() + b"\n")
+
     def connectionLost(self, reason: object = None) -> None:
         self.lock.run(lambda: self.done.callback(None))
 
@@ -520,7 +527,10 @@ def child_main(argv: list[str]) -> int:
     async def honest(rx: Any) -> None:
         fleet = HonestFleet(rx, int(argv[1]), int(argv[2]), int(argv[3]), float(argv[4]))
         say({"ready": await fleet.start(), "failed": fleet.failed, "failures": fleet.failures})
-        control = _FleetControl(fleet, say)
+        # StandardIO makes stdout non-blocking: a print() of a long line (10,000 latencies
+        # are over 64 KiB, a pipe's capacity) would be cut short. Write through its
+        # transport, which buffers.
+        control = _FleetControl(fleet, lambda obj: control.write_line(obj))
         stdio.StandardIO(control, reactor=rx)
         await control.done
         await fleet.close()
