@@ -178,6 +178,17 @@ def _finite(data: Any) -> Any:
     return data
 
 
+def _status_of(error: BaseException) -> int:
+    """The HTTP status an exception from a handler answers with."""
+    if isinstance(error, HttpError):
+        return error.status
+    if isinstance(error, NotFound):
+        return 404
+    if isinstance(error, Conflict):
+        return 409
+    return 500
+
+
 class ApiResource(Resource):
     """``/api/v1``: every path below is dispatched from the registry (``ws`` aside)."""
 
@@ -358,20 +369,12 @@ class ApiResource(Resource):
         self, request: Request, entry: Registered, call: ApiRequest
     ) -> tuple[int, bytes]:
         """An admin call: the token, the handler, and its audit line before the answer."""
-        status = 500
+        status = 200
         try:
             call = replace(call, token_name=await self._authorize(request, call.client))
-            body = json_body(_finite(await entry.handler(call)))
-            status = 200
-            return status, body
-        except HttpError as error:
-            status = error.status
-            raise
-        except NotFound:
-            status = 404
-            raise
-        except Conflict:
-            status = 409
+            return status, json_body(_finite(await entry.handler(call)))
+        except BaseException as error:
+            status = _status_of(error)
             raise
         finally:
             await self._audit(request, entry, call, status)
@@ -453,10 +456,9 @@ class ApiResource(Resource):
             if error.status == 401:
                 request.setHeader(b"www-authenticate", b'Bearer realm="otedama"')
             return error.status, self._error_body(error.status, error.message)
-        if isinstance(error, NotFound):
-            return 404, self._error_body(404, str(error))
-        if isinstance(error, Conflict):
-            return 409, self._error_body(409, str(error))
+        if isinstance(error, NotFound | Conflict):
+            status = _status_of(error)
+            return status, self._error_body(status, str(error))
         self.log.failure("API request {path} failed", failure, path=request.path)
         return 500, self._error_body(500, "internal error; see the node's log")
 
