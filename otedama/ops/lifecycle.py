@@ -259,6 +259,11 @@ class NodeService(MultiService):
         self.reactor.addSystemEventTrigger("after", "shutdown", self._unguard_stop_signals)
 
     def _unguard_stop_signals(self) -> None:
+        if self._stop_signalled:
+            # A signal is ending the process: keep the guard until it exits, or a repeat
+            # arriving after the reactor stopped (GNU timeout's group signal, seen in CI)
+            # reaches the reactor's handler again, which logs a second shutdown.
+            return
         for number, previous in self._previous_stop_handlers.items():
             signal.signal(number, previous)
         self._previous_stop_handlers.clear()
