@@ -36,6 +36,7 @@ from otedama.api.views import NodeView
 from otedama.chain.address import address_to_script
 from otedama.ledger import history
 from otedama.ledger.tables import BLOCK_STATES
+from otedama.ops.firewall import parse_host
 
 
 class NotFound(Exception):
@@ -528,9 +529,9 @@ def register_admin_routes(registry: ApiRegistry, context: ApiContext) -> None:
 
 
 def _check_ip(host: str) -> None:
-    import ipaddress
-
-    ipaddress.ip_address(host)
+    """A host the guard can ban: the same test as ``otedama ban`` (``parse_host``)."""
+    if parse_host(host) is None:
+        raise ValueError(f"{host!r} is not an IP address")
 
 
 class PayoutSwitch:

@@ -30,6 +30,7 @@ from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from otedama.bench.stratum import percentile
 from otedama.bench.stratum_server import (
     BENCH_ADDRESS,
     CountingSink,
@@ -146,13 +147,6 @@ class FloodReport:
     sessions_after: int = 0
     peak_rss_mib: float = 0.0
     seconds: float = 0.0
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def stratum_stack(reactor: Any, clock: Any = None) -> tuple[StratumFactory, Guard, GuardedFactory]:
@@ -487,8 +481,8 @@ async def run_flood(
         report.unanswered = fleet.unanswered
         report.refusals = dict(guard.refused_total)
         report.sessions_after = len(stratum.server.sessions)
-        report.p50_ms = _percentile(latencies, 0.50) * 1000
-        report.p99_ms = _percentile(latencies, 0.99) * 1000
+        report.p50_ms = percentile(latencies, 0.50) * 1000
+        report.p99_ms = percentile(latencies, 0.99) * 1000
         report.max_ms = max(latencies, default=0.0) * 1000
     finally:
         await fleet.close()
