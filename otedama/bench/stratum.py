@@ -88,6 +88,10 @@ class BenchConfig:
     server_reactor: str = "asyncio"
     connect_batch: int = 500
     storm: int = 0
+    #: 0: the storm's miners are this process's; K > 0: K probe processes
+    #: (:mod:`otedama.bench.storm_probe`), ``storm_inflight`` connections in flight each.
+    storm_clients: int = 0
+    storm_inflight: int = 200
     #: None: the Stratum stack alone (shares end at a counter); "sqlite" / "postgresql":
     #: the node's whole share path into that database (``ledger_url``, migrated).
     full_path: str | None = None
@@ -127,6 +131,7 @@ class BenchResult:
     storm_miners: int = 0
     storm_seconds: float = 0.0
     storm_server_cpu_seconds: float = 0.0
+    storm_client_cpu_seconds: float = 0.0
     path: str = "stratum only"
     #: Full path: shares the pool core counted, and the ledger's outcome after a flush.
     pool_shares: int = 0
@@ -319,6 +324,14 @@ class _ServerProcess(ProcessProtocol):
         return waiter
 
 
+def _child_env() -> dict[str, str]:
+    """The environment for a bench child process: this tree first on its path."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 class LoadGenerator:
     """Drives the bench: connections, share load, memory readings and fan-out rounds."""
 
@@ -344,6 +357,7 @@ class LoadGenerator:
         self._ready_waiter: tuple[int, Deferred[None]] | None = None
         self._fanout_waiter: tuple[int, Deferred[None]] | None = None
         self.server: _ServerProcess | None = None
+        self.probes: list[_ServerProcess] = []
         self.server_pid = 0
         self.result = BenchResult()
 
@@ -409,9 +423,6 @@ class LoadGenerator:
         self.server = server
         first = server.ask(None)
         python = sys.executable
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         argv = [
             python,
             "-m",
@@ -430,7 +441,7 @@ class LoadGenerator:
             ]
         if self.config.profile:
             argv += ["--profile", self.config.profile]
-        process = self.reactor.spawnProcess(server, python, argv, env=env)
+        process = self.reactor.spawnProcess(server, python, argv, env=_child_env())
         self.server_pid = process.pid
         hello = await first
         return "127.0.0.1", int(hello["port"])
@@ -578,6 +589,58 @@ class LoadGenerator:
         result.storm_server_cpu_seconds = self._server_cpu() - cpu0
         result.storm_miners = len(self.ready) - start_ready
 
+    async def storm_from_probes(self, host: str, port: int, count: int) -> None:
+        """A reconnect storm from ``storm_clients`` probe processes, each keeping at most
+        ``storm_inflight`` miners between connecting and their first job; timed from
+        ``go`` until the last probe's last miner has its job."""
+        from twisted.internet.defer import gatherResults
+
+        config = self.config
+        result = self.result
+        clients = config.storm_clients
+        probes: list[_ServerProcess] = []
+        hellos = []
+        first = 0
+        for index in range(clients):
+            part = count // clients + (1 if index < count % clients else 0)
+            probe = _ServerProcess()
+            hellos.append(probe.ask(None))
+            argv = [
+                sys.executable,
+                "-m",
+                "otedama.bench.storm_probe",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--count",
+                str(part),
+                "--first",
+                str(first),
+                "--inflight",
+                str(config.storm_inflight),
+                "--user",
+                BENCH_ADDRESS,
+            ]
+            self.reactor.spawnProcess(probe, sys.executable, argv, env=_child_env())
+            probes.append(probe)
+            first += part
+        self.probes = probes
+        await gatherResults(hellos, consumeErrors=True)
+        cpu0 = self._server_cpu()
+        start = time.monotonic()
+        answers = await gatherResults([p.ask("go") for p in probes], consumeErrors=True)
+        result.storm_seconds = time.monotonic() - start
+        result.storm_server_cpu_seconds = self._server_cpu() - cpu0
+        result.storm_client_cpu_seconds = sum(float(a["cpu_seconds"]) for a in answers)
+        result.storm_miners = sum(int(a["ready"]) for a in answers)
+        failed = sum(int(a["failures"]) for a in answers)
+        if failed:
+            reasons = [a["first_failure"] for a in answers if a["first_failure"]]
+            raise RuntimeError(
+                f"reconnect storm: {failed} of {count} miners failed; first: {reasons[:1]}"
+            )
+
     def _rss_text(self, kib: int) -> str:
         return f"{kib / 1024:.1f} MiB" if self.server_pid else "n/a (--url)"
 
@@ -679,9 +742,16 @@ class LoadGenerator:
                 f" server sent all by p50 {percentile(result.fanout_server_sent_ms, 0.5):.1f} ms,"
                 f" max {max(result.fanout_server_sent_ms, default=0):.1f} ms"
             )
-        if config.storm > 0:
+        if config.storm > 0 and config.storm_clients:
+            out(
+                f"reconnect storm: {config.storm} miners from {config.storm_clients} probe"
+                f" processes, {config.storm_inflight} in flight each ..."
+            )
+            await self.storm_from_probes(host, port, config.storm)
+        elif config.storm > 0:
             out(f"reconnect storm: {config.storm} miners connecting at once ...")
             await self.storm(host, port, config.storm)
+        if config.storm > 0:
             server_cpu = (
                 f"; server CPU {result.storm_server_cpu_seconds:.2f} s"
                 f" ({result.storm_server_cpu_seconds / result.storm_miners * 1000:.2f} ms"
@@ -689,9 +759,16 @@ class LoadGenerator:
                 if self.server_pid and result.storm_miners
                 else ""
             )
+            probes_cpu = (
+                f"; probe processes' CPU {result.storm_client_cpu_seconds:.2f} s"
+                if config.storm_clients
+                else ""
+            )
             out(
                 f"reconnect storm: {result.storm_miners} miners connected, authorized and"
                 f" had their first job after {result.storm_seconds:.2f} s{server_cpu}"
+                f"{probes_cpu}; load average"
+                " {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
             )
         if result.rss_base_kib and result.memory_connections:
             per = (result.rss_connected_kib - result.rss_base_kib) / result.memory_connections
@@ -707,6 +784,12 @@ class LoadGenerator:
             transport: Any = miner.transport
             if transport is not None:
                 transport.loseConnection()
+        for probe in self.probes:
+            if probe.transport is not None:
+                stdin: Any = probe.transport
+                stdin.closeStdin()
+        for probe in self.probes:
+            await probe.ended
         server = self.server
         if server is not None and server.transport is not None:
             process: Any = server.transport
@@ -750,6 +833,20 @@ def register(subparsers: Any) -> None:
         default=0,
         help="reconnect storm: N more miners connecting at once, timed until the last has"
         " its first job (0: skip)",
+    )
+    parser.add_argument(
+        "--storm-clients",
+        type=int,
+        default=0,
+        help="run the reconnect storm from K probe processes of its own (as the independent"
+        " probe does: 2), each keeping --storm-inflight miners in flight (0: from this"
+        " process, all at once)",
+    )
+    parser.add_argument(
+        "--storm-inflight",
+        type=int,
+        default=200,
+        help="with --storm-clients: miners each probe has between connecting and first job",
     )
     parser.add_argument(
         "--url", default=None, help="bench an already running server (no memory or fan-out figures)"
@@ -800,9 +897,15 @@ def run_stratum_bench(args: argparse.Namespace) -> int:
         url=args.url,
         server_reactor=args.server_reactor,
         storm=args.storm,
+        storm_clients=getattr(args, "storm_clients", 0),
+        storm_inflight=getattr(args, "storm_inflight", 200),
     )
-    if config.storm < 0:
-        print(f"otedama bench stratum: --storm must be >= 0 (got {config.storm})")
+    if config.storm < 0 or config.storm_clients < 0 or config.storm_inflight < 1:
+        print(
+            "otedama bench stratum: --storm and --storm-clients must be >= 0 and"
+            f" --storm-inflight >= 1 (got {config.storm}, {config.storm_clients},"
+            f" {config.storm_inflight})"
+        )
         return 2
     if config.connections < 1 or config.window < 1 or config.rate < 0 or config.blocks < 1:
         print(

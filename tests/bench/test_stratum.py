@@ -41,6 +41,25 @@ async def test_the_bench_load_is_accepted_and_every_miner_is_notified_of_each_bl
     assert any(line.startswith("memory:") for line in lines)
 
 
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
+async def test_a_storm_from_two_probe_processes_gets_every_miner_its_first_job() -> None:
+    """--storm-clients: the storm's miners come from probe processes of their own, a few in
+    flight each; every one of them is authorized and has a job when the figure is taken."""
+    from twisted.internet import reactor
+
+    lines: list[str] = []
+    config = BenchConfig(connections=2, duration=0, storm=60, storm_clients=2, storm_inflight=5)
+    gen = LoadGenerator(reactor, config, out=lines.append)
+    try:
+        result = await gen.run()
+    finally:
+        await gen.close()
+    assert result.storm_miners == 60
+    assert result.storm_seconds > 0 and result.storm_client_cpu_seconds > 0
+    assert any("60 miners connected, authorized and had their first job" in line for line in lines)
+
+
 def test_percentile_is_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert percentile(values, 0.5) == 50.0
