@@ -19,6 +19,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, TypeVar
 
+from otedama.chain.rpcjson import AmountError, btc_to_sats
+
 T = TypeVar("T")
 
 MASK = "********"
@@ -364,10 +366,10 @@ def coin_amount(value: Any) -> int:
         raise Invalid(f"expected an amount >= 0, got {_describe(value)}")
     if result > MAX_COINS:
         raise Invalid(f"expected an amount of at most {MAX_COINS} coins, got {_describe(value)}")
-    sats = result * SATOSHIS_PER_COIN
-    if sats != sats.to_integral_value():
-        raise Invalid(f"expected at most 8 decimal places, got {_describe(value)}")
-    return int(sats)
+    try:
+        return btc_to_sats(result)
+    except AmountError:
+        raise Invalid(f"expected at most 8 decimal places, got {_describe(value)}") from None
 
 
 def dump_coins(sats: int) -> str:

@@ -259,12 +259,10 @@ def serve(argv: list[str] | None = None) -> int:
     import gc
 
     gc.callbacks.append(GC_PAUSES)
-    from twisted.internet import asyncioreactor
+    from otedama.ops.reactor import install_asyncio_reactor
 
-    asyncioreactor.install()
-    from twisted.internet import reactor, stdio
-
-    rx: Any = reactor
+    rx: Any = install_asyncio_reactor()
+    from twisted.internet import stdio
 
     async def start() -> None:
         started = await _start_server(

@@ -179,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--full-path needs --ledger-url and --spool-dir")
     raise_fd_limit()
     if args.reactor == "asyncio":
-        from twisted.internet import asyncioreactor
+        from otedama.ops.reactor import install_asyncio_reactor
 
-        asyncioreactor.install()
+        install_asyncio_reactor()
     else:
         from twisted.internet import epollreactor
 

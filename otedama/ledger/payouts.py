@@ -86,9 +86,6 @@ __all__ = [
 #: -32601 no such method (wallet disabled), -32602 invalid parameters.
 DEFINITE_FAILURE_CODES = frozenset({-6, -13, -5, -3, -8, -18, -19, -32601, -32602})
 
-#: Satoshis per BTC.
-COIN = 100_000_000
-
 #: Outputs below this are refused by wallets as dust (546 sat, P2PKH's limit), so a
 #: smaller minimum payout would make batches that can never be sent.
 DUST_LIMIT = 546

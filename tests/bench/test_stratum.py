@@ -43,6 +43,26 @@ async def test_the_bench_load_is_accepted_and_every_miner_is_notified_of_each_bl
 
 @pytest.mark.timeout(60)
 @pytest_twisted.ensureDeferred
+async def test_the_reconnect_storm_counts_every_miner_that_got_its_first_job() -> None:
+    """--storm N (issue 8 item 15): N more miners connect at once and every one of them is
+    authorized and has its first job when the figure is taken."""
+    from twisted.internet import reactor
+
+    lines: list[str] = []
+    config = BenchConfig(connections=5, duration=0, warmup=0, blocks=0, storm=50)
+    gen = LoadGenerator(reactor, config, out=lines.append)
+    try:
+        result = await gen.run()
+    finally:
+        await gen.close()
+    assert result.storm_miners == 50
+    assert len(gen.ready) == 55 and all(m.job is not None and m.authorized for m in gen.ready)
+    assert result.storm_seconds > 0
+    assert any(line.startswith("reconnect storm: 50 miners connected") for line in lines)
+
+
+@pytest.mark.timeout(60)
+@pytest_twisted.ensureDeferred
 async def test_a_storm_from_two_probe_processes_gets_every_miner_its_first_job() -> None:
     """--storm-clients: the storm's miners come from probe processes of their own, a few in
     flight each; every one of them is authorized and has a job when the figure is taken."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from otedama.config import (
     money_risks,
     refused_start,
 )
+from otedama.configschema import coin_amount
 from tests.conftest import ROOT, VECTORS
 
 MAINNET = {
@@ -340,3 +342,22 @@ def test_production_file_logs_once_under_journald() -> None:
     """stdout is the journal under systemd; a file as well would store every line twice."""
     logging = load_config(ROOT / "etc" / "production.yaml", env={}).monitoring.logging
     assert logging.stdout and logging.file is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sats=st.integers(min_value=0, max_value=21_000_000 * 100_000_000),
+    spelling=st.sampled_from(["plain", "exponent", "number"]),
+)
+def test_config_coin_amounts_become_the_same_satoshis_as_daemon_amounts(
+    sats: int, spelling: str
+) -> None:
+    """The config's coins and the daemon's BTC go through one conversion (issue 8 item 12):
+    any whole number of satoshis, however it is written, comes back exactly."""
+    coins = Decimal(sats).scaleb(-8)
+    value: object = {
+        "plain": format(coins, "f"),
+        "exponent": f"{sats}e-8",
+        "number": int(coins) if sats % 100_000_000 == 0 else format(coins, "f"),
+    }[spelling]
+    assert coin_amount(value) == sats

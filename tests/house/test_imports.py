@@ -183,3 +183,20 @@ def test_the_bitcoind_client_tests_do_not_import_the_devnet() -> None:
             )
             offenders += [f"{path.name}: {n}" for n in names if "devnet" in n]
     assert offenders == []
+
+
+def test_only_the_reactor_helper_installs_the_asyncio_reactor() -> None:
+    """One helper installs the asyncio reactor (``otedama.ops.reactor``); the node, the
+    commands and the benchmarks call it instead of a copy of their own."""
+    offenders = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module == "twisted.internet":
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name.rpartition(".")[2] for alias in node.names]
+            else:
+                continue
+            if "asyncioreactor" in names:
+                offenders.append(name)
+    assert offenders == ["otedama.ops.reactor"]

@@ -109,30 +109,41 @@ def unsent(protocol: Any) -> int:
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
-@pytest_twisted.async_yield_fixture
-async def node() -> AsyncIterator[Node]:
+def start_node(**overrides: Any) -> Node:
+    """The real Stratum server on 127.0.0.1 with short bounds (``overrides`` change them)."""
     reactor = _reactor()
-    settings = regtest_settings(
-        start_difficulty=Fraction(1, 2**40),
-        min_difficulty=Fraction(1, 2**40),
-        idle_timeout=1.5,
-        authorize_timeout=30,
-        sweep_interval=0.1,
-        close_grace=0.5,
-        stall_timeout=1.0,
-        max_unsent_bytes=256 * 1024,
-        abuse_threshold=1_000_000,
-        max_share_rate=1000.0,
-    )
+    values: dict[str, Any] = {
+        "start_difficulty": Fraction(1, 2**40),
+        "min_difficulty": Fraction(1, 2**40),
+        "idle_timeout": 1.5,
+        "authorize_timeout": 30,
+        "sweep_interval": 0.1,
+        "close_grace": 0.5,
+        "stall_timeout": 1.0,
+        "max_unsent_bytes": 256 * 1024,
+        "abuse_threshold": 1_000_000,
+        "max_share_rate": 1000.0,
+    }
+    values.update(overrides)
     jobs = JobManager(payout_outputs, clock=reactor)
-    factory = StratumFactory(jobs, RecordingSink(), settings, reactor)
+    factory = StratumFactory(jobs, RecordingSink(), regtest_settings(**values), reactor)
     jobs.on_template(make_template())
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
-    yield Node(factory, jobs, port)
-    for session in list(factory.server.sessions):
+    return Node(factory, jobs, port)
+
+
+async def stop_node(node: Node) -> None:
+    for session in list(node.server.sessions):
         session.close_callback.__self__.transport.abortConnection()
-    await port.stopListening()
-    factory.doStop()
+    await node.port.stopListening()
+    node.factory.doStop()
+
+
+@pytest_twisted.async_yield_fixture
+async def node() -> AsyncIterator[Node]:
+    started = start_node()
+    yield started
+    await stop_node(started)
 
 
 async def honest_miner(node: Node) -> LineClient:
@@ -227,3 +238,95 @@ async def test_a_huge_number_login_is_refused_promptly(node: Node) -> None:
     attacker.transport.loseConnection()  # type: ignore[union-attr]
     honest.transport.loseConnection()  # type: ignore[union-attr]
     await within(attacker.closed)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_miner_that_never_authorizes_is_dropped_at_the_deadline_while_it_keeps_talking() -> (
+    None
+):
+    """Issue 8 item 7: complete lines keep the idle timer alive, but not past the
+    authorize deadline."""
+    node = start_node(authorize_timeout=1.0, idle_timeout=600)
+    try:
+        honest = await honest_miner(node)
+        lingering = await node.connect()
+        assert (await lingering.call("mining.subscribe", ["linger/1"]))["error"] is None
+        rounds = 0
+        while not lingering.closed.called:
+            assert lingering.transport is not None
+            lingering.transport.write(encode_request(1000 + rounds, "mining.configure", [[], {}]))
+            rounds += 1
+            assert (await submit_one(node, honest, rounds))["result"] is True
+            await deferLater(_reactor(), 0.1, lambda: None)
+            assert rounds < 200, "the connection that never authorized was never dropped"
+        assert node.server.stats.timeouts == 1
+        assert len(node.server.sessions) == 1
+        assert (await submit_one(node, honest, 10_000))["result"] is True
+    finally:
+        await stop_node(node)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_miner_flooding_floor_shares_and_suggestions_is_held_to_the_share_rate_and_vardiff() -> (
+    None
+):
+    """Issue 8 item 3: a miner that asks for the floor again and again while submitting
+    as fast as it can gets ``share_burst`` shares through (the refill is negligible at
+    this rate), vardiff raises it and the suggestions do not bring it back down; an
+    honest miner on the same node keeps getting shares accepted."""
+    burst = 20
+    node = start_node(
+        vardiff=True,
+        start_difficulty=Fraction(1, 2**40),
+        max_difficulty=Fraction(2**40),
+        max_share_rate=0.001,
+        share_burst=burst,
+        suggest_interval=60,
+        idle_timeout=600,
+    )
+    floor = node.server.settings.min_difficulty
+    try:
+        honest = await honest_miner(node)
+        attacker = await node.connect()
+        assert (await attacker.call("mining.subscribe", ["floor/1"]))["error"] is None
+        worker = ADDRESS + ".floor"
+        assert (await attacker.call("mining.authorize", [worker, "x"]))["result"] is True
+        while not any(m.get("method") == "mining.notify" for m in attacker.lines):
+            await pause()
+        params = attacker.notify()["params"]
+        session = node.server_side(attacker).session
+        start = session.difficulty  # the floor as JSON carries it
+        assert start == Fraction(repr(float(floor)))
+        submits = 0
+        for round_ in range(5):
+            burst_lines = b"".join(
+                encode_request(
+                    10_000 + submits + i,
+                    "mining.submit",
+                    [worker, params[0], f"{submits + i:016x}", params[7], f"{submits + i:08x}"],
+                )
+                + encode_request(20_000 + submits + i, "mining.suggest_difficulty", [float(floor)])
+                for i in range(60)
+            )
+            submits += 60
+            assert attacker.transport is not None
+            attacker.transport.write(burst_lines)
+            # Replies come in order: the answer to this call comes after the whole burst's.
+            await attacker.call("mining.suggest_difficulty", [float(floor)])
+            assert (await submit_one(node, honest, round_))["result"] is True
+        replies = [m for m in attacker.lines if isinstance(m.get("id"), int) and m["id"] >= 10_000]
+        verdicts = [m["result"] for m in replies if m["id"] < 20_000]
+        assert len(verdicts) == submits
+        assert verdicts.count(True) == burst
+        assert node.server.stats.rate_limited == submits - burst
+        # Vardiff counted every submit and raised the difficulty; no suggestion undid it.
+        assert session.difficulty > start
+        difficulties = [
+            m["params"][0] for m in attacker.lines if m.get("method") == "mining.set_difficulty"
+        ]
+        assert difficulties[0] == float(floor) and len(difficulties) > 1
+        assert difficulties[1:] == sorted(difficulties[1:]) and min(difficulties[1:]) > start
+        for nonce in range(100, 105):
+            assert (await submit_one(node, honest, nonce))["result"] is True
+    finally:
+        await stop_node(node)
