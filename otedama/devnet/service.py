@@ -28,6 +28,7 @@ from otedama.devnet.auth import COOKIE_NAME, RpcAuth, remove_cookie, write_cooki
 from otedama.devnet.chain import DevnetChain
 from otedama.devnet.jsonrpc import (
     RPC_MISC_ERROR,
+    BadCall,
     RpcCall,
     RpcFault,
     encode_json,
@@ -164,7 +165,7 @@ class DevnetResource(Resource):
         calls, batch = parsed
         replies: list[tuple[int, dict[str, Any] | None]] = []
         for call in calls:
-            replies.append(await self._one(call))
+            replies.append(await self._one(call, batch))
         if not batch:
             status, single = replies[0]
             if single is None:
@@ -175,9 +176,12 @@ class DevnetResource(Resource):
             return 204, b""  # a batch of notifications only
         return 200, (encode_json(items) + "\n").encode()
 
-    async def _one(self, call: RpcCall | RpcFault) -> tuple[int, dict[str, Any] | None]:
-        if isinstance(call, RpcFault):
-            return error_reply(call, None)
+    async def _one(self, call: RpcCall | BadCall, batch: bool) -> tuple[int, dict[str, Any] | None]:
+        """Status and reply for one call; None for a notification (in a batch, an invalid
+        2.0 notification is not answered either; alone, Core answers it with its error)."""
+        if isinstance(call, BadCall):
+            status, reply = error_reply(call.fault, call)
+            return status, None if batch and call.notification else reply
         try:
             result = await self.rpc.call(call.method, call.params)
         except RpcFault as fault:

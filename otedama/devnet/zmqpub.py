@@ -2,10 +2,11 @@
 
 ``chain_events`` (pure) says what changed between two looks at the chain: blocks
 disconnected and connected, transactions added to and removed from the mempool.
-``notifications`` turns that into Core's messages, in Core's order: for each connected
-block ``sequence`` ``C`` and ``hashtx``/``rawtx`` for its transactions, then ``hashblock``
-and ``rawblock`` for the new tip; mempool arrivals as ``hashtx``/``rawtx`` and ``sequence``
-``A``; removals other than by a block as ``sequence`` ``R``. ``ZmqPublisher`` sends them
+``notifications`` turns that into Core's messages, in Core's order
+(``zmqnotificationinterface.cpp``): for each disconnected, then each connected block
+``hashtx``/``rawtx`` for its transactions and then ``sequence`` ``D`` or ``C``, then
+``hashblock`` and ``rawblock`` for the new tip; mempool arrivals as ``hashtx``/``rawtx``
+and ``sequence`` ``A``; removals other than by a block as ``sequence`` ``R``. ``ZmqPublisher`` sends them
 as Core frames them: three parts — topic, body, and a 4-byte little-endian sequence number
 counted per topic — on PUB sockets, never blocking (pyzmq ``NOBLOCK``; PUB drops what a
 slow subscriber cannot take, as Core's does at its high-water mark).
@@ -94,14 +95,19 @@ def notifications(
         if topic in wanted:
             out.append((topic, body))
 
-    for entry in events.disconnected:
-        emit("sequence", entry.hash[::-1] + b"D")
-    for entry in events.connected:
-        emit("sequence", entry.hash[::-1] + b"C")
+    def block_transactions(entry: BlockIndex) -> None:
+        # Core's BlockConnected/BlockDisconnected: each transaction, then the block.
         if wanted & {"hashtx", "rawtx"}:
             for tx in entry.block().transactions:
                 emit("hashtx", tx.txid()[::-1])
                 emit("rawtx", tx.serialize())
+
+    for entry in events.disconnected:
+        block_transactions(entry)
+        emit("sequence", entry.hash[::-1] + b"D")
+    for entry in events.connected:
+        block_transactions(entry)
+        emit("sequence", entry.hash[::-1] + b"C")
     if events.connected:
         tip = events.connected[-1]
         emit("hashblock", tip.hash[::-1])

@@ -253,6 +253,7 @@ async def test_statuses_and_error_codes_are_cores(tmp_path: Path) -> None:
         assert_core_framing(reply)
         assert reply.json()["error"] == {"code": code, "message": message}, name
         assert reply.json()["result"] is None
+    assert r["invalid request"].json()["id"] == 3  # Core reads the id before the method
     missing = r["missing argument"]
     assert missing.status == 500 and missing.json()["error"]["code"] == -1
     assert missing.json()["error"]["message"].startswith("submitblock")
@@ -266,6 +267,69 @@ async def test_statuses_and_error_codes_are_cores(tmp_path: Path) -> None:
     assert notification.status == 204 and notification.body == b""
     assert "content-type" not in notification.headers
     assert r["after all that"].json()["result"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_invalid_requests_keep_their_id_and_version_as_in_core(tmp_path: Path) -> None:
+    """Core's ``interface_rpc.py`` cases: the error for an invalid request echoes its id
+    (in 2.0 style once it said 2.0) with HTTP 400; no ``id`` in, none out; a batch leaves
+    out 2.0 notifications, invalid ones too, and is 204 when nothing is left."""
+    handle = await devnet(tmp_path)
+    bodies = {
+        "missing method": b'{"params": [], "id": 3}',
+        "2.0 missing method": b'{"jsonrpc": "2.0", "id": 6}',
+        "jsonrpc not a string": b'{"jsonrpc": 2, "method": "getblockcount"}',
+        "unknown version": b'{"jsonrpc": "3.0", "method": "getblockcount", "id": 4}',
+        "2.0 invalid notification": b'{"jsonrpc": "2.0"}',
+        "no id": b'{"method": "getblockcount"}',
+        "batch of notifications": b'[{"jsonrpc": "2.0", "pizza": 1},'
+        b' {"jsonrpc": "2.0", "method": "getblockcount"}]',
+        "mixed batch": b'[{"jsonrpc": "2.0", "pizza": 1}, {"pizza": 2, "id": 9},'
+        b' {"jsonrpc": "2.1", "id": 10}, {"method": "getblockcount"}]',
+    }
+    try:
+        replies = await in_thread(
+            lambda: exchange(handle.port, *({"body": body} for body in bodies.values()))
+        )
+    finally:
+        await handle.stop()
+    r = dict(zip(bodies, replies, strict=True))
+    for name, reply in r.items():
+        if name != "batch of notifications":
+            assert_core_framing(reply)
+
+    def invalid(message: str) -> dict[str, Any]:
+        return {"code": -32600, "message": message}
+
+    expected: dict[str, tuple[int, Any]] = {
+        "missing method": (400, {"result": None, "error": invalid("Missing method"), "id": 3}),
+        "2.0 missing method": (
+            400,
+            {"jsonrpc": "2.0", "error": invalid("Missing method"), "id": 6},
+        ),
+        "jsonrpc not a string": (
+            400,
+            {"result": None, "error": invalid("jsonrpc field must be a string")},
+        ),
+        "unknown version": (
+            400,
+            {"result": None, "error": invalid("JSON-RPC version not supported"), "id": 4},
+        ),
+        "2.0 invalid notification": (400, {"jsonrpc": "2.0", "error": invalid("Missing method")}),
+        "no id": (200, {"result": 0, "error": None}),
+        "mixed batch": (
+            200,
+            [
+                {"result": None, "error": invalid("Missing method"), "id": 9},
+                {"result": None, "error": invalid("JSON-RPC version not supported"), "id": 10},
+                {"result": 0, "error": None},
+            ],
+        ),
+    }
+    for name, (status, body) in expected.items():
+        assert (r[name].status, r[name].json()) == (status, body), name
+    batch = r["batch of notifications"]
+    assert batch.status == 204 and batch.body == b"" and "content-length" not in batch.headers
 
 
 @pytest_twisted.ensureDeferred

@@ -8,6 +8,7 @@ import pytest
 
 from otedama.devnet.jsonrpc import (
     Amount,
+    BadCall,
     RpcCall,
     RpcFault,
     encode_json,
@@ -72,12 +73,50 @@ def test_a_version_2_error_is_http_200_without_result() -> None:
 def test_invalid_requests_and_bodies_get_cores_codes() -> None:
     fault = parse_body(b"[1")
     assert isinstance(fault, RpcFault) and fault.code == -32700
-    parsed = parse_body(b'[{"id": 1}, 5, {"method": 3}]')
+    parsed = parse_body(
+        b'[{"id": 1}, 5, {"method": 3}, {"jsonrpc": 2, "method": "x"}, {"jsonrpc": "2.1"}]'
+    )
     assert not isinstance(parsed, RpcFault)
     calls, batch = parsed
     assert batch
-    assert [c.message for c in calls if isinstance(c, RpcFault)] == [
+    assert [c.fault.message for c in calls if isinstance(c, BadCall)] == [
         "Missing method",
         "Invalid Request object",
         "Method must be a string",
+        "jsonrpc field must be a string",
+        "JSON-RPC version not supported",
     ]
+    assert all(c.fault.code == -32600 for c in calls if isinstance(c, BadCall))
+
+
+def test_an_invalid_request_is_answered_with_its_id_in_its_versions_style() -> None:
+    """Core reads the id, then the version, then the method (``request.cpp``): the error
+    for an invalid request echoes the id, in 2.0 style once the version said 2.0, with
+    HTTP 400 either way; a request without an id gets a reply without one."""
+    parsed = parse_body(
+        b'[{"params": [], "id": 3}, {"jsonrpc": "2.0", "id": "b"}, {"jsonrpc": "3.0"},'
+        b' {"jsonrpc": "2.0"}, {"method": "getblockcount"}]'
+    )
+    assert not isinstance(parsed, RpcFault)
+    (one, two, unknown, note, no_id), _ = parsed
+    assert isinstance(one, BadCall) and isinstance(two, BadCall)
+    assert isinstance(unknown, BadCall) and isinstance(note, BadCall)
+    assert error_reply(one.fault, one) == (
+        400,
+        {"result": None, "error": {"code": -32600, "message": "Missing method"}, "id": 3},
+    )
+    assert error_reply(two.fault, two) == (
+        400,
+        {"jsonrpc": "2.0", "error": {"code": -32600, "message": "Missing method"}, "id": "b"},
+    )
+    assert error_reply(unknown.fault, unknown) == (
+        400,
+        {"result": None, "error": {"code": -32600, "message": "JSON-RPC version not supported"}},
+    )
+    assert note.notification and not one.notification and not unknown.notification
+    assert isinstance(no_id, RpcCall) and not no_id.has_id and not no_id.notification
+    assert result_reply(no_id, 0) == {"result": 0, "error": None}
+    assert error_reply(RpcFault(-32700, "Parse error"), None) == (
+        500,
+        {"result": None, "error": {"code": -32700, "message": "Parse error"}, "id": None},
+    )

@@ -157,22 +157,33 @@ def test_a_transaction_entering_the_mempool_is_hashtx_rawtx_and_sequence_a() -> 
     [block] = mine(chain, 1, now=NOW + 200)
     events, after = chain_events(chain, after)
     assert events.removed == () and [e.hash for e in events.connected] == [block.hash()]
-    txs = block.transactions
+    block_txs = [
+        (topic, t.txid()[::-1] if topic == "hashtx" else t.serialize())
+        for t in block.transactions
+        for topic in ("hashtx", "rawtx")
+    ]
+    # Core's BlockConnected: the block's transactions first, then "C"; the tip after.
     assert notifications(chain, events, TOPICS) == [
+        *block_txs,
         ("sequence", block.hash()[::-1] + b"C"),
-        *[
-            (topic, t.txid()[::-1] if topic == "hashtx" else t.serialize())
-            for t in txs
-            for topic in ("hashtx", "rawtx")
-        ],
         ("hashblock", block.hash()[::-1]),
         ("rawblock", block.serialize()),
     ]
-    # Disconnected: its transaction returns to the mempool ("A" again, as in Core).
+    # Disconnected: its transactions, then "D" (Core's BlockDisconnected); no hashblock,
+    # as the new tip is the fork point (Core's UpdatedBlockTip sends none then); its
+    # transaction returns to the mempool ("A" again, as in Core).
     chain.invalidate_block(block.hash())
     events, after = chain_events(chain, after)
     assert [e.hash for e in events.disconnected] == [block.hash()]
     assert events.added == (tx.txid(),) and events.removed == ()
+    counter = struct.pack("<Q", chain.mempool_updates)
+    assert notifications(chain, events, TOPICS) == [
+        *block_txs,
+        ("sequence", block.hash()[::-1] + b"D"),
+        ("hashtx", tx.txid()[::-1]),
+        ("rawtx", tx.serialize()),
+        ("sequence", tx.txid()[::-1] + b"A" + counter),
+    ]
     # One block further back the coinbase it spends is immature for the next block: it
     # leaves the mempool other than by a block, which is "R".
     chain.invalidate_block(blocks[-2].hash())
