@@ -15,6 +15,7 @@ from otedama.config import (
     load_config,
     money_risks,
     refused_start,
+    start_summary,
 )
 from tests.conftest import ROOT, VECTORS
 
@@ -340,3 +341,13 @@ def test_production_file_logs_once_under_journald() -> None:
     """stdout is the journal under systemd; a file as well would store every line twice."""
     logging = load_config(ROOT / "etc" / "production.yaml", env={}).monitoring.logging
     assert logging.stdout and logging.file is None
+
+
+@pytest.mark.parametrize("name", ["otedama.yaml", "regtest.yaml"])
+def test_the_files_for_trying_it_listen_on_loopback_only(name: str) -> None:
+    """The embedded default and the regtest file are for one machine: every listener they
+    open (the start summary names them all) is on 127.0.0.1."""
+    line = start_summary(load_config(ROOT / "etc" / name, env={}))
+    listeners = line.split("listening on ", 1)[1].split(";")[0].split(", ")
+    assert {listener.split()[0] for listener in listeners} >= {"stratum", "api", "health"}
+    assert all(listener.split()[1].startswith("127.0.0.1:") for listener in listeners)
