@@ -1249,13 +1249,20 @@ def start_summary(config: Config) -> str:
     fee = f"fee {pool.fee_percentage} %"
     if pool.fee_address:
         fee += f" to {pool.fee_address}"
+    tls = config.security.enable_tls
     listeners = []
     if config.stratum.enable:
         listeners.append(f"stratum {config.stratum.address}")
+        if tls:
+            listeners.append(f"stratum-tls {config.stratum.tls_address}")
+    if config.api.enable:
+        listeners.append(f"api {config.api.address}" + (" (https)" if tls else ""))
     if config.monitoring.health.enabled:
         listeners.append(f"health {config.monitoring.health.address}")
     if config.monitoring.metrics.enabled:
         listeners.append(f"metrics {config.monitoring.metrics.address}")
+    if config.federation.enabled:
+        listeners.append(f"federation 0.0.0.0:{config.federation.listen_port} (tcp, udp)")
     miner = "; built-in CPU miner on" if config.mining.enable_cpu else ""
     return (
         f"starting {config.app.name}: network {chain.network}; chain {backend}; "

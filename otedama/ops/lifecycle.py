@@ -60,10 +60,14 @@ def explain_listen_error(error: BaseException) -> str:
 
 
 def host_port(address: Any) -> str:
-    """``127.0.0.1:3333`` (``[::1]:3333``) for a TCP address; other kinds as they print."""
+    """``127.0.0.1:3333`` (``[::1]:3333``) for a TCP address, the path of a Unix socket;
+    other kinds as they print."""
     host, port = getattr(address, "host", None), getattr(address, "port", None)
     if host is None or port is None:
-        return str(address)
+        name = getattr(address, "name", None)
+        if isinstance(name, bytes):
+            return os.fsdecode(name)
+        return name if isinstance(name, str) else str(address)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

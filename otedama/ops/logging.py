@@ -81,7 +81,7 @@ class JsonLineObserver:
 #: Twisted's legacy lines about ports and factories that say nothing an operator needs.
 TWISTED_CHATTER = re.compile(
     r"\S+ starting on \S+"
-    r"|\((TCP|UDP|Unix|SSL) Port \S+ Closed\)"
+    r"|\((TCP|TLS|UDP|UNIX|SSL) Port .+ Closed\)"
     r"|(Starting|Stopping) factory .*",
     re.DOTALL,
 )

@@ -34,11 +34,15 @@ _RESUMABLE_KEEP = 65536
 _DIFFICULTY_LINES = 1024
 """Encoded ``mining.set_difficulty`` lines kept (vardiff values have 3 digits: few)."""
 _SUMMARY_HOSTS = 1024
+"""Distinct refused hosts remembered per log interval (the rest are only counted)."""
 
 _DISCONNECT_LINES = 20
 """Authorized miners' disconnects logged one line each per log interval (the rest are
 counted in the summary: a restart or a failover disconnects thousands at once)."""
-"""Distinct refused hosts remembered per log interval (the rest are only counted)."""
+
+_AUTHORIZE_REFUSAL_LINES = 20
+"""Refused authorizations logged one line each per log interval (the rest are counted in
+the summary: anyone who can connect can send them)."""
 
 
 class StratumStats:
@@ -125,6 +129,8 @@ class StratumServer:
         self._authorized_since = 0
         self._disconnects_logged = 0
         self._disconnects_since = 0
+        self._authorize_refusals_logged = 0
+        self._authorize_refusals_since = 0
         self._summary_at = 0.0
         #: Told ``(host, valid)`` for each accepted or rejected submit and each bad line
         #: (the node's guard bans hosts by their ratio of invalid work).
@@ -244,11 +250,27 @@ class StratumServer:
                 elapsed=elapsed,
             )
         self._disconnects_since = self._disconnects_logged = 0
+        if self._authorize_refusals_since > self._authorize_refusals_logged:
+            self.log.warn(
+                "{count} more stratum authorizations refused in {elapsed:.0f} s",
+                count=self._authorize_refusals_since - self._authorize_refusals_logged,
+                elapsed=elapsed,
+            )
+        self._authorize_refusals_since = self._authorize_refusals_logged = 0
 
     def note_authorized(self) -> None:
         """A worker authorized (counted for the periodic summary, not logged each)."""
         self.stats.authorized += 1
         self._authorized_since += 1
+
+    def note_authorize_refused(self, host: str, reason: str) -> None:
+        """A ``mining.authorize`` from ``host`` was refused for ``reason`` (the error the
+        miner got): one line while few come, otherwise counted for the periodic summary."""
+        self._authorize_refusals_since += 1
+        if self._authorize_refusals_logged >= _AUTHORIZE_REFUSAL_LINES:
+            return
+        self._authorize_refusals_logged += 1
+        self.log.warn("authorize from {host} refused: {reason}", host=host, reason=reason)
 
     def note_work(self, host: str, valid: bool) -> None:
         """A submit from ``host`` was accepted (``valid``) or rejected, or it sent a bad

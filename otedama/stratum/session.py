@@ -449,7 +449,16 @@ class StratumSession:
         self.start_work()
 
     def on_authorize(self, request: Request, now: float) -> None:
-        """``mining.authorize [address[.worker], password]``."""
+        """``mining.authorize [address[.worker], password]``; a refusal is logged with its
+        reason (a malformed request counts as abuse instead)."""
+        try:
+            self._authorize(request)
+        except StratumError as exc:
+            if not isinstance(exc, InvalidParams):
+                self.server.note_authorize_refused(self.host, exc.message)
+            raise
+
+    def _authorize(self, request: Request) -> None:
         params = request.params
         if not params or not isinstance(params[0], str):
             raise InvalidParams(f"mining.authorize needs a user name, got {_short(params)}")

@@ -47,8 +47,9 @@ class StratumSettings:
     flush before it is aborted; ``max_share_rate`` submits per second on average (bursts
     of ``share_burst``) before submits are refused unchecked; a ``suggest_difficulty``
     changes a working connection's difficulty at most once per ``suggest_interval``.
-    Refused connections and authorizations are logged as a summary every
-    ``log_interval`` seconds.
+    Refused connections and authorized workers are logged as a summary every
+    ``log_interval`` seconds; refused authorizations and authorized miners' disconnects
+    one line each for the first 20 of an interval, the rest in the summary.
     """
 
     network: NetworkParams

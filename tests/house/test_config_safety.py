@@ -16,6 +16,7 @@ from otedama.config import (
     load_config,
     money_risks,
     refused_start,
+    start_summary,
 )
 from otedama.configschema import coin_amount
 from tests.conftest import ROOT, VECTORS
@@ -361,3 +362,13 @@ def test_config_coin_amounts_become_the_same_satoshis_as_daemon_amounts(
         "number": int(coins) if sats % 100_000_000 == 0 else format(coins, "f"),
     }[spelling]
     assert coin_amount(value) == sats
+
+
+@pytest.mark.parametrize("name", ["otedama.yaml", "regtest.yaml"])
+def test_the_files_for_trying_it_listen_on_loopback_only(name: str) -> None:
+    """The embedded default and the regtest file are for one machine: every listener they
+    open (the start summary names them all) is on 127.0.0.1."""
+    line = start_summary(load_config(ROOT / "etc" / name, env={}))
+    listeners = line.split("listening on ", 1)[1].split(";")[0].split(", ")
+    assert {listener.split()[0] for listener in listeners} >= {"stratum", "api", "health"}
+    assert all(listener.split()[1].startswith("127.0.0.1:") for listener in listeners)

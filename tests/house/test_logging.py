@@ -93,6 +93,8 @@ def test_sizes(text: object, bytes_: int) -> None:
         "_QuietSite starting on 18443",
         "(TCP Port 3333 Closed)",
         "(UDP Port 4444 Closed)",
+        "(TLS Port 3443 Closed)",
+        "(UNIX Port /var/lib/otedama/admin.sock Closed)",
         "Starting factory <twisted.web.client._HTTP11ClientFactory object at 0x7f>",
         "Stopping factory <twisted.web.client._HTTP11ClientFactory object at 0x7f>",
     ],
@@ -123,9 +125,10 @@ def test_our_lines_that_look_like_chatter_are_kept() -> None:
 
 
 def test_listeners_are_logged_as_host_port() -> None:
-    from twisted.internet.address import IPv4Address, IPv6Address
+    from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
     from otedama.ops.lifecycle import host_port
 
     assert host_port(IPv4Address("TCP", "127.0.0.1", 3333)) == "127.0.0.1:3333"
     assert host_port(IPv6Address("TCP", "::1", 3333)) == "[::1]:3333"
+    assert host_port(UNIXAddress(b"data/admin.sock")) == "data/admin.sock"

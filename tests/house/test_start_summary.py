@@ -40,9 +40,31 @@ def test_summary_names_everything_an_operator_checks_and_no_secret() -> None:
         "(+1 failover); database postgresql+psycopg2://pool@db:5432/otedama?sslmode=prefer; "
         "pool address bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq; rewards PPLNS over 3h, "
         "fee 1.5 %; payouts every 1h, minimum 0.01; "
-        "listening on stratum 0.0.0.0:3333, health 127.0.0.1:8081"
+        "listening on stratum 0.0.0.0:3333, api 0.0.0.0:8080, health 127.0.0.1:8081"
     )
     assert "secret" not in line
+
+
+def test_summary_names_every_listener_the_node_opens() -> None:
+    """TLS Stratum, the API (HTTPS with TLS), metrics and the federation's port are
+    listeners too: each is named with where it listens."""
+    data = {
+        **MAINNET,
+        "security": {"enable_tls": True, "cert_file": "/etc/c.pem", "key_file": "/etc/k.pem"},
+        "stratum": {"address": "0.0.0.0:3333", "tls_address": "0.0.0.0:3443"},
+        "api": {"address": "127.0.0.1:8080"},
+        "monitoring": {"metrics": {"enabled": True, "address": "127.0.0.1:9100"}},
+        "federation": {"enabled": True, "listen_port": 4444},
+    }
+    line = start_summary(load_config(data=data, env={}))
+    assert line.endswith(
+        "listening on stratum 0.0.0.0:3333, stratum-tls 0.0.0.0:3443, "
+        "api 127.0.0.1:8080 (https), metrics 127.0.0.1:9100, federation 0.0.0.0:4444 (tcp, udp)"
+    )
+    quiet = {**MAINNET, "api": {"enable": False}, "monitoring": {"health": {"enabled": False}}}
+    assert start_summary(load_config(data=quiet, env={})).endswith(
+        "listening on stratum 0.0.0.0:3333"
+    )
 
 
 def test_summary_of_the_embedded_default() -> None:
@@ -51,7 +73,8 @@ def test_summary_of_the_embedded_default() -> None:
     assert "database sqlite:///./data/otedama.sqlite;" in line
     assert "rewards PPLNS over 2h, fee 1.0 %; payouts every 2m, minimum 0.001;" in line
     assert line.endswith(
-        "listening on stratum 127.0.0.1:3333, health 127.0.0.1:8081; built-in CPU miner on"
+        "listening on stratum 127.0.0.1:3333, api 127.0.0.1:8080, health 127.0.0.1:8081; "
+        "built-in CPU miner on"
     )
 
 

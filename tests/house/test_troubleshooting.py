@@ -72,6 +72,9 @@ QUOTED = [
     ("no new payouts until payout batches {batches} are reconciled", "no new payouts until"),
     ("reload refused: /etc/otedama.yaml is invalid, keeping the running config", "reload refused:"),
     ("changed; it takes effect after a restart", "changed; it takes effect after a restart"),
+    ("authorize from 192.0.2.7 refused: user name must be a", "authorize from {host} refused:"),
+    ("user name must be a mainnet payout address[.worker];", "payout address[.worker]; "),
+    ("more stratum authorizations refused in", "more stratum authorizations refused in"),
 ]
 
 

@@ -923,3 +923,33 @@ def test_a_mass_disconnect_is_summarised_after_a_few_lines(
     assert len(lines) == 20
     stack.server.log_summary(stack.clock.seconds() + 30)
     assert "10 more stratum miners disconnected in 30 s" in logged(log_events, LogLevel.info)
+
+
+def test_a_refused_authorize_is_one_line_with_the_host_and_the_reason(
+    stack: Stack, log_events: list[dict[str, Any]]
+) -> None:
+    miner = stack.miner(host="10.0.3.1")
+    miner.call("mining.subscribe", [])
+    reply = miner.call("mining.authorize", ["1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2.rig", "x"])
+    bad_name = miner.call("mining.authorize", [ADDRESS + ".rig 1!", "x"])
+    malformed = miner.call("mining.authorize", [])  # a broken request: abuse, not a refusal
+    assert malformed["error"] is not None
+    assert logged(log_events, LogLevel.warn) == [
+        f"authorize from 10.0.3.1 refused: {reply['error'][1]}",
+        f"authorize from 10.0.3.1 refused: {bad_name['error'][1]}",
+    ]
+    assert "'1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2'" in reply["error"][1]
+
+
+def test_many_refused_authorizations_are_summarised_after_a_few_lines(
+    stack: Stack, log_events: list[dict[str, Any]]
+) -> None:
+    for n in range(30):
+        miner = stack.miner(host=f"10.0.4.{n}")
+        assert miner.call("mining.authorize", ["nobody", "x"])["error"][0] == 24
+    assert len([line for line in logged(log_events, LogLevel.warn) if "refused:" in line]) == 20
+    stack.server.log_summary(stack.clock.seconds() + 30)
+    assert "10 more stratum authorizations refused in 30 s" in logged(log_events, LogLevel.warn)
+    log_events.clear()
+    stack.miner(host="10.0.5.1").call("mining.authorize", ["nobody", "x"])
+    assert len(logged(log_events, LogLevel.warn)) == 1  # a new interval logs again
