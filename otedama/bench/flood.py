@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import random
 import resource
 import time
@@ -547,10 +548,30 @@ class _FleetControl(Protocol):
         self.lock.run(lambda: self.done.callback(None))
 
 
+#: The CPUs the client processes (honest fleet, flooder) are pinned to, from ``--client-cpus``.
+_CLIENT_CPUS = "OTEDAMA_BENCH_CLIENT_CPUS"
+
+
+def parse_cpus(text: str) -> set[int]:
+    """``"0"``, ``"1,3"`` or ``"0-2"`` as a set of CPU numbers (ValueError when malformed)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        low = int(first)
+        high = int(last) if dash else low
+        if low < 0 or high < low:
+            raise ValueError(f"not a CPU list: {text!r}")
+        cpus.update(range(low, high + 1))
+    return cpus
+
+
 def child_main(argv: list[str]) -> int:
     """``python -m otedama.bench.flood flood PORT CONNECTIONS`` (flood, print the counts)
     or ``… honest PORT N PER_IP SPREAD`` (a fleet driven over stdin)."""
     raise_fd_limit()
+    cpus = os.environ.get(_CLIENT_CPUS)
+    if cpus:
+        os.sched_setaffinity(0, parse_cpus(cpus))
     from otedama.ops.reactor import install_asyncio_reactor
 
     install_asyncio_reactor()
@@ -606,11 +627,34 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--in-process", action="store_true", help="run the honest miners in the bench process"
     )
+    parser.add_argument(
+        "--server-cpus",
+        default=None,
+        metavar="LIST",
+        help="pin the server (this process) to these CPUs, e.g. 0 (default: not pinned)",
+    )
+    parser.add_argument(
+        "--client-cpus",
+        default=None,
+        metavar="LIST",
+        help="pin the honest fleet and the flooder to these CPUs, e.g. 1 (default: not"
+        " pinned); with --server-cpus, the server's core is its own, as on a real host",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=bench_flood)
 
 
 def bench_flood(args: argparse.Namespace) -> int:
+    try:
+        server_cpus = parse_cpus(args.server_cpus) if args.server_cpus else None
+        client_cpus = parse_cpus(args.client_cpus) if args.client_cpus else None
+    except ValueError as error:
+        print(f"otedama bench flood: {error}")
+        return 2
+    if server_cpus:
+        os.sched_setaffinity(0, server_cpus)
+    if client_cpus:
+        os.environ[_CLIENT_CPUS] = ",".join(str(cpu) for cpu in sorted(client_cpus))
     raise_fd_limit()
     from otedama.ops.reactor import install_asyncio_reactor
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
 
 from otedama.bench.flood import run_flood
@@ -22,3 +23,14 @@ async def test_honest_miners_stay_connected_and_the_flooder_is_banned_and_refuse
     assert report.refusals.get("stratum: banned", 0) >= 1
     # Only the honest miners are left (the flooder's connections were dropped at its ban).
     assert report.sessions_after == 300
+
+
+def test_cpu_lists_for_pinning_the_bench_processes() -> None:
+    from otedama.bench.flood import parse_cpus
+
+    assert parse_cpus("0") == {0}
+    assert parse_cpus("1,3") == {1, 3}
+    assert parse_cpus("0-2, 5") == {0, 1, 2, 5}
+    for bad in ("", "a", "2-1", "-1", "1-"):
+        with pytest.raises(ValueError):
+            parse_cpus(bad)
