@@ -1181,12 +1181,19 @@ def money_risks(config: Config) -> list[MoneyRisk]:
 
 def refused_start(config: Config) -> list[str]:
     """The problems that keep a node with ``config`` from starting (empty: start):
-    money risks, and TLS files that are missing, unreadable or do not match."""
+    money risks, TLS files that are missing, unreadable or do not match, and (with the
+    federation on) a node key that others can read or that is damaged."""
+    from otedama.federation.identity import key_file_problem
     from otedama.ops.tls import check_tls_files
 
-    return [
+    problems = [
         f"{risk} (refused on {config.chain.network})" for risk in money_risks(config) if risk.refuse
     ] + check_tls_files(config)
+    if config.federation.enabled:
+        key_problem = key_file_problem(config.app.data_dir)
+        if key_problem is not None:
+            problems.append(f"federation.enabled: {key_problem}")
+    return problems
 
 
 def _strings(data: Any, where: str) -> list[tuple[str, str]]:

@@ -25,6 +25,7 @@ __all__ = [
     "SIGNATURE_SIZE",
     "Identity",
     "IdentityError",
+    "key_file_problem",
     "load_or_create",
     "node_id_of",
     "verify_signature",
@@ -116,6 +117,21 @@ def _create(path: Path, label: str) -> Identity:
     finally:
         os.close(fd)
     return Identity(key, label)
+
+
+def key_file_problem(data_dir: Path) -> str | None:
+    """Why ``data_dir/federation.key`` would be refused at start, or None (usable, or not
+    created yet). For the start checks, so a bad key is one clear line, not a traceback."""
+    path = data_dir / KEY_FILE
+    try:
+        _read(path, "")
+    except FileNotFoundError:
+        return None
+    except IdentityError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"cannot read federation key {path}: {exc.strerror}"
+    return None
 
 
 def load_or_create(data_dir: Path, label: str = "") -> Identity:

@@ -23,6 +23,10 @@ own shares and blocks only once it has been linked for ``warmup`` seconds: a who
 for a newcomer, none for a node restored from the database after an absence of at most
 ``REJOIN_GAP`` of the window. Meanwhile it verifies and keeps its peers' shares.
 
+While this node is not participating its window lacks what its peers' windows hold, so a
+coinbase (of a share or a block) that underpays it by its own window is refused but not
+charged: counted as ``underpays-warming-up``.
+
 A stale share is charged ``late`` only when the sender is really behind: not when it
 claims a height beyond this node's next block (it saw a block first) nor within
 ``TIP_GRACE`` of this node's own tip change (a race). Neither is accepted.
@@ -334,6 +338,11 @@ class FederationNode:
             # moment ago): not its fault, nothing charged.
             self.stats.shares_rejected["stale-uncharged"] += 1
             return False
+        if verdict.reason is Rejection.UNDERPAYS and not self.participating(now):
+            # This node's window is still filling (see ``participating``): an honest
+            # coinbase can look unfair to it. Refused, not charged.
+            self.stats.shares_rejected["underpays-warming-up"] += 1
+            return False
         if verdict.reason is not None:
             return self._reject_share(peer_key, verdict.reason.value, penalty_for(verdict.reason))
         self._add(share, now)
@@ -360,6 +369,9 @@ class FederationNode:
             check = check_settlement(coinbase.outputs, weights, block.payout_script)
         except SettlementError:
             return self._reject_block(peer_key, "unsettleable", Penalty.INVALID_BLOCK)
+        if check.underpaid and not self.participating():
+            self.stats.blocks_rejected["underpays-warming-up"] += 1  # as for shares
+            return False
         if check.underpaid:
             self.log.warn(
                 "block {hash} by federation node {node} underpays the federation by "

@@ -271,14 +271,21 @@ monitoring:
         return report
 
     def status(self) -> dict[str, Any] | None:
-        """``otedama federation status --format json`` against the running node."""
-        done = subprocess.run(
-            [*OTEDAMA, "federation", "status", "--format", "json", "--config", str(self.config)],
-            capture_output=True,
-            cwd=str(ROOT),
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-            timeout=60,
-        )
+        """``otedama federation status --format json`` against the running node; None
+        (the caller's ``wait_for`` asks again within its bound) when the command fails or,
+        on a loaded machine, does not finish within 60 s."""
+        command = [*OTEDAMA, "federation", "status", "--format", "json"]
+        try:
+            done = subprocess.run(
+                [*command, "--config", str(self.config)],
+                capture_output=True,
+                cwd=str(ROOT),
+                env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                timeout=60,
+            )
+        except subprocess.TimeoutExpired:
+            self.last_status_error = "otedama federation status did not finish within 60 s"
+            return None
         if done.returncode != 0:
             self.last_status_error = done.stderr.decode(errors="replace").strip()
             return None

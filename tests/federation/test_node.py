@@ -334,3 +334,33 @@ def test_this_nodes_own_share_coming_back_is_not_charged_to_the_relay() -> None:
     assert not node.on_fed_share(relay, mine.to_dict())
     assert node.stats.shares_rejected["own-share-returned"] == 1
     assert node.reputation.score(relay) == 0.5
+
+
+def test_a_node_warming_up_refuses_an_underpaying_coinbase_without_charging_it() -> None:
+    """Its window is short of its peers' (newcomer, or back from an absence): an honest
+    coinbase can look unfair to it, so nobody is charged until it participates."""
+    window = FederationWindow(7200)
+    for n in range(3):
+        window.add(
+            WindowEntry(sha256d(b"own %d" % n), b"\x33" * 20, OWN_SCRIPT, 1 << 40, NOW - 600),
+            NOW,
+        )
+    node, _ = make_node(window)
+    node.linked = lambda: True
+    node.warmup = 7200
+    peer = Identity.generate("peer")
+    share = peer_share(peer, template_time=NOW - 20)
+    assert not node.on_fed_share(peer.public_key, share)
+    block = block_of(peer, ((PEER_SCRIPT, 50 * COIN),))
+    assert not node.on_block(peer.public_key, block)
+    assert node.stats.shares_rejected["underpays-warming-up"] == 1
+    assert node.stats.blocks_rejected["underpays-warming-up"] == 1
+    assert node.reputation.score(peer.public_key) == 0.5
+    assert len(node.window) == 3
+
+    node.warmup = 0  # participating: the same coinbases are charged
+    assert not node.on_fed_share(peer.public_key, share)
+    assert not node.on_block(peer.public_key, block)
+    assert node.stats.shares_rejected["underpays"] == 1
+    assert node.stats.blocks_rejected["underpays"] == 1
+    assert node.reputation.score(peer.public_key) < 0.5
