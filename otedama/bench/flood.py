@@ -14,7 +14,6 @@ The scenario (:func:`run_flood`) is also what ``tests/guard/test_flood.py`` runs
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import random
@@ -25,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any, cast
 
-from twisted.internet.defer import Deferred, DeferredList, DeferredLock
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.task import LoopingCall
@@ -409,7 +408,14 @@ class RemoteFleet:
         return await self.child.next_line()
 
     async def start(self) -> int:
-        self.child = _spawn(self.reactor, "honest", *self.args)
+        import sys
+
+        child = _Child()
+        argv = [sys.executable, "-m", "otedama.bench.lean_fleet", *self.args, BENCH_ADDRESS]
+        self.reactor.spawnProcess(
+            child, sys.executable, argv, env=None, childFDs={0: "w", 1: "r", 2: 2}
+        )
+        self.child = child
         hello = await self.child.next_line()
         self.failed, self.failures = int(hello.get("failed", 0)), list(hello.get("failures", []))
         ready: int = hello["ready"]
@@ -469,7 +475,11 @@ async def run_flood(
         for index in range(rounds):
             got = await fleet.round()
             latencies.extend(got)
-            progress(f"round {index + 1} of {rounds} during the flood: {len(got)} replies")
+            progress(
+                f"round {index + 1} of {rounds} during the flood: {len(got)} replies,"
+                f" latency p50 {percentile(got, 0.5) * 1000:.1f} ms, p99"
+                f" {percentile(got, 0.99) * 1000:.1f} ms, max {max(got, default=0) * 1000:.1f} ms"
+            )
         progress("waiting for the flooder to finish")
         await flooding
         latencies.extend(await fleet.round())  # after the flood
@@ -504,50 +514,6 @@ async def flood_in_process(reactor: Any, port: int, connections: int, report: Fl
     await child.ended
 
 
-class _FleetControl(Protocol):
-    """The honest child's stdin: ``round`` and ``status``, answered one JSON line each."""
-
-    def __init__(self, fleet: HonestFleet, say: Callable[[Any], None]) -> None:
-        self.fleet = fleet
-        self.say = say
-        self.buffer = b""
-        self.lock = DeferredLock()
-        self.done: Deferred[None] = Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
-        for line in lines:
-            command = line.strip().decode()
-            if command:
-                self.lock.run(self.run_command, command)
-
-    def run_command(self, command: str) -> Deferred[None]:
-        return Deferred.fromCoroutine(self.run(command))
-
-    async def run(self, command: str) -> None:
-        fleet = self.fleet
-        if command == "round":
-            latencies = await fleet.round()
-            self.say(
-                {
-                    "latencies": latencies,
-                    "shares": fleet.shares,
-                    "accepted": fleet.accepted,
-                    "unanswered": fleet.unanswered,
-                }
-            )
-        elif command == "status":
-            self.say({"connected": await fleet.connected()})
-
-    def write_line(self, obj: Any) -> None:
-        transport: Any = self.transport
-        transport.write(json.dumps(obj).encode() + b"\n")
-
-    def connectionLost(self, reason: object = None) -> None:
-        self.lock.run(lambda: self.done.callback(None))
-
-
 #: The CPUs the client processes (honest fleet, flooder) are pinned to, from ``--client-cpus``.
 _CLIENT_CPUS = "OTEDAMA_BENCH_CLIENT_CPUS"
 
@@ -566,8 +532,8 @@ def parse_cpus(text: str) -> set[int]:
 
 
 def child_main(argv: list[str]) -> int:
-    """``python -m otedama.bench.flood flood PORT CONNECTIONS`` (flood, print the counts)
-    or ``… honest PORT N PER_IP SPREAD`` (a fleet driven over stdin)."""
+    """``python -m otedama.bench.flood flood PORT CONNECTIONS``: flood, print the counts.
+    (The honest fleet's process is :mod:`otedama.bench.lean_fleet`.)"""
     raise_fd_limit()
     cpus = os.environ.get(_CLIENT_CPUS)
     if cpus:
@@ -575,35 +541,18 @@ def child_main(argv: list[str]) -> int:
     from otedama.ops.reactor import install_asyncio_reactor
 
     install_asyncio_reactor()
-    from twisted.internet import stdio
     from twisted.internet.task import react
 
     def say(obj: Any) -> None:
         print(json.dumps(obj), flush=True)
-
-    async def honest(rx: Any) -> None:
-        fleet = HonestFleet(rx, int(argv[1]), int(argv[2]), int(argv[3]), float(argv[4]))
-        ready = await fleet.start()
-        # 10,000 clients in this process: keep its full collections off the latencies.
-        gc.collect()
-        gc.freeze()
-        say({"ready": ready, "failed": fleet.failed, "failures": fleet.failures})
-        # StandardIO makes stdout non-blocking: a print() of a long line (10,000 latencies
-        # are over 64 KiB, a pipe's capacity) would be cut short. Write through its
-        # transport, which buffers.
-        control = _FleetControl(fleet, lambda obj: control.write_line(obj))
-        stdio.StandardIO(control, reactor=rx)
-        await control.done
-        await fleet.close()
 
     async def flooding(rx: Any) -> None:
         report = FloodReport(honest=0)
         await flood(rx, int(argv[1]), int(argv[2]), report)
         say(asdict(report))
 
-    main = honest if argv[0] == "honest" else flooding
     try:
-        react(lambda rx: Deferred.fromCoroutine(main(rx)), [])
+        react(lambda rx: Deferred.fromCoroutine(flooding(rx)), [])
     except SystemExit:
         pass
     return 0

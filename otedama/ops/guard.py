@@ -45,6 +45,8 @@ __all__ = [
 ]
 
 _SUMMARY_HOSTS = 1024
+#: Hosts whose parsed form the guard keeps (a flood of new addresses clears it, no more).
+_HOST_CACHE = 65536
 
 
 def _host_of(addr: IAddress | None) -> str:
@@ -84,6 +86,9 @@ class Guard:
         """Apply (re)loaded lists and limits; per-host state starts afresh."""
         self.firewall = firewall
         self.settings = settings
+        #: host -> (canonical key, whitelisted, blacklisted): parsing an address costs more than the
+        #: rest of a share's guard work, and every share asks. Bounded; cleared on reload.
+        self._hosts: dict[str, tuple[str, bool, bool]] = {}
         self.connections = TokenBuckets(
             settings.connection_rate, settings.connection_burst, settings.max_tracked
         )
@@ -103,24 +108,40 @@ class Guard:
 
     # -- decisions ---------------------------------------------------------------------
 
+    def _host(self, host: str) -> tuple[str, bool, bool]:
+        """``host``'s canonical key, whether it is whitelisted and whether blacklisted
+        (cached)."""
+        known = self._hosts.get(host)
+        if known is not None:
+            return known
+        address = parse_host(host)
+        known = (
+            host if address is None else str(address),
+            self.firewall.whitelisted(address),
+            self.firewall.blacklisted(address),
+        )
+        hosts = self._hosts
+        if len(hosts) >= _HOST_CACHE:
+            hosts.clear()
+        hosts[host] = known
+        return known
+
     def key(self, host: str) -> str:
         """The canonical form bans and counters use (``::ffff:1.2.3.4`` is ``1.2.3.4``)."""
-        address = parse_host(host)
-        return host if address is None else str(address)
+        return self._host(host)[0]
 
     def trusted(self, host: str) -> bool:
         """Whitelisted: never limited nor banned."""
-        return self.firewall.whitelisted(parse_host(host))
+        return self._host(host)[1]
 
     def blocked(self, host: str) -> str | None:
         """Why ``host`` may not be talked to at all (``"blacklisted"``, ``"banned"``), or
         None; spends nothing (for dials and datagrams, which no connection rate limits)."""
-        address = parse_host(host)
-        if self.firewall.whitelisted(address):
+        key, trusted, blacklisted = self._host(host)
+        if trusted:
             return None
-        if self.firewall.blacklisted(address):
+        if blacklisted:
             return "blacklisted"
-        key = host if address is None else str(address)
         if self.bans.banned(key, self.now()) is not None:
             return "banned"
         return None
@@ -130,10 +151,9 @@ class Guard:
         reason = self.blocked(host)
         if reason is not None:
             return reason
-        address = parse_host(host)
-        if self.firewall.whitelisted(address):
+        key, trusted, _ = self._host(host)
+        if trusted:
             return None
-        key = host if address is None else str(address)
         if self.settings.enabled and not self.connections.take(key, self.now()):
             return "connection rate"
         return None
@@ -160,10 +180,9 @@ class Guard:
         host when its invalid work crosses the threshold (never one bad share)."""
         if not self.settings.enabled:
             return
-        address = parse_host(host)
-        if self.firewall.whitelisted(address):
+        key, trusted, _ = self._host(host)
+        if trusted:
             return
-        key = host if address is None else str(address)
         if self.work.note(key, valid, self.now()) and self.bans.banned(key, self.now()) is None:
             settings = self.settings
             reason = (

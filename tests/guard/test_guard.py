@@ -277,3 +277,16 @@ async def test_a_ban_survives_a_restart_through_the_ban_file(tmp_path: Path) -> 
         assert (ban.reason, ban.actor) == ("abuse", "alice")
     finally:
         service.stopService()
+
+
+def test_a_reload_of_the_lists_applies_to_hosts_the_guard_has_already_seen() -> None:
+    """The guard caches each host's parsed form and list membership; a reload of the
+    firewall lists must not be hidden by that cache."""
+    clock = task.Clock()
+    guard = Guard(Firewall(), DdosSettings(), clock)
+    assert guard.key("::ffff:192.0.2.9") == "192.0.2.9"
+    assert not guard.trusted("192.0.2.9") and guard.blocked("198.51.100.4") is None
+    guard.configure(Firewall.from_lists(["192.0.2.0/24"], ["198.51.100.4"]), DdosSettings())
+    assert guard.trusted("192.0.2.9") and guard.trusted("::ffff:192.0.2.9")
+    assert guard.blocked("198.51.100.4") == "blacklisted"
+    assert guard.refusal("198.51.100.4") == "blacklisted"
