@@ -687,6 +687,8 @@ def federation_parts(
     )
     service.setName("federation")
     node.book = service.book
+    service.book.subscribe(node.record_known)  # shares held for a finder's record
+    node.records.lookup = service.lookup_record
     node.publisher = service
     node.linked = lambda: bool(service.gossip.ready)
     return FederationParts(node, service, config.payout_address)

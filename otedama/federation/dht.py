@@ -465,6 +465,27 @@ class DhtNode:
             self.on_record(record)
         return record
 
+    async def lookup(self, node_id: bytes) -> ContactRecord | None:
+        """The record of ``node_id`` from this node's DHT storage or the network: a node
+        not (yet) among the members, e.g. the finder of a share relayed from afar.
+
+        A new or newer record is passed to ``on_record`` (and the book's subscribers).
+        The caller bounds how often this runs (``FederationNode``'s ``RecordRequests``).
+        """
+        if self.server.protocol is None:
+            return None
+        self.stats.lookups += 1
+        value = await self.server.get(record_key(node_id))  # its own storage first
+        record = self.book.offer(value, self.clock.seconds(), expected_node_id=node_id)
+        if record is not None:
+            self.stats.fetched += 1
+            self.on_record(record)
+        return record
+
+    def request(self, node_id: bytes) -> None:
+        """Run ``lookup(node_id)`` in the background (failures logged and counted)."""
+        self._guarded(lambda: self.lookup(node_id))
+
     async def discover(self) -> list[ContactRecord]:
         """Fill the routing table, then fetch the records of members not recently heard of."""
         if not self.members:

@@ -86,10 +86,12 @@ class ReputationSink(Protocol):
 
 
 class ItemHandler(Protocol):
-    """Who verifies gossiped items; ``True`` means valid (relay it), ``False`` invalid."""
+    """Who verifies gossiped items; ``True`` means valid (relay it), ``False`` invalid,
+    ``None`` not judged yet (not relayed, not charged, and its hash forgotten so that a
+    later copy is handled again)."""
 
-    def on_fed_share(self, peer_key: bytes, payload: dict[str, Any]) -> bool: ...
-    def on_block(self, peer_key: bytes, payload: dict[str, Any]) -> bool: ...
+    def on_fed_share(self, peer_key: bytes, payload: dict[str, Any]) -> bool | None: ...
+    def on_block(self, peer_key: bytes, payload: dict[str, Any]) -> bool | None: ...
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ class GossipStats:
     items_duplicate: int = 0
     items_invalid: int = 0
     items_ignored: int = 0
+    items_deferred: int = 0
+    """Items the handler could not judge yet (e.g. a share whose finder's record is unknown)."""
     items_published: int = 0
     offences: dict[str, int] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=dict)
@@ -494,6 +498,10 @@ class Gossip:
             # Our verifier's fault, not the peer's: neither charged nor relayed.
             self.stats.handler_errors += 1
             self.log.failure("federation {kind} handler failed", kind=item.kind)
+            return
+        if valid is None:
+            self.stats.items_deferred += 1
+            self.seen.pop(digest, None)
             return
         if not valid:
             self.stats.items_invalid += 1

@@ -3,14 +3,24 @@
 ``FederationNode`` ties the pure federation parts to the running node:
 
 - **Receiving** (gossip's ``ItemHandler``): a peer's fed-share is parsed, its node id
-  checked against its public key (and its payout script against the node's contact
-  record, when known), then ``verify_share`` runs against this node's window, its current
-  tip (from the template source) and its own federation share target. Accepted: the
-  share enters the window and the sender earns ``valid-share``. Rejected: the sender pays
+  checked against its public key and its payout script against the finder's contact
+  record, then ``verify_share`` runs against this node's window, its current tip (from
+  the template source) and its own federation share target. Accepted: the share enters
+  the window and the sender earns ``valid-share``. Rejected: the sender pays
   ``penalty_for(reason)``. A gossiped block is checked the same way (proof of work against
   its own nBits, commitment, merkle root) and its coinbase against this node's window at
   its template time; a block that underpays the federation costs its finder
   ``underpaid``.
+
+**Whose script.** A share's envelope is signed by the last relay, and its coinbase
+commits to the finder's node id but not to its payout script: only the finder's own
+signed contact record (the ``RecordBook``) says which script its work is credited to. A
+share (or block) whose finder has no record here is therefore never credited nor judged:
+it is refused as ``finder-record-unknown`` (not charged: not misbehaviour), not marked
+as seen (the handler answers None, so the gossip forgets its hash too), the record is
+asked of the DHT (``RecordRequests``: bounded and rate limited), and a share that passed
+every check but the split waits in ``HeldShares`` (bounded) until the record arrives
+(``record_known``), when it is verified in full against the record's script.
 - **Sending** (the pool core's ``Federation`` port): each template's coinbase outputs are
   ``split_reward`` over ``window.script_weights(t)`` with this node as finder, plus the
   node-id commitment; a miner's share that meets the federation share target becomes a
@@ -41,7 +51,7 @@ scores exactly 0.5).
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -55,7 +65,7 @@ from otedama.chain.serialize import SerializationError, Transaction, TxOut
 from otedama.chain.target import bits_to_target, hash_to_int
 from otedama.chain.template import BlockTemplate
 from otedama.federation.identity import Identity, node_id_of
-from otedama.federation.records import RecordBook
+from otedama.federation.records import ContactRecord, RecordBook
 from otedama.federation.reputation import (
     PeerRecord,
     Penalty,
@@ -80,10 +90,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOCK_MAX_AGE",
+    "HELD_SHARES",
     "ClockedReputation",
     "FederationNode",
+    "HeldShares",
     "MinedWork",
     "NodeStats",
+    "RecordRequests",
     "TipTracker",
     "gossip_penalty",
 ]
@@ -93,6 +106,13 @@ REJOIN_GAP = 0.02
 and it warms up for a whole window first."""
 BLOCK_MAX_AGE = 600
 """Seconds a gossiped block's time may lag the receiver's clock (blocks travel once)."""
+HELD_SHARES = 64
+"""Shares waiting for their finder's contact record, at most (the oldest dropped first)."""
+RECORD_LOOKUP_INTERVAL = 30.0
+"""Seconds before the record of the same node is asked of the DHT again."""
+RECORD_LOOKUP_BURST = 8
+RECORD_LOOKUP_RATE = 0.5
+"""Record lookups in all: a burst of 8, then one per 2 s."""
 
 _GOSSIP_PENALTIES: Mapping[str, Penalty] = {
     "oversized-frame": Penalty.OVERSIZED,
@@ -167,6 +187,89 @@ class TipTracker:
         self.tip = ChainTip(template.prev_hash, height, parent, self.clock.seconds())
 
 
+class RecordRequests:
+    """Which finders' contact records to ask the DHT for: a node at most once per
+    ``interval``, and all of them together at most ``burst`` at once then ``rate`` per
+    second (a token bucket), so shares from unknown finders, however many, cost a bounded
+    number of lookups. ``lookup`` starts one (None: nothing is asked)."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        interval: float = RECORD_LOOKUP_INTERVAL,
+        burst: int = RECORD_LOOKUP_BURST,
+        rate: float = RECORD_LOOKUP_RATE,
+        max_tracked: int = 1024,
+    ) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.burst = burst
+        self.rate = rate
+        self.max_tracked = max_tracked
+        self.lookup: Callable[[bytes], object] | None = None
+        self.asked: OrderedDict[bytes, float] = OrderedDict()
+        self.tokens = float(burst)
+        self.refilled = clock.seconds()
+        self.requested = 0
+        self.limited = 0
+
+    def want(self, node_id: bytes) -> bool:
+        """Ask for ``node_id``'s record unless asked lately or over the rate; whether asked."""
+        if self.lookup is None:
+            return False
+        now = self.clock.seconds()
+        last = self.asked.get(node_id)
+        if last is not None and now - last < self.interval:
+            return False
+        self.tokens = min(float(self.burst), self.tokens + (now - self.refilled) * self.rate)
+        self.refilled = now
+        if self.tokens < 1:
+            self.limited += 1
+            return False
+        self.tokens -= 1
+        self.asked[node_id] = now
+        self.asked.move_to_end(node_id)
+        while len(self.asked) > self.max_tracked:
+            self.asked.popitem(last=False)
+        self.requested += 1
+        try:
+            self.lookup(node_id)
+        except Exception:
+            self.log.failure("asking for the contact record of {node} failed", node=node_id.hex())
+        return True
+
+
+class HeldShares:
+    """Shares refused as ``finder-record-unknown`` that passed every check but the split,
+    kept to be verified again when their finder's record arrives: at most ``limit``
+    (the oldest dropped first, counted in ``evicted``), one per (share, payout script)."""
+
+    def __init__(self, limit: int = HELD_SHARES) -> None:
+        self.limit = limit
+        self.evicted = 0
+        self._held: OrderedDict[tuple[bytes, bytes], tuple[FedShare, bytes]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(self, share: FedShare, peer_key: bytes) -> None:
+        key = (share.share_hash, share.payout_script)
+        if key in self._held:
+            return
+        self._held[key] = (share, peer_key)
+        while len(self._held) > self.limit:
+            self._held.popitem(last=False)
+            self.evicted += 1
+
+    def take(self, node_id: bytes) -> list[tuple[FedShare, bytes]]:
+        """Remove and return the held shares of ``node_id``, with who sent each."""
+        keys = [key for key, (share, _) in self._held.items() if share.node_id == node_id]
+        return [self._held.pop(key) for key in keys]
+
+
 @dataclass(frozen=True)
 class MinedWork:
     """A miner's share as the federation needs it: the header, the coinbase (non-witness
@@ -197,6 +300,8 @@ class NodeStats:
     blocks_accepted: int = 0
     blocks_rejected: Counter[str] = field(default_factory=Counter)
     blocks_published: int = 0
+    held_accepted: int = 0
+    """Shares held for their finder's record, accepted once it came."""
 
 
 class FederationNode:
@@ -223,7 +328,11 @@ class FederationNode:
         self.reputation = reputation
         self.clock = clock
         self.share_interval = share_interval
+        #: The finders' contact records (the service's book). None: no record is known,
+        #: so no peer's share is credited (see "Whose script" above).
         self.book = book
+        self.records = RecordRequests(clock)
+        self.held = HeldShares()
         self.tips = TipTracker(clock)
         self.publisher: Publisher | None = None
         self.stats = NodeStats()
@@ -294,18 +403,22 @@ class FederationNode:
         self.reputation.charge(key, penalty)
         return False
 
+    def _record(self, node_id: bytes) -> ContactRecord | None:
+        return self.book.get(node_id) if self.book is not None else None
+
     def _claims_hold(self, share: FedShare) -> str | None:
-        """Why the share's identity claims fail (None: they hold)."""
+        """Why the share's identity claims fail (None: they hold, or its finder's record
+        is not known yet: see ``_finder_unknown``)."""
         if node_id_of(share.public_key) != share.node_id:
             return "node-id-not-of-key"
-        if self.book is not None:
-            record = self.book.get(share.node_id)
-            if record is not None and record.payout_script != share.payout_script:
-                return "payout-script-not-of-record"
+        record = self._record(share.node_id)
+        if record is not None and record.payout_script != share.payout_script:
+            return "payout-script-not-of-record"
         return None
 
-    def on_fed_share(self, peer_key: bytes, payload: dict[str, Any]) -> bool:
-        """Verify a peer's federation share; True (relay it) when accepted."""
+    def on_fed_share(self, peer_key: bytes, payload: dict[str, Any]) -> bool | None:
+        """Verify a peer's federation share; True (relay it) when accepted, None when it
+        cannot be judged yet (its finder's record is unknown: not seen, not charged)."""
         try:
             share = FedShare.from_dict(payload)
         except FedShareError:
@@ -323,8 +436,33 @@ class FederationNode:
             # No template yet: this node cannot judge; not the peer's fault.
             self.stats.shares_rejected["no-tip-yet"] += 1
             return False
+        if self._record(share.node_id) is None:
+            return self._finder_unknown(peer_key, share, tip)
+        return self._verify(peer_key, share, tip)
+
+    def _finder_unknown(self, peer_key: bytes, share: FedShare, tip: ChainTip) -> bool | None:
+        """A share whose finder's record this node lacks: checked but for the split (junk
+        is refused and charged as usual: False), then refused uncharged, held, and the
+        record asked for (None: not judged yet)."""
+        if share.share_hash not in self.window:
+            now = self.clock.seconds()
+            verdict = verify_share(
+                share, federation_target=self.share_target(now), tip=tip, window=None, now=now
+            )
+            if verdict.reason is not None:
+                return self._refuse(peer_key, share, tip, verdict.reason, now)
+            self.held.hold(share, peer_key)
+        self.stats.shares_rejected["finder-record-unknown"] += 1
+        self.records.want(share.node_id)
+        return None
+
+    def _verify(
+        self, peer_key: bytes, share: FedShare, tip: ChainTip, *, held: bool = False
+    ) -> bool:
+        """Verify a share whose payout script is its finder's record's; into the window
+        when accepted. ``held``: it waited for the record, so a refusal is not charged."""
         if share.share_hash in self.window:
-            return True
+            return not held
         now = self.clock.seconds()
         verdict = verify_share(
             share,
@@ -333,26 +471,64 @@ class FederationNode:
             window=self.window,
             now=now,
         )
-        if verdict.reason is Rejection.STALE and _not_late(share, tip, now):
-            # The sender is ahead of this node's tip (or raced a block this node saw a
-            # moment ago): not its fault, nothing charged.
-            self.stats.shares_rejected["stale-uncharged"] += 1
-            return False
-        if verdict.reason is Rejection.UNDERPAYS and not self.participating(now):
-            # This node's window is still filling (see ``participating``): an honest
-            # coinbase can look unfair to it. Refused, not charged.
-            self.stats.shares_rejected["underpays-warming-up"] += 1
-            return False
         if verdict.reason is not None:
-            return self._reject_share(peer_key, verdict.reason.value, penalty_for(verdict.reason))
+            self._refuse(peer_key, share, tip, verdict.reason, now, charge=not held)
+            return False
         self._add(share, now)
         self.stats.shares_accepted += 1
         self.reputation.credit(peer_key, Reward.VALID_SHARE)
         return True
 
-    def on_block(self, peer_key: bytes, payload: dict[str, Any]) -> bool:
+    def _refuse(
+        self,
+        peer_key: bytes,
+        share: FedShare,
+        tip: ChainTip,
+        reason: Rejection,
+        now: float,
+        *,
+        charge: bool = True,
+    ) -> bool:
+        """Count (and unless excused, charge) a share ``verify_share`` rejected; False."""
+        if reason is Rejection.STALE and _not_late(share, tip, now):
+            # The sender is ahead of this node's tip (or raced a block this node saw a
+            # moment ago): not its fault, nothing charged.
+            self.stats.shares_rejected["stale-uncharged"] += 1
+            return False
+        if reason is Rejection.UNDERPAYS and not self.participating(now):
+            # This node's window is still filling (see ``participating``): an honest
+            # coinbase can look unfair to it. Refused, not charged.
+            self.stats.shares_rejected["underpays-warming-up"] += 1
+            return False
+        if not charge:
+            self.stats.shares_rejected[f"held-{reason.value}"] += 1
+            return False
+        return self._reject_share(peer_key, reason.value, penalty_for(reason))
+
+    def record_known(self, record: ContactRecord) -> None:
+        """A finder's record arrived (the book's subscriber): verify the shares held for
+        it against its payout script; accepted ones enter the window and are relayed.
+        Refusals are not charged: the sender could not know the record either."""
+        try:
+            self._recheck(record)
+        except Exception:
+            self.log.failure("re-checking shares held for {node} failed", node=record.node_id.hex())
+
+    def _recheck(self, record: ContactRecord) -> None:
+        for share, peer_key in self.held.take(record.node_id):
+            tip = self.tips.tip
+            if share.payout_script != record.payout_script:
+                self.stats.shares_rejected["held-payout-script-not-of-record"] += 1
+            elif tip is not None and self._verify(peer_key, share, tip, held=True):
+                self.stats.held_accepted += 1
+                if self.publisher is not None:
+                    self.publisher.publish_fed_share(share.to_dict())
+
+    def on_block(self, peer_key: bytes, payload: dict[str, Any]) -> bool | None:
         """Check a peer's found block; True (relay it) when it is a block that settles
-        fairly with this node's window. An underpaying block costs its finder."""
+        fairly with this node's window. An underpaying block costs its finder. A block
+        whose finder's record is unknown here is not judged (its payout script is only
+        the relay's word): None, not charged, the record asked for."""
         try:
             block = FedShare.from_dict(payload)
         except FedShareError:
@@ -363,6 +539,10 @@ class FederationNode:
         problem = self._block_problem(block)
         if problem is not None:
             return self._reject_block(peer_key, problem, Penalty.INVALID_BLOCK)
+        if self._record(block.node_id) is None:
+            self.stats.blocks_rejected["finder-record-unknown"] += 1
+            self.records.want(block.node_id)
+            return None
         coinbase = Transaction.parse(block.coinbase)  # parsed in _block_problem
         weights = self.window.script_weights(block.template_time)
         try:
@@ -505,6 +685,9 @@ class FederationNode:
                 "blocks_accepted": self.stats.blocks_accepted,
                 "blocks_published": self.stats.blocks_published,
                 "blocks_rejected": dict(self.stats.blocks_rejected),
+                "shares_held": len(self.held),
+                "held_accepted": self.stats.held_accepted,
+                "records_requested": self.records.requested,
             },
         }
 

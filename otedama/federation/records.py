@@ -20,7 +20,7 @@ or garbage written under the same key cannot displace it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -229,7 +229,8 @@ class RecordBook:
     is new or newer than the one held; anything else (garbage, a bad signature, another
     network, a stale time, a record not for the node it was looked up for, an older or
     equal record) leaves the book unchanged. When full, the node with the oldest record
-    is forgotten first.
+    is forgotten first. Whoever ``subscribe``s is told of each record the book keeps,
+    wherever it came from (the DHT, a peer's list, a lookup).
     """
 
     def __init__(self, network: str, own_node_id: bytes, *, max_records: int = 1024) -> None:
@@ -238,6 +239,7 @@ class RecordBook:
         self.max_records = max_records
         self._records: dict[bytes, ContactRecord] = {}
         self.rejected: dict[str, int] = {}
+        self._listeners: list[Callable[[ContactRecord], None]] = []
 
     def __len__(self) -> int:
         return len(self._records)
@@ -250,6 +252,10 @@ class RecordBook:
 
     def _reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def subscribe(self, listener: Callable[[ContactRecord], None]) -> None:
+        """Call ``listener`` with every record the book keeps from now on (new or newer)."""
+        self._listeners.append(listener)
 
     def offer(
         self, value: object, now: float, *, expected_node_id: bytes | None = None
@@ -276,6 +282,8 @@ class RecordBook:
             del self._records[oldest.node_id]
             if oldest is record:
                 return None
+        for listener in self._listeners:
+            listener(record)
         return record
 
     def expire(self, now: float, max_age: float = RECORD_MAX_AGE) -> list[ContactRecord]:

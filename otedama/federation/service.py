@@ -175,6 +175,12 @@ class FederationService(Service):
         """Gossip a block this node found, at once; returns its item hash."""
         return self.gossip.publish("block", payload)
 
+    def lookup_record(self, node_id: bytes) -> None:
+        """Ask the DHT for ``node_id``'s contact record (in the background); a record found
+        reaches the book, whose subscribers re-check what waited for it."""
+        if self.running:
+            self.dht.request(node_id)
+
     # -- lifecycle --------------------------------------------------------------------
 
     @property

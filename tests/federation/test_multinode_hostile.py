@@ -13,13 +13,14 @@ from otedama.chain.hashing import sha256d
 from otedama.chain.params import COIN
 from otedama.federation.identity import Identity
 from otedama.federation.node import ClockedReputation, FederationNode
+from otedama.federation.records import ContactRecord, RecordBook
 from otedama.federation.reputation import Reputation
 from otedama.federation.shares import ChainTip, FedShare
 from otedama.federation.window import FederationWindow, WindowEntry
 from otedama.federation.wire import Item
 
 from .shares_support import EASY, make_share, script
-from .test_gossip import Node, wait_until
+from .test_gossip import NETWORK, Node, wait_until
 from .test_gossip_hostile import bad_signature, handshake, raw_peer
 
 HONEST = script(30)
@@ -38,12 +39,23 @@ def honest_node(reactor: Any) -> tuple[Node, FederationNode]:
     # Work of this node and of an honest peer in the window, a while ago.
     window.add(WindowEntry(sha256d(b"h"), b"\x30" * 20, HONEST, 1 << 40, now - 900), now)
     window.add(WindowEntry(sha256d(b"p"), b"\x31" * 20, PEER, 1 << 40, now - 900), now)
-    federation = FederationNode(node.identity, HONEST, window, reputation, reactor)
+    book = RecordBook(NETWORK, node.identity.node_id)
+    federation = FederationNode(node.identity, HONEST, window, reputation, reactor, book=book)
     federation.tips.tip = ChainTip(TIP.hash, TIP.height, TIP.parent_hash, now - 100)
     federation.tips.network_target = NETWORK_TARGET
     node.gossip.handler = federation
     node.gossip.reputation = reputation
     return node, federation
+
+
+def discovered(federation: FederationNode, identity: Identity, payout: bytes) -> None:
+    """The honest node holds ``identity``'s signed contact record (as found in the DHT)."""
+    assert federation.book is not None
+    now = federation.clock.seconds()
+    record = ContactRecord.create(
+        identity, host="127.0.0.1", port=1, network=NETWORK, payout_script=payout, now=now
+    )
+    assert federation.book.offer(record.encode(), now) is not None
 
 
 def share_of(identity: Identity, payout: bytes, now: int, **changes: Any) -> FedShare:
@@ -77,6 +89,7 @@ async def test_offenders_fall_below_the_threshold_and_settlement_goes_on_without
             for name in ("forger", "bad-signer", "selfish", "underpaying-finder")
         }
         for identity in offenders.values():
+            discovered(federation, identity, HOSTILE)
             peer = await raw_peer(reactor, node, identity)
             await handshake(reactor, node, peer)
             peers.append(peer)
@@ -120,7 +133,9 @@ async def test_offenders_fall_below_the_threshold_and_settlement_goes_on_without
         selfish.send(Item.of("fed-share", fair.to_dict()))
 
         # An honest newcomer's share still enters the window.
-        newcomer = await raw_peer(reactor, node, Identity.generate("newcomer"))
+        newcomer_identity = Identity.generate("newcomer")
+        discovered(federation, newcomer_identity, PEER)
+        newcomer = await raw_peer(reactor, node, newcomer_identity)
         await handshake(reactor, node, newcomer)
         good = share_of(newcomer.identity, PEER, now, header_time=now + 4)
         newcomer.send(Item.of("fed-share", good.to_dict()))

@@ -19,6 +19,7 @@ from otedama.federation.node import (
     MinedWork,
     gossip_penalty,
 )
+from otedama.federation.records import ContactRecord, RecordBook
 from otedama.federation.reputation import Penalty, Reputation
 from otedama.federation.shares import ChainTip
 from otedama.federation.window import FederationWindow, WindowEntry
@@ -27,6 +28,7 @@ from tests.federation.shares_support import EASY, NOW, TIP, make_share, script
 NETWORK_BITS_TARGET = 0x7FFFFF << (8 * (0x20 - 3))
 OWN_SCRIPT = script(7)
 PEER_SCRIPT = script(8)
+RECORD_NETWORK = "regtest"
 
 
 class Published:
@@ -62,20 +64,37 @@ def template_on(prev_hash: bytes, height: int, value: int = 50 * COIN) -> BlockT
 
 
 def make_node(window: FederationWindow | None = None) -> tuple[FederationNode, Clock]:
+    """A node on ``TIP`` at ``NOW`` with a record book (as ``tap.py`` wires it) that
+    holds no record yet: ``know`` puts a peer's in."""
     clock = Clock()
     clock.advance(NOW)
     reputation = ClockedReputation(Reputation(), clock)
+    identity = Identity.generate("us")
     node = FederationNode(
-        Identity.generate("us"),
+        identity,
         OWN_SCRIPT,
         window if window is not None else FederationWindow(7200),
         reputation,
         clock,
+        book=RecordBook(RECORD_NETWORK, identity.node_id),
     )
+    assert node.book is not None
+    node.book.subscribe(node.record_known)
     node.tips.tip = TIP
     node.tips.network_target = NETWORK_BITS_TARGET
     node.publisher = Published()
     return node, clock
+
+
+def know(node: FederationNode, peer: Identity, payout: bytes = PEER_SCRIPT) -> ContactRecord:
+    """``node`` learns ``peer``'s signed contact record, naming ``payout`` (as from the DHT)."""
+    assert node.book is not None
+    now = node.clock.seconds()
+    record = ContactRecord.create(
+        peer, host="127.0.0.1", port=4444, network=RECORD_NETWORK, payout_script=payout, now=now
+    )
+    assert node.book.offer(record.encode(), now) == record
+    return record
 
 
 def peer_share(peer: Identity, **changes: object) -> dict[str, object]:
@@ -117,6 +136,7 @@ def test_clocked_reputation_reads_the_reactor_clock_and_a_new_peer_is_exactly_ne
 def test_a_valid_peer_share_enters_the_window_and_earns_its_sender() -> None:
     node, _ = make_node()
     peer = Identity.generate("peer")
+    know(node, peer)
     payload = peer_share(peer)
     assert node.on_fed_share(peer.public_key, payload)
     assert len(node.window) == 1
@@ -152,6 +172,7 @@ def test_a_share_whose_coinbase_pays_only_its_sender_is_charged_as_underpaid() -
             NOW,
         )
     node, _ = make_node(window)
+    know(node, peer)
     payload = peer_share(peer, template_time=NOW - 20)
     assert not node.on_fed_share(peer.public_key, payload)
     assert node.stats.shares_rejected["underpays"] == 1
@@ -249,6 +270,7 @@ def test_a_block_that_underpays_the_window_costs_its_finder() -> None:
     window.add(WindowEntry(sha256d(b"b"), b"\x02" * 20, PEER_SCRIPT, 1 << 40, NOW - 600), NOW)
     node, _ = make_node(window)
     finder = Identity.generate("finder")
+    know(node, finder)
     relay = b"\x09" * 32
     fair = block_of(finder, ((PEER_SCRIPT, 25 * COIN), (OWN_SCRIPT, 25 * COIN)))
     assert node.on_block(relay, fair)
@@ -349,6 +371,7 @@ def test_a_node_warming_up_refuses_an_underpaying_coinbase_without_charging_it()
     node.linked = lambda: True
     node.warmup = 7200
     peer = Identity.generate("peer")
+    know(node, peer)
     share = peer_share(peer, template_time=NOW - 20)
     assert not node.on_fed_share(peer.public_key, share)
     block = block_of(peer, ((PEER_SCRIPT, 50 * COIN),))

@@ -16,13 +16,14 @@ from otedama.chain.params import COIN
 from otedama.chain.serialize import BlockHeader, Transaction
 from otedama.federation.identity import Identity
 from otedama.federation.node import ClockedReputation, FederationNode
+from otedama.federation.records import RecordBook
 from otedama.federation.reputation import Reputation
 from otedama.federation.window import FederationWindow, WindowEntry
 from otedama.pool.core import SETTLEMENT_LAG, PoolCore
 from otedama.pool.ports import RewardScheme
 from otedama.stratum.jobs import Job, JobManager
 from otedama.stratum.share import Share
-from tests.federation.test_node import NOW, PEER_SCRIPT, Published, template_on
+from tests.federation.test_node import NOW, PEER_SCRIPT, Published, know, template_on
 from tests.pool.support import NETWORK, POOL, ScriptedSubmitter
 from tests.pool.test_core import ACCEPTED
 
@@ -117,6 +118,8 @@ def test_a_share_meeting_the_federation_target_is_gossiped_and_a_peer_accepts_it
     assert len(node.window) == 1
     # A peer on the same tip, with the same (empty) window, verifies and accepts it.
     peer = federated(clock)
+    peer.book = RecordBook("regtest", peer.identity.node_id)
+    know(peer, node.identity, POOL_SCRIPT)
     peer.on_template(template)
     assert peer.on_fed_share(node.identity.public_key, published[0])
     assert peer.window.at(NOW + 3).node(node.identity.node_id).shares == 1
