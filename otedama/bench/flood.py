@@ -18,6 +18,7 @@ import json
 import os
 import random
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -379,8 +380,6 @@ class _Child(ProcessProtocol):
 
 
 def _spawn(reactor: Any, *args: str) -> _Child:
-    import sys
-
     child = _Child()
     argv = [sys.executable, "-m", "otedama.bench.flood", *args]
     reactor.spawnProcess(child, sys.executable, argv, env=None, childFDs={0: "w", 1: "r", 2: 2})
@@ -408,8 +407,6 @@ class RemoteFleet:
         return await self.child.next_line()
 
     async def start(self) -> int:
-        import sys
-
         child = _Child()
         argv = [sys.executable, "-m", "otedama.bench.lean_fleet", *self.args, BENCH_ADDRESS]
         self.reactor.spawnProcess(
@@ -469,9 +466,11 @@ async def run_flood(
             f"{connected} honest miners connected"
             + (f", {fleet.failed} could not: {fleet.failures}" if fleet.failed else "")
         )
-        flooding = Deferred.fromCoroutine(
-            flood_in_process(reactor, number, flood_connections, report)
-        )
+        flooder = _spawn(reactor, "flood", str(number), str(flood_connections))
+        # The flooder's interpreter start (imports, reactor) is not part of any flood: it
+        # reports ready first and floods when told, as the rounds begin.
+        await flooder.next_line()
+        flooding = Deferred.fromCoroutine(flood_in_process(flooder, report))
         for index in range(rounds):
             got = await fleet.round()
             latencies.extend(got)
@@ -503,10 +502,11 @@ async def run_flood(
     return report
 
 
-async def flood_in_process(reactor: Any, port: int, connections: int, report: FloodReport) -> None:
-    """Run :func:`flood` in its own process (its connects and writes must not share the
-    server's reactor thread) and copy its counts into ``report``."""
-    child = _spawn(reactor, "flood", str(port), str(connections))
+async def flood_in_process(child: _Child, report: FloodReport) -> None:
+    """Start the flood of ``child``, a ready flooder process (its connects and writes
+    must not share the server's reactor thread), and copy its counts into ``report``."""
+    transport: Any = child.transport
+    transport.write(b"go\n")
     counts = await child.next_line()
     report.flood_connections = counts["flood_connections"]
     report.flood_garbage_lines = counts["flood_garbage_lines"]
@@ -545,6 +545,10 @@ def child_main(argv: list[str]) -> int:
 
     def say(obj: Any) -> None:
         print(json.dumps(obj), flush=True)
+
+    say({"ready": True})
+    if sys.stdin.readline().strip() != "go":
+        return 0
 
     async def flooding(rx: Any) -> None:
         report = FloodReport(honest=0)
@@ -655,6 +659,4 @@ def bench_flood(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(child_main(sys.argv[1:]))
