@@ -26,7 +26,7 @@ from otedama.ledger.income import coinbase_of_block
 from .multinode import Devnet, Node, address, rpc, script, wait_for
 
 COUNT = int(os.environ.get("OTEDAMA_FEDERATION_NODES", "5"))
-"""The issue's five (about 3 minutes here); ``OTEDAMA_FEDERATION_NODES=3`` for a busier
+"""The issue's five (about 2 minutes here); ``OTEDAMA_FEDERATION_NODES=3`` for a busier
 machine."""
 BOUND = 240.0
 
@@ -137,6 +137,10 @@ def test_a_federation_shares_work_settles_on_chain_and_keeps_its_books(
     first = wait_for("every node linked to every other", lambda: linked(nodes), BOUND, 2)
     ids = [view["node_id"] for view in first]
     assert len(set(ids)) == COUNT
+    # The operator's command says the same of each node (the polls read its source).
+    for node, node_id in zip(nodes, ids, strict=True):
+        told = wait_for("otedama federation status", lambda n=node: n.status(cli=True), 60, 1)
+        assert told["node_id"] == node_id and len(told["peers"]) == COUNT - 1
 
     wait_for("federation shares of every node in every window", lambda: sharing(nodes), BOUND, 2)
     start = int(rpc(devnet.url, "getblockcount")) + 1  # templates after this split the window
@@ -178,6 +182,8 @@ def test_a_federation_shares_work_settles_on_chain_and_keeps_its_books(
     wait_for("the restarted node linked to every other", lambda: linked(nodes), BOUND, 2)
     # One federation status at a time can miss under load (a health probe timing out):
     # ask again for a bounded while, and show the node's own words if it fails.
-    again = wait_for("the restarted node's federation status", restarted.status, 60, 1)
+    again = wait_for(
+        "the restarted node's federation status", lambda: restarted.status(cli=True), 60, 1
+    )
     assert again["node_id"] == ids[-1], restarted.last_status_error
     assert again["window"]["shares"] > 0  # its window came back from its ledger
