@@ -25,7 +25,12 @@ __all__ = ["main"]
 
 
 async def _miner(
-    host: str, port: int, user: str, index: int, held: list[asyncio.StreamWriter]
+    host: str,
+    port: int,
+    user: str,
+    index: int,
+    held: list[asyncio.StreamWriter],
+    drains: list[asyncio.Task[None]],
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     held.append(writer)
@@ -52,8 +57,9 @@ async def _miner(
             if message.get("result") is not True:
                 raise ConnectionError(f"authorize refused: {message.get('error')}")
             authorized = True
-    # Keep reading (and dropping) what the server sends, as a miner would.
-    asyncio.get_running_loop().create_task(_drain(reader))
+    # Keep reading (and dropping) what the server sends, as a miner would (the task is
+    # kept: the loop holds only a weak reference to it).
+    drains.append(asyncio.get_running_loop().create_task(_drain(reader)))
 
 
 async def _drain(reader: asyncio.StreamReader) -> None:
@@ -75,13 +81,14 @@ async def _run(args: argparse.Namespace) -> None:
     cpu0 = time.process_time()
     gate = asyncio.Semaphore(args.inflight)
     held: list[asyncio.StreamWriter] = []
+    drains: list[asyncio.Task[None]] = []
     failures: list[str] = []
 
     async def one(index: int) -> None:
         async with gate:
             try:
                 await asyncio.wait_for(
-                    _miner(args.host, args.port, args.user, index, held), args.timeout
+                    _miner(args.host, args.port, args.user, index, held, drains), args.timeout
                 )
             except (TimeoutError, OSError, ValueError) as e:
                 failures.append(f"{type(e).__name__}: {e}")
