@@ -36,6 +36,7 @@ from otedama.bench.stratum_server import (
     BENCH_ADDRESS,
     bench_stratum,
     raise_fd_limit,
+    run_reactor,
     synthetic_template,
 )
 from otedama.ops.gcpolicy import GcPolicy
@@ -281,15 +282,7 @@ def serve(argv: list[str] | None = None) -> int:
             lambda failure: (failure.printTraceback(), rx.stop())
         )
     )
-    if args.profile:
-        import cProfile
-
-        # The reactor thread's CPU time, as in the Stratum bench server.
-        profiler = cProfile.Profile(time.thread_time)
-        profiler.runcall(rx.run)
-        profiler.dump_stats(args.profile)
-    else:
-        rx.run()
+    run_reactor(rx, args.profile)
     return 0
 
 

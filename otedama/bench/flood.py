@@ -31,6 +31,7 @@ from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from otedama.bench.lean_fleet import CLIENT_CPUS, parse_cpus, pin_clients
 from otedama.bench.stratum import percentile
 from otedama.bench.stratum_server import (
     BENCH_ADDRESS,
@@ -514,30 +515,11 @@ async def flood_in_process(child: _Child, report: FloodReport) -> None:
     await child.ended
 
 
-#: The CPUs the client processes (honest fleet, flooder) are pinned to, from ``--client-cpus``.
-_CLIENT_CPUS = "OTEDAMA_BENCH_CLIENT_CPUS"
-
-
-def parse_cpus(text: str) -> set[int]:
-    """``"0"``, ``"1,3"`` or ``"0-2"`` as a set of CPU numbers (ValueError when malformed)."""
-    cpus: set[int] = set()
-    for part in text.split(","):
-        first, dash, last = part.strip().partition("-")
-        low = int(first)
-        high = int(last) if dash else low
-        if low < 0 or high < low:
-            raise ValueError(f"not a CPU list: {text!r}")
-        cpus.update(range(low, high + 1))
-    return cpus
-
-
 def child_main(argv: list[str]) -> int:
     """``python -m otedama.bench.flood flood PORT CONNECTIONS``: flood, print the counts.
     (The honest fleet's process is :mod:`otedama.bench.lean_fleet`.)"""
     raise_fd_limit()
-    cpus = os.environ.get(_CLIENT_CPUS)
-    if cpus:
-        os.sched_setaffinity(0, parse_cpus(cpus))
+    pin_clients()
     from otedama.ops.reactor import install_asyncio_reactor
 
     install_asyncio_reactor()
@@ -607,7 +589,7 @@ def bench_flood(args: argparse.Namespace) -> int:
     if server_cpus:
         os.sched_setaffinity(0, server_cpus)
     if client_cpus:
-        os.environ[_CLIENT_CPUS] = ",".join(str(cpu) for cpu in sorted(client_cpus))
+        os.environ[CLIENT_CPUS] = ",".join(str(cpu) for cpu in sorted(client_cpus))
     raise_fd_limit()
     from otedama.ops.reactor import install_asyncio_reactor
 

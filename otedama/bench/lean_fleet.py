@@ -26,13 +26,36 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["Fleet", "main"]
+__all__ = ["CLIENT_CPUS", "Fleet", "main", "parse_cpus", "pin_clients"]
+
+#: The CPUs the flood bench's client processes are pinned to (``--client-cpus``).
+CLIENT_CPUS = "OTEDAMA_BENCH_CLIENT_CPUS"
 
 #: Seconds a miner has to connect, be authorized and hold a job.
 CONNECT_TIMEOUT = 60.0
 #: Seconds after a round's last submit before its missing replies count as unanswered.
 REPLY_TIMEOUT = 30.0
 _ACCEPTED = b'"result":true'
+
+
+def parse_cpus(text: str) -> set[int]:
+    """``"0"``, ``"1,3"`` or ``"0-2"`` as a set of CPU numbers (ValueError when malformed)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        low = int(first)
+        high = int(last) if dash else low
+        if low < 0 or high < low:
+            raise ValueError(f"not a CPU list: {text!r}")
+        cpus.update(range(low, high + 1))
+    return cpus
+
+
+def pin_clients() -> None:
+    """Pin this client process to the CPUs the bench named in :data:`CLIENT_CPUS`."""
+    cpus = os.environ.get(CLIENT_CPUS)
+    if cpus:
+        os.sched_setaffinity(0, parse_cpus(cpus))
 
 
 class Miner(asyncio.Protocol):
@@ -248,9 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    cpus = os.environ.get("OTEDAMA_BENCH_CLIENT_CPUS")
-    if cpus:
-        os.sched_setaffinity(0, {int(cpu) for cpu in cpus.split(",")})
+    pin_clients()
     asyncio.run(_run(int(args[0]), int(args[1]), int(args[2]), float(args[3]), args[4]))
     return 0
 

@@ -45,7 +45,14 @@ from otedama.chain.target import bits_to_target
 from otedama.chain.template import BlockTemplate
 from otedama.stratum.share import Share
 
-__all__ = ["BENCH_ADDRESS", "CountingSink", "main", "raise_fd_limit", "synthetic_template"]
+__all__ = [
+    "BENCH_ADDRESS",
+    "CountingSink",
+    "main",
+    "raise_fd_limit",
+    "run_reactor",
+    "synthetic_template",
+]
 
 #: A regtest address the bench miners authorize as (and the coinbase pays).
 BENCH_ADDRESS = "bcrt1qsv2hexjrhpa8qwxr4la2nmmkmdh8hxkje996rc"
@@ -311,17 +318,23 @@ def main(argv: list[str] | None = None) -> int:
         Deferred.fromCoroutine(start()).addErrback(lambda f: (f.printTraceback(), rx.stop()))
 
     rx.callWhenRunning(boot)
-    if args.profile:
-        import cProfile
-
-        # The reactor thread's own CPU time, not wall clock: on a loaded machine a
-        # wall-clock profile charges the time the thread was descheduled to whatever ran.
-        profiler = cProfile.Profile(time.thread_time)
-        profiler.runcall(rx.run)
-        profiler.dump_stats(args.profile)
-    else:
-        rx.run()
+    run_reactor(rx, args.profile)
     return 0
+
+
+def run_reactor(rx: Any, profile: str | None) -> None:
+    """Run the bench server's reactor; with ``profile``, under cProfile timed by the
+    reactor thread's own CPU time (not wall clock: on a loaded machine a wall-clock
+    profile charges the time the thread was descheduled to whatever ran), its stats
+    written there."""
+    if not profile:
+        rx.run()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile(time.thread_time)
+    profiler.runcall(rx.run)
+    profiler.dump_stats(profile)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ async def test_honest_miners_stay_connected_and_the_flooder_is_banned_and_refuse
 
 
 def test_cpu_lists_for_pinning_the_bench_processes() -> None:
-    from otedama.bench.flood import parse_cpus
+    from otedama.bench.lean_fleet import parse_cpus
 
     assert parse_cpus("0") == {0}
     assert parse_cpus("1,3") == {1, 3}
