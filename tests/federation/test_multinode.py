@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 
 from otedama.chain.coinbase import node_commitments
 from otedama.ledger.income import coinbase_of_block
+from otedama.pool.core import SETTLEMENT_LAG
 
 from .multinode import Devnet, Node, address, rpc, script, wait_for
 
@@ -143,6 +145,9 @@ def test_a_federation_shares_work_settles_on_chain_and_keeps_its_books(
         assert told["node_id"] == node_id and len(told["peers"]) == COUNT - 1
 
     wait_for("federation shares of every node in every window", lambda: sharing(nodes), BOUND, 2)
+    # A template splits the window as of SETTLEMENT_LAG seconds (whole seconds) before it
+    # is built: only templates built after that much more time split the windows just seen.
+    time.sleep(SETTLEMENT_LAG + 1.5)
     start = int(rpc(devnet.url, "getblockcount")) + 1  # templates after this split the window
     wait_for(
         "three blocks found after the windows filled",
@@ -152,9 +157,18 @@ def test_a_federation_shares_work_settles_on_chain_and_keeps_its_books(
     )
     tip = int(rpc(devnet.url, "getblockcount"))
     finders = set()
-    for _height, _hash, coinbase in chain_blocks(devnet, start + 1, tip):
+    for height, _hash, coinbase in chain_blocks(devnet, start + 1, tip):
         paid = {o.script_pubkey for o in coinbase.outputs if o.value}
-        assert all(script(node.n) in paid for node in nodes), "a block left a node out"
+        left_out = [node.n for node in nodes if script(node.n) not in paid]
+        if left_out:
+            for node in nodes:
+                tail = node.proc.tail(60) if node.proc else ""
+                print(f"--- node {node.n} ---\n{node.status()}\n{tail}")
+        finder = [ids.index(i.hex()) for i in node_commitments(coinbase.outputs) if i.hex() in ids]
+        assert not left_out, (
+            f"block {height} (checked from {start + 1} to {tip}) found by node {finder} left "
+            f"out nodes {left_out}: {[(o.value, o.script_pubkey.hex()) for o in coinbase.outputs]}"
+        )
         finders.update(node_commitments(coinbase.outputs))
     assert finders <= {bytes.fromhex(i) for i in ids}
 
