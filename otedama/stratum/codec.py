@@ -8,7 +8,8 @@ notifications. Nothing here touches a socket or a clock.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import json.scanner
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,10 @@ MAX_ERROR_CHARS = 256
 
 JsonId = int | str | None
 
-_decode = json.JSONDecoder(parse_int=json_int).decode
+_decoder = json.JSONDecoder(parse_int=json_int)
+_decode = _decoder.decode
+# typeshed types make_scanner's argument as itself; it takes the decoder.
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_decoder)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,18 @@ class LineFramer:
 
     def feed(self, data: bytes) -> list[bytes | LineTooLong]:
         """Add received bytes; return the lines they complete."""
-        buf = self._buffer + data if self._buffer else data
+        if not self._buffer and not self._discarding:
+            # The usual read: one whole line and its newline, nothing held back.
+            end = data.find(b"\n")
+            if end == len(data) - 1 and end <= self.max_line + 1:
+                line = data[:end]
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                if len(line) <= self.max_line and line and not line.isspace():
+                    return [line]
+            buf = data
+        else:
+            buf = self._buffer + data
         out: list[bytes | LineTooLong] = []
         start = 0
         max_line = self.max_line
@@ -169,7 +184,16 @@ def parse_message(line: bytes | str) -> Message:
     Raises ``CodecError`` for invalid JSON or a shape that is neither a call nor a reply.
     """
     try:
-        obj = _decode(line.decode() if isinstance(line, bytes) else line)
+        text = line.decode() if isinstance(line, bytes) else line
+        try:
+            # A line that is one JSON value with no surrounding whitespace (what miners
+            # send) goes to the scanner directly; anything else, errors included, through
+            # the decoder, which says what is wrong.
+            obj, end = _scan(text, 0)
+            if end != len(text):
+                raise StopIteration(end)
+        except StopIteration:
+            obj = _decode(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CodecError(f"invalid JSON: {exc}") from None
     except RecursionError:

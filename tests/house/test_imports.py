@@ -193,6 +193,11 @@ def test_only_the_reactor_helper_installs_the_asyncio_reactor() -> None:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and node.module == "twisted.internet":
                 names = [alias.name for alias in node.names]
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "twisted.internet.asyncioreactor"
+            ):
+                names = ["asyncioreactor"]
             elif isinstance(node, ast.Import):
                 names = [alias.name.rpartition(".")[2] for alias in node.names]
             else:
