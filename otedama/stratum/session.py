@@ -614,10 +614,11 @@ class StratumSession:
         if not self.workers:
             self._reject(request, errors.UNAUTHORIZED)
             return
-        if not 5 <= len(params) <= 6 or any(type(p) is not str for p in params):
-            raise InvalidParams(
-                f"mining.submit needs 5 or 6 strings, got {_short(params)}",
-            )
+        if not 5 <= len(params) <= 6:
+            raise InvalidParams(f"mining.submit needs 5 or 6 strings, got {_short(params)}")
+        for param in params:  # (a loop: a generator here cost more than the check)
+            if type(param) is not str:
+                raise InvalidParams(f"mining.submit needs 5 or 6 strings, got {_short(params)}")
         worker = params[0]
         address = self.workers.get(worker)
         if address is None:
