@@ -39,5 +39,5 @@ EXPOSE 3333 8080 4444 4444/udp 9090 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/health', timeout=4)"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["twistd", "--reactor=asyncio", "--nodaemon", "--pidfile=", "otedama"]
+ENTRYPOINT ["twistd", "--nodaemon", "--pidfile=", "otedama"]
 CMD ["--config", "/etc/otedama.yaml"]
