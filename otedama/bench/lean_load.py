@@ -45,16 +45,18 @@ import time
 from collections import Counter
 from typing import Any
 
-from otedama.bench.lean_fleet import pin_clients
+from otedama.bench.lean_fleet import (
+    commands,
+    connect_in_batches,
+    pin_clients,
+    raise_fd_limit,
+    say,
+)
 
 __all__ = ["Load", "Miner", "latency_histogram", "main"]
 
-#: Seconds a miner has to connect, be authorized and hold a job.
-CONNECT_TIMEOUT = 60.0
 #: Seconds ``stop`` waits for the replies still in flight before counting them unanswered.
 REPLY_TIMEOUT = 10.0
-#: Miners connecting at once.
-CONNECT_BATCH = 200
 #: The tail of an accepted submit's reply, as the server writes it (``encode_result_true``).
 ACCEPTED_TAIL = b',"result":true,"error":null}'
 _NOTIFY = b'"mining.notify"'
@@ -217,21 +219,11 @@ class Load:
         return miner
 
     async def start(self) -> int:
-        """Connect the miners, ``CONNECT_BATCH`` at a time; one not ready within
-        ``CONNECT_TIMEOUT`` is counted in ``failed``."""
-        for first in range(0, self.count, CONNECT_BATCH):
-            batch = range(first, min(self.count, first + CONNECT_BATCH))
-            results = await asyncio.gather(
-                *(asyncio.wait_for(self._connect(i), CONNECT_TIMEOUT) for i in batch),
-                return_exceptions=True,
-            )
-            for result in results:
-                if isinstance(result, Miner):
-                    self.miners.append(result)
-                else:
-                    self.failed += 1
-                    if len(self.failures) < 5:
-                        self.failures.append(f"{type(result).__name__}: {result}")
+        """Connect the miners, 200 at a time; one not ready within a minute is counted in
+        ``failed``."""
+        self.miners, self.failed, self.failures = await connect_in_batches(
+            self.count, self._connect
+        )
         return len(self.miners)
 
     def submit(self, miner: Miner) -> None:
@@ -341,18 +333,13 @@ def _cpu_seconds() -> float:
     return times.user + times.system
 
 
-def _say(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
 async def _run(args: argparse.Namespace) -> None:
     load = Load(args.host, args.port, args.miners, args.index, args.address, args.window, args.rate)
     ready = await load.start()
     # Keep this process's full collections off the latencies.
     gc.collect()
     gc.freeze()
-    _say(
+    say(
         {
             "ready": ready,
             "failed": load.failed,
@@ -360,24 +347,20 @@ async def _run(args: argparse.Namespace) -> None:
             "cpus": sorted(os.sched_getaffinity(0)),
         }
     )
-    loop = asyncio.get_running_loop()
-    stdin = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    while line := await stdin.readline():
-        command = line.strip().decode()
+    async for command in commands():
         if command == "load":
             gc.disable()
             load.load()
-            _say({"loading": True})
+            say({"loading": True})
         elif command == "measure":
             load.measure()
-            _say({"measuring": True})
+            say({"measuring": True})
         elif command == "stop":
             figures = await load.stop()
             gc.enable()
-            _say(figures)
+            say(figures)
         elif command:
-            _say({"error": f"unknown command {command!r}"})
+            say({"error": f"unknown command {command!r}"})
     load.close()
 
 
@@ -397,10 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.index < 256 or args.miners < 1 or args.window < 1 or args.rate < 0:
         parser.error("--index must be 0-255, --miners and --window >= 1, --rate >= 0")
-    import resource
-
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     pin_clients()
     asyncio.run(_run(args))
     return 0

@@ -391,6 +391,7 @@ class _ServerProcess(ProcessProtocol):
     stdout, stderr passed through."""
 
     def __init__(self) -> None:
+        self.pid = 0
         self.buffer = b""
         self.waiters: list[Deferred[dict[str, Any]]] = []
         self.ended: Deferred[None] = Deferred()
@@ -419,6 +420,11 @@ class _ServerProcess(ProcessProtocol):
             transport: Any = self.transport
             transport.write(command.encode() + b"\n")
         return waiter
+
+
+def _part(total: int, parts: int, index: int) -> int:
+    """Part ``index`` of ``total`` split as evenly as can be into ``parts``."""
+    return total // parts + (index < total % parts)
 
 
 def _child_env() -> dict[str, str]:
@@ -515,19 +521,22 @@ class LoadGenerator:
         self.reactor.callLater(seconds, d.callback, None)
         await d
 
+    def _spawn(
+        self, module: str, *args: str, env: dict[str, str] | None = None
+    ) -> tuple[_ServerProcess, Deferred[dict[str, Any]]]:
+        """Start ``python -m module args`` as a bench child; the child and its first line."""
+        child = _ServerProcess()
+        hello = child.ask(None)
+        argv = [sys.executable, "-m", module, *args]
+        process = self.reactor.spawnProcess(
+            child, sys.executable, argv, env=_child_env() if env is None else env
+        )
+        child.pid = process.pid
+        return child, hello
+
     async def start_server(self) -> tuple[str, int]:
         """Spawn the server process; return (host, port)."""
-        server = _ServerProcess()
-        self.server = server
-        first = server.ask(None)
-        python = sys.executable
-        argv = [
-            python,
-            "-m",
-            "otedama.bench.stratum_server",
-            "--reactor",
-            self.config.server_reactor,
-        ]
+        argv = ["--reactor", self.config.server_reactor]
         if self.config.full_path:
             argv += [
                 "--full-path",
@@ -541,8 +550,8 @@ class LoadGenerator:
             argv += ["--profile", self.config.profile]
         if self.config.server_cpus:
             argv += ["--cpus", self.config.server_cpus]
-        process = self.reactor.spawnProcess(server, python, argv, env=_child_env())
-        self.server_pid = process.pid
+        self.server, first = self._spawn("otedama.bench.stratum_server", *argv)
+        self.server_pid = self.server.pid
         hello = await first
         return "127.0.0.1", int(hello["port"])
 
@@ -644,19 +653,14 @@ class LoadGenerator:
             env[CLIENT_CPUS] = config.client_cpus
         hellos = []
         for index in range(count):
-            miners = config.connections // count + (index < config.connections % count)
-            client = _ServerProcess()
-            hellos.append(client.ask(None))
-            argv = [
-                sys.executable,
-                "-m",
+            client, hello = self._spawn(
                 "otedama.bench.lean_load",
                 "--host",
                 host,
                 "--port",
                 str(port),
                 "--miners",
-                str(miners),
+                str(_part(config.connections, count, index)),
                 "--index",
                 str(index),
                 "--address",
@@ -665,8 +669,9 @@ class LoadGenerator:
                 str(config.window),
                 "--rate",
                 repr(config.rate / count),
-            ]
-            self.reactor.spawnProcess(client, sys.executable, argv, env=env)
+                env=env,
+            )
+            hellos.append(hello)
             self.lean.append(client)
         answers = await gatherResults(hellos, consumeErrors=True)
         failed = sum(int(a["failed"]) for a in answers)
@@ -807,12 +812,8 @@ class LoadGenerator:
         hellos = []
         first = 0
         for index in range(clients):
-            part = count // clients + (1 if index < count % clients else 0)
-            probe = _ServerProcess()
-            hellos.append(probe.ask(None))
-            argv = [
-                sys.executable,
-                "-m",
+            part = _part(count, clients, index)
+            probe, hello = self._spawn(
                 "otedama.bench.storm_probe",
                 "--host",
                 host,
@@ -826,8 +827,8 @@ class LoadGenerator:
                 str(config.storm_inflight),
                 "--user",
                 BENCH_ADDRESS,
-            ]
-            self.reactor.spawnProcess(probe, sys.executable, argv, env=_child_env())
+            )
+            hellos.append(hello)
             probes.append(probe)
             first += part
         self.probes = probes

@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import sys
 import time
 from fractions import Fraction
@@ -39,7 +38,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from otedama.bench.lean_fleet import parse_cpus
+from otedama.bench.lean_fleet import parse_cpus, raise_fd_limit
 from otedama.chain.address import address_to_script
 from otedama.chain.params import get_network
 from otedama.chain.serialize import TxOut
@@ -65,13 +64,6 @@ BENCH_BITS = 0x1D00FFFF
 #: 2**256 - 1, so every nonce is a share and a load generator need not hash (at 2**-32,
 #: 1 hash in 65,536 is above the target and would be a reject).
 SHARE_DIFFICULTY_LOG2 = -33
-
-
-def raise_fd_limit() -> int:
-    """Raise the open-files soft limit to the hard limit; return the new limit."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 def synthetic_template(block: int, now: int) -> BlockTemplate:

@@ -28,6 +28,19 @@ from otedama.ledger import db
 from otedama.ledger.tables import shares
 
 
+async def run_bench(config: BenchConfig) -> tuple[BenchResult, list[str], LoadGenerator]:
+    """Run the bench's phases with ``config``; its figures, its lines and the generator."""
+    from twisted.internet import reactor
+
+    lines: list[str] = []
+    gen = LoadGenerator(reactor, config, out=lines.append)
+    try:
+        result = await gen.run()
+    finally:
+        await gen.close()
+    return result, lines, gen
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("clients", [2, 0])
 @pytest_twisted.ensureDeferred
@@ -35,17 +48,10 @@ async def test_the_bench_load_is_accepted_and_every_miner_is_notified_of_each_bl
     clients: int,
 ) -> None:
     """From lean client processes (2) or this process's own miners (0)."""
-    from twisted.internet import reactor
-
-    lines: list[str] = []
     config = BenchConfig(
         connections=10, duration=0.5, warmup=0.2, fanout_miners=25, blocks=2, clients=clients
     )
-    gen = LoadGenerator(reactor, config, out=lines.append)
-    try:
-        result = await gen.run()
-    finally:
-        await gen.close()
+    result, lines, _gen = await run_bench(config)
     assert result.accepted > 0 and result.rejected == 0
     assert result.connections == 10 and result.fanout_miners == 25
     assert len(result.fanout_last_ms) == 2
@@ -59,15 +65,8 @@ async def test_the_bench_load_is_accepted_and_every_miner_is_notified_of_each_bl
 async def test_the_reconnect_storm_counts_every_miner_that_got_its_first_job() -> None:
     """--storm N (issue 8 item 15): N more miners connect at once and every one of them is
     authorized and has its first job when the figure is taken."""
-    from twisted.internet import reactor
-
-    lines: list[str] = []
     config = BenchConfig(connections=5, duration=0, warmup=0, blocks=0, storm=50)
-    gen = LoadGenerator(reactor, config, out=lines.append)
-    try:
-        result = await gen.run()
-    finally:
-        await gen.close()
+    result, lines, gen = await run_bench(config)
     assert result.storm_miners == 50
     assert len(gen.ready) == 55 and all(m.job is not None and m.authorized for m in gen.ready)
     assert result.storm_seconds > 0
@@ -79,15 +78,8 @@ async def test_the_reconnect_storm_counts_every_miner_that_got_its_first_job() -
 async def test_a_storm_from_two_probe_processes_gets_every_miner_its_first_job() -> None:
     """--storm-clients: the storm's miners come from probe processes of their own, a few in
     flight each; every one of them is authorized and has a job when the figure is taken."""
-    from twisted.internet import reactor
-
-    lines: list[str] = []
     config = BenchConfig(connections=2, duration=0, storm=60, storm_clients=2, storm_inflight=5)
-    gen = LoadGenerator(reactor, config, out=lines.append)
-    try:
-        result = await gen.run()
-    finally:
-        await gen.close()
+    result, lines, _gen = await run_bench(config)
     assert result.storm_miners == 60
     assert result.storm_seconds > 0 and result.storm_client_cpu_seconds > 0
     assert any("60 miners connected, authorized and had their first job" in line for line in lines)
@@ -108,9 +100,6 @@ def test_percentile_is_nearest_rank() -> None:
 async def test_the_full_path_bench_stores_every_accepted_share_in_the_ledger(path: str) -> None:
     """--full-path: the server's pool core counts every accepted share, and after the flush
     every one of them is a row in the database (none spooled or dropped)."""
-    from twisted.internet import reactor
-
-    lines: list[str] = []
     with ledger_database(path, "postgresql://postgres@127.0.0.1:5432") as (url, spool):
         assert url is not None
         config = BenchConfig(
@@ -121,11 +110,7 @@ async def test_the_full_path_bench_stores_every_accepted_share_in_the_ledger(pat
             ledger_url=url,
             spool_dir=spool,
         )
-        gen = LoadGenerator(reactor, config, out=lines.append)
-        try:
-            result = await gen.run()
-        finally:
-            await gen.close()
+        result, lines, _gen = await run_bench(config)
         engine = db.make_engine(url, pool_size=1)
         with engine.connect() as connection:
             rows = connection.execute(select(func.count()).select_from(shares)).scalar_one()
@@ -155,10 +140,7 @@ async def test_lean_clients_in_closed_loop_count_every_share_the_server_accepted
     """Two lean client processes, pinned: every share they sent (warm-up and the replies in
     flight at the end included) was answered and accepted, and the server counted the same
     number; the measured window is part of it."""
-    from twisted.internet import reactor
-
     cpu = str(max(os.sched_getaffinity(0)))
-    lines: list[str] = []
     config = BenchConfig(
         connections=4,
         duration=0.2,
@@ -168,11 +150,7 @@ async def test_lean_clients_in_closed_loop_count_every_share_the_server_accepted
         server_cpus=cpu,
         client_cpus=cpu,
     )
-    gen = LoadGenerator(reactor, config, out=lines.append)
-    try:
-        result = await gen.run()
-    finally:
-        await gen.close()
+    result, lines, _gen = await run_bench(config)
     assert result.clients == 2 and result.connections == 4
     assert result.server_cpus == result.client_cpus == [int(cpu)]
     assert result.accepted > 0 and result.rejected == 0
@@ -188,15 +166,8 @@ async def test_lean_clients_in_closed_loop_count_every_share_the_server_accepted
 async def test_lean_clients_in_open_loop_send_shares_on_their_schedule() -> None:
     """--rate: the shares go out on the clients' schedule (never more than the rate
     allows over the run) and all are accepted."""
-    from twisted.internet import reactor
-
-    lines: list[str] = []
     config = BenchConfig(connections=10, duration=1.0, warmup=0.2, rate=300.0, clients=2)
-    gen = LoadGenerator(reactor, config, out=lines.append)
-    try:
-        result = await gen.run()
-    finally:
-        await gen.close()
+    result, lines, _gen = await run_bench(config)
     assert result.accepted > 0 and result.rejected == 0 and result.sent_per_second > 0
     assert result.load_unanswered == 0
     assert 0 < result.load_sent == result.load_accepted == result.server_accepted
