@@ -24,9 +24,22 @@ import random
 import resource
 import sys
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
-__all__ = ["CLIENT_CPUS", "Fleet", "main", "parse_cpus", "pin_clients"]
+__all__ = [
+    "CLIENT_CPUS",
+    "Fleet",
+    "commands",
+    "connect_in_batches",
+    "main",
+    "parse_cpus",
+    "pin_clients",
+    "raise_fd_limit",
+    "say",
+]
+
+_M = TypeVar("_M")
 
 #: The CPUs the flood bench's client processes are pinned to (``--client-cpus``).
 CLIENT_CPUS = "OTEDAMA_BENCH_CLIENT_CPUS"
@@ -56,6 +69,55 @@ def pin_clients() -> None:
     cpus = os.environ.get(CLIENT_CPUS)
     if cpus:
         os.sched_setaffinity(0, parse_cpus(cpus))
+
+
+def raise_fd_limit() -> int:
+    """Raise the open-files soft limit to the hard limit; return the new limit."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+async def connect_in_batches(
+    count: int, connect: Callable[[int], Awaitable[_M]], batch: int = 200
+) -> tuple[list[_M], int, list[str]]:
+    """``connect(i)`` for i in 0..count-1, ``batch`` at a time, each given
+    ``CONNECT_TIMEOUT``: the miners that came up, how many did not, and the first few
+    reasons why."""
+    miners: list[_M] = []
+    failed = 0
+    failures: list[str] = []
+    for first in range(0, count, batch):
+        results = await asyncio.gather(
+            *(
+                asyncio.wait_for(connect(i), CONNECT_TIMEOUT)
+                for i in range(first, min(count, first + batch))
+            ),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                failed += 1
+                if len(failures) < 5:
+                    failures.append(f"{type(result).__name__}: {result}")
+            else:
+                miners.append(result)
+    return miners, failed, failures
+
+
+def say(obj: Any) -> None:
+    """One JSON line to the bench."""
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def commands() -> AsyncIterator[str]:
+    """The bench's command lines on stdin, until it closes."""
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+    while line := await stdin.readline():
+        yield line.strip().decode()
 
 
 class Miner(asyncio.Protocol):
@@ -168,19 +230,9 @@ class Fleet:
     async def start(self) -> int:
         """Connect the fleet, 200 at a time; one that is not ready within
         ``CONNECT_TIMEOUT`` is counted in ``failed`` and the fleet goes on without it."""
-        for first in range(0, self.count, 200):
-            batch = range(first, min(self.count, first + 200))
-            results = await asyncio.gather(
-                *(asyncio.wait_for(self._connect(i), CONNECT_TIMEOUT) for i in batch),
-                return_exceptions=True,
-            )
-            for result in results:
-                if isinstance(result, Miner):
-                    self.miners.append(result)
-                else:
-                    self.failed += 1
-                    if len(self.failures) < 5:
-                        self.failures.append(f"{type(result).__name__}: {result}")
+        self.miners, self.failed, self.failures = await connect_in_batches(
+            self.count, self._connect
+        )
         return len(self.miners)
 
     def answered(self, latency: float, accepted: bool) -> None:
@@ -232,26 +284,17 @@ class Fleet:
                 miner.transport.close()
 
 
-def _say(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
 async def _run(port: int, count: int, per_ip: int, spread: float, address: str) -> None:
     fleet = Fleet(port, count, per_ip, spread, address)
     ready = await fleet.start()
     # 10,000 miners in this process: keep its full collections off the latencies.
     gc.collect()
     gc.freeze()
-    _say({"ready": ready, "failed": fleet.failed, "failures": fleet.failures})
-    loop = asyncio.get_running_loop()
-    stdin = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
-    while line := await stdin.readline():
-        command = line.strip().decode()
+    say({"ready": ready, "failed": fleet.failed, "failures": fleet.failures})
+    async for command in commands():
         if command == "round":
             latencies = await fleet.round()
-            _say(
+            say(
                 {
                     "latencies": latencies,
                     "shares": fleet.shares,
@@ -260,7 +303,7 @@ async def _run(port: int, count: int, per_ip: int, spread: float, address: str) 
                 }
             )
         elif command == "status":
-            _say({"connected": fleet.connected()})
+            say({"connected": fleet.connected()})
     fleet.close()
 
 
@@ -269,8 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 5:
         print(__doc__, file=sys.stderr)
         return 2
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_fd_limit()
     pin_clients()
     asyncio.run(_run(int(args[0]), int(args[1]), int(args[2]), float(args[3]), args[4]))
     return 0

@@ -1,9 +1,14 @@
 """``otedama bench stratum``: throughput, latency, memory and notify fan-out of the server.
 
 The server runs in its own process (:mod:`otedama.bench.stratum_server`, the node's real
-Stratum stack on synthetic templates); this process is the load generator: N miners that
-subscribe, authorize and submit shares they really hashed (the server difficulty is
-2**-32, so nearly every nonce is a valid share and finding one costs about one sha256d).
+Stratum stack on synthetic templates). The share load comes from K lean client processes
+(:mod:`otedama.bench.lean_load`, standard-library asyncio, ``--clients``, default 2): N
+miners between them that subscribe, authorize and submit shares (the server difficulty is
+2**-33, so every nonce is a valid share). With ``--clients 0`` this process is the load
+generator, as it was before: Twisted miners that submit shares they really hashed. On a
+machine with 2 CPUs or more the server is pinned to the first and the load generator to
+the rest (``--server-cpus``, ``--client-cpus``), so that neither competes with the other.
+The memory, fan-out and reconnect-storm figures come from this process's own miners.
 It prints figures; it never passes or fails.
 """
 
@@ -16,7 +21,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from tempfile import TemporaryDirectory
@@ -26,6 +31,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 
+from otedama.bench.lean_fleet import CLIENT_CPUS, parse_cpus
 from otedama.bench.stratum_server import BENCH_ADDRESS, raise_fd_limit
 from otedama.chain.hashing import sha256d
 from otedama.chain.target import difficulty_to_target
@@ -46,7 +52,9 @@ __all__ = [
     "BenchResult",
     "LoadGenerator",
     "LoadMiner",
+    "choose_cpus",
     "format_side_by_side",
+    "histogram_percentile",
     "ledger_database",
     "percentile",
     "read_rss_kib",
@@ -64,6 +72,71 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
+def histogram_percentile(histogram: dict[int, int], fraction: float) -> int:
+    """Nearest-rank percentile of the values a ``{value: count}`` histogram counts (the
+    same rank as :func:`percentile` on the values themselves); 0 when empty."""
+    total = sum(histogram.values())
+    if not total:
+        return 0
+    rank = max(1, min(total, math.ceil(fraction * total)))
+    seen = 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= rank:
+            return value
+    raise AssertionError("unreachable: the ranks add up to the total")
+
+
+def _load_text(load: Sequence[float]) -> str:
+    return " ".join(f"{x:.2f}" for x in load)
+
+
+def format_cpus(cpus: set[int] | list[int]) -> str:
+    """A CPU set as a list :func:`parse_cpus` reads back (``"0"``, ``"1,2"``)."""
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
+def choose_cpus(
+    server: str | None, clients: str | None, available: set[int]
+) -> tuple[set[int], set[int]]:
+    """The CPUs to pin the bench server and the load generator to (an empty set: not
+    pinned), from ``--server-cpus`` and ``--client-cpus`` (None: not given; ``none``: do
+    not pin). Neither given: on a machine with 2 CPUs or more the server gets the first of
+    ``available`` and the load generator the rest; one given: the other gets what it left.
+    ValueError says which option was wrong and why."""
+
+    def parse(text: str | None, option: str) -> set[int] | None:
+        if text is None:
+            return None
+        if text.strip().lower() == "none":
+            return set()
+        try:
+            cpus = parse_cpus(text)
+        except ValueError:
+            raise ValueError(
+                f"{option} {text!r} is not a CPU list (e.g. 0, 1,3 or 0-2; none: not pinned)"
+            ) from None
+        if not cpus <= available:
+            raise ValueError(
+                f"{option} {text!r} names CPU {format_cpus(cpus - available)}, which this"
+                f" process may not use (it may use {format_cpus(available)})"
+            )
+        return cpus
+
+    server_cpus = parse(server, "--server-cpus")
+    client_cpus = parse(clients, "--client-cpus")
+    if server_cpus is None and client_cpus is None:
+        if len(available) < 2:
+            return set(), set()
+        first = min(available)
+        return {first}, available - {first}
+    if server_cpus is None:
+        server_cpus = available - client_cpus if client_cpus else set()
+    if client_cpus is None:
+        client_cpus = available - server_cpus if server_cpus else set()
+    return server_cpus, client_cpus
+
+
 def read_rss_kib(pid: int) -> int:
     """Resident memory of process ``pid`` in KiB (``VmRSS`` of ``/proc/<pid>/status``)."""
     with open(f"/proc/{pid}/status") as status:
@@ -79,6 +152,12 @@ class BenchConfig:
 
     connections: int = 1000
     duration: float = 10.0
+    #: Lean client processes generating the share load (0: this process's Twisted miners).
+    clients: int = 2
+    #: CPU lists (``"0"``, ``"1,2"``) to pin the server and the lean clients to (None: not
+    #: pinned here; ``run_stratum_bench`` pins this process itself).
+    server_cpus: str | None = None
+    client_cpus: str | None = None
     rate: float = 0.0
     fanout_miners: int = 0
     blocks: int = 5
@@ -107,9 +186,26 @@ class BenchResult:
 
     connections: int = 0
     duration: float = 0.0
+    #: Lean client processes that generated the load (0: this process).
+    clients: int = 0
+    #: The CPUs the server and the load generator could run on (their affinity).
+    server_cpus: list[int] = field(default_factory=list)
+    client_cpus: list[int] = field(default_factory=list)
     accepted: int = 0
     rejected: int = 0
     shares_per_second: float = 0.0
+    #: Submits sent per second in the measured window (open loop: compare with --rate),
+    #: and how far the lean clients' open loop fell behind its schedule at worst.
+    sent_per_second: float = 0.0
+    behind_ms: float = 0.0
+    #: The whole load (warm-up and the replies in flight after it included): shares the
+    #: lean clients sent, the accepted replies they counted, replies that never came and
+    #: connections lost; the server's own count of accepted shares after it.
+    load_sent: int = 0
+    load_accepted: int = 0
+    load_unanswered: int = 0
+    load_lost: int = 0
+    server_accepted: int = 0
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
     latency_max_ms: float = 0.0
@@ -291,9 +387,11 @@ class LoadMiner(Protocol):
 
 
 class _ServerProcess(ProcessProtocol):
-    """The bench server child: JSON lines from its stdout, stderr passed through."""
+    """A bench child (the server, a storm probe, a lean client): JSON lines from its
+    stdout, stderr passed through."""
 
     def __init__(self) -> None:
+        self.pid = 0
         self.buffer = b""
         self.waiters: list[Deferred[dict[str, Any]]] = []
         self.ended: Deferred[None] = Deferred()
@@ -322,6 +420,11 @@ class _ServerProcess(ProcessProtocol):
             transport: Any = self.transport
             transport.write(command.encode() + b"\n")
         return waiter
+
+
+def _part(total: int, parts: int, index: int) -> int:
+    """Part ``index`` of ``total`` split as evenly as can be into ``parts``."""
+    return total // parts + (index < total % parts)
 
 
 def _child_env() -> dict[str, str]:
@@ -358,6 +461,7 @@ class LoadGenerator:
         self._fanout_waiter: tuple[int, Deferred[None]] | None = None
         self.server: _ServerProcess | None = None
         self.probes: list[_ServerProcess] = []
+        self.lean: list[_ServerProcess] = []
         self.server_pid = 0
         self.result = BenchResult()
 
@@ -417,19 +521,22 @@ class LoadGenerator:
         self.reactor.callLater(seconds, d.callback, None)
         await d
 
+    def _spawn(
+        self, module: str, *args: str, env: dict[str, str] | None = None
+    ) -> tuple[_ServerProcess, Deferred[dict[str, Any]]]:
+        """Start ``python -m module args`` as a bench child; the child and its first line."""
+        child = _ServerProcess()
+        hello = child.ask(None)
+        argv = [sys.executable, "-m", module, *args]
+        process = self.reactor.spawnProcess(
+            child, sys.executable, argv, env=_child_env() if env is None else env
+        )
+        child.pid = process.pid
+        return child, hello
+
     async def start_server(self) -> tuple[str, int]:
         """Spawn the server process; return (host, port)."""
-        server = _ServerProcess()
-        self.server = server
-        first = server.ask(None)
-        python = sys.executable
-        argv = [
-            python,
-            "-m",
-            "otedama.bench.stratum_server",
-            "--reactor",
-            self.config.server_reactor,
-        ]
+        argv = ["--reactor", self.config.server_reactor]
         if self.config.full_path:
             argv += [
                 "--full-path",
@@ -441,8 +548,10 @@ class LoadGenerator:
             ]
         if self.config.profile:
             argv += ["--profile", self.config.profile]
-        process = self.reactor.spawnProcess(server, python, argv, env=_child_env())
-        self.server_pid = process.pid
+        if self.config.server_cpus:
+            argv += ["--cpus", self.config.server_cpus]
+        self.server, first = self._spawn("otedama.bench.stratum_server", *argv)
+        self.server_pid = self.server.pid
         hello = await first
         return "127.0.0.1", int(hello["port"])
 
@@ -531,6 +640,107 @@ class LoadGenerator:
             result.shares_per_server_cpu_second = self.accepted / result.server_cpu_seconds
         result.load_average = list(os.getloadavg())
 
+    async def start_lean(self, host: str, port: int) -> int:
+        """Start the lean client processes with the ``connections`` miners between them;
+        return how many are ready, or fail loudly."""
+        from twisted.internet.defer import gatherResults
+
+        config = self.config
+        count = min(config.clients, config.connections)
+        env = _child_env()
+        env.pop(CLIENT_CPUS, None)
+        if config.client_cpus:
+            env[CLIENT_CPUS] = config.client_cpus
+        hellos = []
+        for index in range(count):
+            client, hello = self._spawn(
+                "otedama.bench.lean_load",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--miners",
+                str(_part(config.connections, count, index)),
+                "--index",
+                str(index),
+                "--address",
+                BENCH_ADDRESS,
+                "--window",
+                str(config.window),
+                "--rate",
+                repr(config.rate / count),
+                env=env,
+            )
+            hellos.append(hello)
+            self.lean.append(client)
+        answers = await gatherResults(hellos, consumeErrors=True)
+        failed = sum(int(a["failed"]) for a in answers)
+        if failed:
+            reasons = [r for a in answers for r in a["failures"]]
+            raise RuntimeError(
+                f"{failed} of {config.connections} lean client miners were not ready;"
+                f" first failure: {reasons[:1]}"
+            )
+        self.result.clients = count
+        self.result.client_cpus = sorted({cpu for a in answers for cpu in a["cpus"]})
+        return sum(int(a["ready"]) for a in answers)
+
+    async def load_lean(self, duration: float) -> None:
+        """The lean clients submit for ``warmup + duration`` seconds; measure the last
+        ``duration``, then wait for the replies in flight and count the whole load."""
+        from twisted.internet.defer import gatherResults
+
+        clients = self.lean
+        result = self.result
+        await gatherResults([c.ask("load") for c in clients], consumeErrors=True)
+        await self.sleep(self.config.warmup)
+        measuring = [c.ask("measure") for c in clients]
+        server_cpu0 = self._server_cpu()
+        start = time.monotonic()
+        await gatherResults(measuring, consumeErrors=True)
+        await self.sleep(max(0.0, duration - (time.monotonic() - start)))
+        stopping = [c.ask("stop") for c in clients]
+        elapsed = time.monotonic() - start
+        result.server_cpu_seconds = self._server_cpu() - server_cpu0
+        answers: list[dict[str, Any]] = await gatherResults(stopping, consumeErrors=True)
+        histogram: dict[int, int] = {}
+        for answer in answers:
+            for us, count in answer["latency_us"]:
+                histogram[us] = histogram.get(us, 0) + count
+            for reason, count in answer["reasons"].items():
+                self.reject_reasons[reason] = self.reject_reasons.get(reason, 0) + count
+
+        def total(key: str) -> int:
+            return sum(int(answer[key]) for answer in answers)
+
+        result.duration = elapsed
+        result.accepted = total("accepted")
+        result.rejected = total("rejected")
+        result.shares_per_second = result.accepted / elapsed if elapsed > 0 else 0.0
+        result.sent_per_second = total("sent") / elapsed if elapsed > 0 else 0.0
+        result.behind_ms = max(float(answer["behind_ms"]) for answer in answers)
+        result.latency_p50_ms = histogram_percentile(histogram, 0.50) / 1000
+        result.latency_p99_ms = histogram_percentile(histogram, 0.99) / 1000
+        result.latency_max_ms = max(histogram, default=0) / 1000
+        result.client_cpu_seconds = sum(float(answer["cpu_seconds"]) for answer in answers)
+        result.load_sent = total("sent_total")
+        result.load_accepted = total("accepted_total")
+        result.load_unanswered = total("unanswered")
+        result.load_lost = total("lost")
+        if result.server_cpu_seconds > 0:
+            result.shares_per_server_cpu_second = result.accepted / result.server_cpu_seconds
+        result.load_average = list(os.getloadavg())
+
+    async def stop_lean(self) -> None:
+        """Close the lean clients (their miners disconnect) and wait for them to end."""
+        clients, self.lean = self.lean, []
+        for client in clients:
+            if client.transport is not None:
+                stdin: Any = client.transport
+                stdin.closeStdin()
+        for client in clients:
+            await client.ended
+
     def _server_cpu(self) -> float:
         if not self.server_pid:
             return 0.0
@@ -602,12 +812,8 @@ class LoadGenerator:
         hellos = []
         first = 0
         for index in range(clients):
-            part = count // clients + (1 if index < count % clients else 0)
-            probe = _ServerProcess()
-            hellos.append(probe.ask(None))
-            argv = [
-                sys.executable,
-                "-m",
+            part = _part(count, clients, index)
+            probe, hello = self._spawn(
                 "otedama.bench.storm_probe",
                 "--host",
                 host,
@@ -621,8 +827,8 @@ class LoadGenerator:
                 str(config.storm_inflight),
                 "--user",
                 BENCH_ADDRESS,
-            ]
-            self.reactor.spawnProcess(probe, sys.executable, argv, env=_child_env())
+            )
+            hellos.append(hello)
             probes.append(probe)
             first += part
         self.probes = probes
@@ -654,7 +860,7 @@ class LoadGenerator:
         result = self.result
         limit = raise_fd_limit()
         result.path = f"full path, {config.full_path}" if config.full_path else "stratum only"
-        out(f"== {result.path}: load average" + " {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        out(f"== {result.path}: load average {_load_text(os.getloadavg())}")
         if config.url:
             from otedama.miner.service import endpoint_from_url
 
@@ -665,20 +871,41 @@ class LoadGenerator:
             host, port = await self.start_server()
             await self.sleep(0.5)
             result.rss_base_kib = self.rss()
+            result.server_cpus = sorted(os.sched_getaffinity(self.server_pid))
             out(
-                f"server pid {self.server_pid} on port {port}, RSS {result.rss_base_kib / 1024:.1f} MiB"
+                f"server pid {self.server_pid} on port {port}, RSS"
+                f" {result.rss_base_kib / 1024:.1f} MiB, on CPU {format_cpus(result.server_cpus)}"
             )
-        out(f"fd limit {limit}; connecting {config.connections} miners ...")
+        # The lean clients generate the share load; with no load to generate (or
+        # --clients 0) this process's miners are connected as before.
+        lean = config.clients > 0 and config.duration > 0
+        if lean:
+            clients = min(config.clients, config.connections)
+            out(
+                f"fd limit {limit}; connecting {config.connections} miners from {clients}"
+                " lean client processes ..."
+            )
+        else:
+            out(f"fd limit {limit}; connecting {config.connections} miners ...")
         start = time.monotonic()
-        await self.connect(host, port, config.connections)
+        if lean:
+            result.connections = await self.start_lean(host, port)
+            generator = (
+                f"{result.clients} lean client processes on CPU {format_cpus(result.client_cpus)}"
+            )
+        else:
+            await self.connect(host, port, config.connections)
+            result.connections = len(self.ready)
+            result.client_cpus = sorted(os.sched_getaffinity(0))
+            generator = f"this process on CPU {format_cpus(result.client_cpus)}"
         result.connect_seconds = time.monotonic() - start
-        result.connections = len(self.ready)
         await self.sleep(1.0)
         result.rss_connected_kib = self.rss()
-        result.memory_connections = len(self.ready)
+        result.memory_connections = result.connections
         out(
-            f"{len(self.ready)} miners ready in {result.connect_seconds:.1f} s;"
-            f" server RSS {self._rss_text(result.rss_connected_kib)}"
+            f"{result.connections} miners ready in {result.connect_seconds:.1f} s;"
+            f" server RSS {self._rss_text(result.rss_connected_kib)}; load generator:"
+            f" {generator}"
         )
         if config.duration > 0:
             mode = (
@@ -687,8 +914,14 @@ class LoadGenerator:
                 else (f"closed loop, {config.window} in flight per miner")
             )
             out(f"submitting for {config.warmup:g} s warm-up + {config.duration:g} s ({mode}) ...")
-            await self.load(config.duration)
+            if lean:
+                await self.load_lean(config.duration)
+            else:
+                await self.load(config.duration)
             result.rss_after_load_kib = self.rss()
+            if self.server is not None:
+                stats = await self.server.ask("stats")
+                result.server_accepted = int(stats["accepted"])
             server_cpu = (
                 f" server CPU {result.server_cpu_seconds / result.duration * 100:.0f}%"
                 f" ({result.shares_per_server_cpu_second:.0f} shares per server CPU-second),"
@@ -701,9 +934,35 @@ class LoadGenerator:
                 f" submit->reply p50 {result.latency_p50_ms:.2f} ms,"
                 f" p99 {result.latency_p99_ms:.2f} ms, max {result.latency_max_ms:.1f} ms;"
                 f"{server_cpu}"
-                f" load generator CPU {result.client_cpu_seconds / result.duration * 100:.0f}%;"
-                " load average {:.2f} {:.2f} {:.2f}".format(*result.load_average)
+                f" load generator CPU {result.client_cpu_seconds / result.duration * 100:.0f}%"
+                f"{f' ({result.clients} processes)' if lean else ''};"
+                f" load average {_load_text(result.load_average)}"
             )
+            if config.rate:
+                out(
+                    f"open loop: asked {config.rate:g} shares/s, sent"
+                    f" {result.sent_per_second:.0f}/s"
+                    + (
+                        f"; the clients were at most {result.behind_ms:.1f} ms behind"
+                        " their schedule"
+                        if lean
+                        else ""
+                    )
+                )
+            if lean:
+                server_count = (
+                    f"; the server counted {result.server_accepted} accepted"
+                    if self.server is not None
+                    else ""
+                )
+                out(
+                    f"the whole load (warm-up and the last replies included): the clients"
+                    f" sent {result.load_sent} shares, {result.load_accepted} accepted,"
+                    f" {result.load_unanswered} unanswered, {result.load_lost} connections"
+                    f" lost{server_count}"
+                )
+                # The fan-out and the storm use this process's miners.
+                await self.stop_lean()
         if config.full_path and self.server is not None:
             figures = await self.server.ask("flush")
             if "error" in figures:
@@ -727,12 +986,10 @@ class LoadGenerator:
                 out(f"connecting up to {config.fanout_miners} miners for the fan-out rounds ...")
                 await self.connect(host, port, config.fanout_miners)
                 await self.sleep(1.0)
-                result.rss_connected_kib = self.rss()
-                result.memory_connections = len(self.ready)
-                out(
-                    f"{len(self.ready)} miners ready; server RSS"
-                    f" {result.rss_connected_kib / 1024:.1f} MiB"
-                )
+                if len(self.ready) > result.memory_connections:
+                    result.rss_connected_kib = self.rss()
+                    result.memory_connections = len(self.ready)
+                out(f"{len(self.ready)} miners ready; server RSS {self.rss() / 1024:.1f} MiB")
             out(f"fan-out: {config.blocks} new blocks to {len(self.ready)} miners")
             await self.fanout(config.blocks)
             out(
@@ -767,8 +1024,7 @@ class LoadGenerator:
             out(
                 f"reconnect storm: {result.storm_miners} miners connected, authorized and"
                 f" had their first job after {result.storm_seconds:.2f} s{server_cpu}"
-                f"{probes_cpu}; load average"
-                " {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+                f"{probes_cpu}; load average {_load_text(os.getloadavg())}"
             )
         if result.rss_base_kib and result.memory_connections:
             per = (result.rss_connected_kib - result.rss_base_kib) / result.memory_connections
@@ -780,6 +1036,7 @@ class LoadGenerator:
         return result
 
     async def close(self) -> None:
+        await self.stop_lean()
         for miner in self.miners:
             transport: Any = miner.transport
             if transport is not None:
@@ -805,6 +1062,28 @@ def register(subparsers: Any) -> None:
         description=__doc__,
     )
     parser.add_argument("--connections", type=int, default=1000, help="miners submitting shares")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=2,
+        help="lean client processes (standard-library asyncio) that generate the share load,"
+        " the miners split between them (0: this process's Twisted miners, as before)",
+    )
+    parser.add_argument(
+        "--server-cpus",
+        default=None,
+        metavar="LIST",
+        help="pin the server process to these CPUs, e.g. 0 ('none': not pinned; default:"
+        " the first CPU when there are 2 or more, else not pinned)",
+    )
+    parser.add_argument(
+        "--client-cpus",
+        default=None,
+        metavar="LIST",
+        help="pin the load generator (the lean clients, the storm probes and this process)"
+        " to these CPUs, e.g. 1 ('none': not pinned; default: the CPUs the server is not"
+        " pinned to)",
+    )
     parser.add_argument(
         "--duration", type=float, default=10.0, help="measured seconds of load (0: no load)"
     )
@@ -899,7 +1178,19 @@ def run_stratum_bench(args: argparse.Namespace) -> int:
         storm=args.storm,
         storm_clients=getattr(args, "storm_clients", 0),
         storm_inflight=getattr(args, "storm_inflight", 200),
+        clients=getattr(args, "clients", 2),
     )
+    if not 0 <= config.clients <= 255:
+        print(f"otedama bench stratum: --clients must be 0 to 255 (got {config.clients})")
+        return 2
+    available = os.sched_getaffinity(0)
+    try:
+        server_cpus, client_cpus = choose_cpus(
+            getattr(args, "server_cpus", None), getattr(args, "client_cpus", None), available
+        )
+    except ValueError as error:
+        print(f"otedama bench stratum: {error}")
+        return 2
     if config.storm < 0 or config.storm_clients < 0 or config.storm_inflight < 1:
         print(
             "otedama bench stratum: --storm and --storm-clients must be >= 0 and"
@@ -925,6 +1216,25 @@ def run_stratum_bench(args: argparse.Namespace) -> int:
     if full_path and config.url:
         print("otedama bench stratum: --full-path needs the bench's own server (no --url)")
         return 2
+    if client_cpus:
+        # This process too: with --clients 0 it is the load generator, and the storm
+        # probes inherit its CPUs. The server then pins itself (or is given every CPU
+        # back when it is not pinned).
+        os.sched_setaffinity(0, client_cpus)
+        server_cpus = server_cpus or available
+    config.server_cpus = format_cpus(server_cpus) if server_cpus else None
+    config.client_cpus = format_cpus(client_cpus) if client_cpus else None
+    generator = f"{config.clients} lean client processes" if config.clients else "this process"
+    server = (
+        "the server is not the bench's (--url)"
+        if config.url
+        else f"the server to CPU {config.server_cpus or 'any (not pinned)'}"
+    )
+    print(
+        f"pinned: {server}, the load generator ({generator}) to CPU"
+        f" {config.client_cpus or 'any (not pinned)'}",
+        flush=True,
+    )
     paths: list[str | None] = [None, "sqlite", "postgresql"] if full_path == "all" else [full_path]
     pg_server = getattr(args, "pg_server", "postgresql://postgres@127.0.0.1:5432")
     results: list[BenchResult] = []
@@ -995,6 +1305,6 @@ def format_side_by_side(results: list[BenchResult]) -> str:
         lines.append(
             f"{r.path:<20} {r.shares_per_second:>9,.0f} {r.shares_per_server_cpu_second:>17,.0f}"
             f" {cpu:>10.0f}% {r.latency_p50_ms:>7.2f} {r.latency_p99_ms:>7.2f}"
-            f"  {' '.join(f'{x:.2f}' for x in r.load_average)}"
+            f"  {_load_text(r.load_average)}"
         )
     return "\n".join(lines)

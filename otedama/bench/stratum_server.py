@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import resource
+import os
 import sys
 import time
 from fractions import Fraction
@@ -38,6 +38,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
+from otedama.bench.lean_fleet import parse_cpus, raise_fd_limit
 from otedama.chain.address import address_to_script
 from otedama.chain.params import get_network
 from otedama.chain.serialize import TxOut
@@ -47,6 +48,7 @@ from otedama.stratum.share import Share
 
 __all__ = [
     "BENCH_ADDRESS",
+    "SHARE_DIFFICULTY_LOG2",
     "CountingSink",
     "main",
     "raise_fd_limit",
@@ -58,13 +60,10 @@ __all__ = [
 BENCH_ADDRESS = "bcrt1qsv2hexjrhpa8qwxr4la2nmmkmdh8hxkje996rc"
 #: Difficulty-1 nBits: bench shares (difficulty 2**-32) are practically never blocks.
 BENCH_BITS = 0x1D00FFFF
-
-
-def raise_fd_limit() -> int:
-    """Raise the open-files soft limit to the hard limit; return the new limit."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
+#: The Stratum bench's share difficulty: at 2**-33 the share target is capped at
+#: 2**256 - 1, so every nonce is a share and a load generator need not hash (at 2**-32,
+#: 1 hash in 65,536 is above the target and would be a reject).
+SHARE_DIFFICULTY_LOG2 = -33
 
 
 def synthetic_template(block: int, now: int) -> BlockTemplate:
@@ -175,15 +174,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the bench server until stdin closes."""
     parser = argparse.ArgumentParser(prog="otedama-bench-stratum-server")
     parser.add_argument("--reactor", choices=("asyncio", "epoll"), default="asyncio")
-    parser.add_argument("--difficulty-log2", type=int, default=-32)
+    parser.add_argument("--difficulty-log2", type=int, default=SHARE_DIFFICULTY_LOG2)
     parser.add_argument("--full-path", choices=("sqlite", "postgresql"), default=None)
     parser.add_argument("--ledger-url", default=None)
     parser.add_argument("--ledger-pool-size", type=int, default=4)
     parser.add_argument("--spool-dir", default=None)
     parser.add_argument("--profile", default=None, help="write cProfile stats of the run here")
+    parser.add_argument("--cpus", default=None, help="pin this process to these CPUs, e.g. 0")
     args = parser.parse_args(argv)
     if args.full_path and not (args.ledger_url and args.spool_dir):
         parser.error("--full-path needs --ledger-url and --spool-dir")
+    if args.cpus:
+        # Before any thread starts (the ledger's workers inherit it).
+        os.sched_setaffinity(0, parse_cpus(args.cpus))
     raise_fd_limit()
     if args.reactor == "asyncio":
         from otedama.ops.reactor import install_asyncio_reactor
