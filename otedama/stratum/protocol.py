@@ -42,7 +42,8 @@ def direct_write(transport: Any, guard: OutputGuard | None = None) -> Callable[[
     towards its bound, and a paused transport always has bytes queued).
     """
     if type(transport) is not tcp.Server or not all(
-        hasattr(transport, name) for name in ("_tempDataLen", "dataBuffer", "offset")
+        hasattr(transport, name)
+        for name in ("_tempDataLen", "dataBuffer", "offset", "socket", "SEND_LIMIT")
     ):
         plain = cast(Callable[[bytes], object], transport.write)
         if guard is None:
@@ -55,17 +56,27 @@ def direct_write(transport: Any, guard: OutputGuard | None = None) -> Callable[[
 
         return guarded
 
+    send = transport.socket.send
+    limit = transport.SEND_LIMIT
+
     def write(data: bytes) -> None:
         if (
             transport._tempDataLen
             or transport.offset != len(transport.dataBuffer)
             or transport.disconnecting
             or not transport.connected
+            or len(data) > limit
         ):
             transport.write(data)
         else:
-            sent = transport.writeSomeData(data)
-            if not isinstance(sent, int) or sent <= 0:
+            # The socket's own send (Twisted's writeSomeData adds a memoryview, a slice
+            # and a retry frame per call). Whatever it does not take, or any error, goes
+            # through transport.write: the reactor then sends it or finds the error.
+            try:
+                sent = send(data)
+            except OSError:
+                sent = 0
+            if sent <= 0:
                 transport.write(data)
             elif sent < len(data):
                 transport.write(data[sent:])
