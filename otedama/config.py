@@ -266,14 +266,17 @@ class StratumConfig:
     )
     max_workers: int = option(50000, integer(1), doc="Most miner connections at once.")
     job_timeout: float = option(
-        30.0, duration, dump=dump_duration, doc="Refresh jobs (time, transactions) this often."
+        30.0,
+        _positive_duration,
+        dump=dump_duration,
+        doc="Refresh jobs (time, transactions) this often.",
     )
     share_difficulty: Fraction = option(
         Fraction(1), difficulty, dump=dump_fraction, doc="Start difficulty of a connection."
     )
     var_diff: bool = option(True, boolean, doc="Adjust difficulty per connection.")
     target_share_interval: float = option(
-        10.0, duration, dump=dump_duration, doc="Vardiff aims at one share this often."
+        10.0, _positive_duration, dump=dump_duration, doc="Vardiff aims at one share this often."
     )
     min_difficulty: Fraction = option(
         Fraction(1, 1000), difficulty, dump=dump_fraction, doc="Vardiff lower bound."
@@ -285,13 +288,16 @@ class StratumConfig:
         256, integer(1), doc="Most connections from one IP address."
     )
     subscribe_timeout: float = option(
-        30.0, duration, dump=dump_duration, doc="Close connections that do not subscribe."
+        30.0, _positive_duration, dump=dump_duration, doc="Close connections that do not subscribe."
     )
     idle_timeout: float = option(
-        600.0, duration, dump=dump_duration, doc="Close connections silent this long."
+        600.0, _positive_duration, dump=dump_duration, doc="Close connections silent this long."
     )
     authorize_timeout: float = option(
-        60.0, duration, dump=dump_duration, doc="Close connections not authorized this long."
+        60.0,
+        _positive_duration,
+        dump=dump_duration,
+        doc="Close connections not authorized this long.",
     )
     max_unsent_bytes: int = option(
         MB,
