@@ -38,6 +38,7 @@ from otedama.configschema import (
     dump_fraction,
     dump_path,
     dump_section,
+    dump_size,
     dump_str,
     duration,
     host_port,
@@ -96,6 +97,31 @@ def _log_level(value: Any) -> str:
 
 def _optional_log_level(value: Any) -> str | None:
     return None if value is None else _log_level(value)
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = duration(value)
+    if seconds <= 0:
+        raise Invalid(f"expected a duration > 0, got {value!r}")
+    return seconds
+
+
+#: The least output a connection may have waiting (``StratumSettings`` refuses less).
+MIN_UNSENT_BYTES = 4096
+
+
+def _unsent_bytes(value: Any) -> int:
+    result = size()(value)
+    if result < MIN_UNSENT_BYTES:
+        raise Invalid(f"expected a size of at least 4KiB (4096 bytes), got {value!r}")
+    return result
+
+
+def _positive_number(value: Any) -> float:
+    result = number(0)(value)
+    if result <= 0:
+        raise Invalid(f"expected a number > 0, got {value!r}")
+    return result
 
 
 # -- sections of the deployment guide --------------------------------------------------
@@ -240,14 +266,17 @@ class StratumConfig:
     )
     max_workers: int = option(50000, integer(1), doc="Most miner connections at once.")
     job_timeout: float = option(
-        30.0, duration, dump=dump_duration, doc="Refresh jobs (time, transactions) this often."
+        30.0,
+        _positive_duration,
+        dump=dump_duration,
+        doc="Refresh jobs (time, transactions) this often.",
     )
     share_difficulty: Fraction = option(
         Fraction(1), difficulty, dump=dump_fraction, doc="Start difficulty of a connection."
     )
     var_diff: bool = option(True, boolean, doc="Adjust difficulty per connection.")
     target_share_interval: float = option(
-        10.0, duration, dump=dump_duration, doc="Vardiff aims at one share this often."
+        10.0, _positive_duration, dump=dump_duration, doc="Vardiff aims at one share this often."
     )
     min_difficulty: Fraction = option(
         Fraction(1, 1000), difficulty, dump=dump_fraction, doc="Vardiff lower bound."
@@ -259,13 +288,43 @@ class StratumConfig:
         256, integer(1), doc="Most connections from one IP address."
     )
     subscribe_timeout: float = option(
-        30.0, duration, dump=dump_duration, doc="Close connections that do not subscribe."
+        30.0, _positive_duration, dump=dump_duration, doc="Close connections that do not subscribe."
     )
     idle_timeout: float = option(
-        600.0, duration, dump=dump_duration, doc="Close connections silent this long."
+        600.0, _positive_duration, dump=dump_duration, doc="Close connections silent this long."
     )
     authorize_timeout: float = option(
-        60.0, duration, dump=dump_duration, doc="Close connections not authorized this long."
+        60.0,
+        _positive_duration,
+        dump=dump_duration,
+        doc="Close connections not authorized this long.",
+    )
+    max_unsent_bytes: int = option(
+        MB,
+        _unsent_bytes,
+        dump=dump_size,
+        doc="Drop a miner that does not read once this much output waits for it"
+        " (a bare number counts bytes; at least 4KiB).",
+    )
+    stall_timeout: float = option(
+        60.0,
+        _positive_duration,
+        dump=dump_duration,
+        doc="Drop a miner whose connection stays unable to take output this long.",
+    )
+    close_grace: float = option(
+        5.0,
+        _positive_duration,
+        dump=dump_duration,
+        doc="A closing connection that has not flushed within this is aborted.",
+    )
+    max_share_rate: float = option(
+        20.0,
+        _positive_number,
+        doc="Submits per second one connection may average; over it submits are refused unchecked.",
+    )
+    share_burst: int = option(
+        100, integer(1), doc="Submits one connection may send at once above max_share_rate."
     )
     extranonce2_size: int = option(8, integer(2, 16), doc="Bytes of extranonce2 per miner.")
     pool_tag: str = option("/otedama/", string, doc="Text put in each coinbase scriptSig.")
@@ -394,13 +453,6 @@ class RedisConfig:
     password: str = option("", string, secret=True, doc="Redis password.")
     db: int = option(0, integer(0), doc="Redis database number.")
     pool_size: int = option(10, integer(1), doc="Connections to Redis.")
-
-
-def _positive_duration(value: Any) -> float:
-    seconds = duration(value)
-    if seconds <= 0:
-        raise Invalid(f"expected a duration > 0, got {value!r}")
-    return seconds
 
 
 def _ratio(value: Any) -> float:
@@ -581,7 +633,7 @@ class LoggingConfig:
     max_size: int = option(
         100 * MB,
         size(MB),
-        dump=lambda value: f"{value // MB}MiB" if value % MB == 0 else value,
+        dump=dump_size,
         doc="Rotate the log file at this size (a bare number counts in MB, as in the guide).",
     )
     max_backups: int = option(10, integer(0), doc="Rotated files kept.")

@@ -269,6 +269,14 @@ def size(bare_unit: int = 1) -> Callable[[Any], int]:
     return parse
 
 
+def dump_size(value: int) -> str:
+    """Bytes as ``size`` reads them back: ``1MiB``, ``4KiB``, else ``1500B``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= scale and value % scale == 0:
+            return f"{value // scale}{unit}"
+    return f"{value}B"
+
+
 def host_port(default_host: str = "0.0.0.0") -> Callable[[Any], HostPort]:
     def parse(value: Any) -> HostPort:
         if isinstance(value, int) and not isinstance(value, bool):

@@ -235,6 +235,11 @@ STRATUM_LIVE_KEYS = tuple(
         "subscribe_timeout",
         "idle_timeout",
         "authorize_timeout",
+        "max_unsent_bytes",
+        "stall_timeout",
+        "close_grace",
+        "max_share_rate",
+        "share_burst",
     )
 )
 
@@ -257,6 +262,11 @@ def stratum_settings(config: Config) -> Any:
         subscribe_timeout=stratum.subscribe_timeout,
         idle_timeout=stratum.idle_timeout,
         authorize_timeout=stratum.authorize_timeout,
+        max_unsent_bytes=stratum.max_unsent_bytes,
+        stall_timeout=stratum.stall_timeout,
+        close_grace=stratum.close_grace,
+        max_share_rate=stratum.max_share_rate,
+        share_burst=stratum.share_burst,
     )
 
 

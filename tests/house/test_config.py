@@ -299,6 +299,101 @@ def test_stratum_timeouts_reach_the_server_settings_and_apply_on_reload() -> Non
     assert "stratum.authorize_timeout" in STRATUM_LIVE_KEYS
 
 
+CONNECTION_LIMITS = (
+    "max_unsent_bytes",
+    "stall_timeout",
+    "close_grace",
+    "max_share_rate",
+    "share_burst",
+)
+
+
+def test_stratum_connection_limits_default_to_the_servers_own_defaults() -> None:
+    from otedama.stratum.settings import StratumSettings
+    from otedama.tap import stratum_settings
+
+    config = load({})
+    built = stratum_settings(config)
+    defaults = StratumSettings(network=built.network)
+    for name in CONNECTION_LIMITS:
+        assert getattr(config.stratum, name) == getattr(defaults, name), name
+        assert getattr(built, name) == getattr(defaults, name), name
+    exported = yaml.safe_load(export_config(config, sanitize=True))["stratum"]
+    assert {name: exported[name] for name in CONNECTION_LIMITS} == {
+        "max_unsent_bytes": "1MiB",
+        "stall_timeout": "1m",
+        "close_grace": "5s",
+        "max_share_rate": 20.0,
+        "share_burst": 100,
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"max_unsent_bytes": "256KiB"}, {"max_unsent_bytes": 256 * 1024}),
+        ({"max_unsent_bytes": 4096}, {"max_unsent_bytes": 4096}),  # bare: bytes
+        ({"max_unsent_bytes": "2MB"}, {"max_unsent_bytes": 2_000_000}),
+        (
+            {"stall_timeout": "90s", "close_grace": "500ms"},
+            {"stall_timeout": 90, "close_grace": 0.5},
+        ),
+        ({"stall_timeout": 2}, {"stall_timeout": 2}),
+        ({"max_share_rate": 2.5, "share_burst": 1}, {"max_share_rate": 2.5, "share_burst": 1}),
+        ({"max_share_rate": 1000}, {"max_share_rate": 1000.0}),
+    ],
+)
+def test_stratum_connection_limits_reach_the_server_settings(given: dict, expected: dict) -> None:
+    from otedama.tap import STRATUM_LIVE_KEYS, stratum_settings
+
+    config = load({"stratum": given})
+    settings = stratum_settings(config)
+    for name, value in expected.items():
+        assert getattr(config.stratum, name) == value
+        assert getattr(settings, name) == value
+    again = load(yaml.safe_load(export_config(config, sanitize=False)))
+    assert again.stratum == config.stratum  # the export reads back as the same values
+    assert {f"stratum.{name}" for name in CONNECTION_LIMITS} <= set(STRATUM_LIVE_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (
+            {"max_unsent_bytes": "4095B"},
+            "stratum.max_unsent_bytes: expected a size of at least 4KiB (4096 bytes), got '4095B'",
+        ),
+        (
+            {"max_unsent_bytes": 0},
+            "stratum.max_unsent_bytes: expected a size of at least 4KiB (4096 bytes), got 0",
+        ),
+        (
+            {"max_unsent_bytes": "lots"},
+            'stratum.max_unsent_bytes: expected a size like 100MB, 1GiB or a whole number, got "lots"',
+        ),
+        ({"stall_timeout": 0}, "stratum.stall_timeout: expected a duration > 0, got 0"),
+        ({"idle_timeout": 0}, "stratum.idle_timeout: expected a duration > 0, got 0"),
+        ({"job_timeout": 0}, "stratum.job_timeout: expected a duration > 0, got 0"),
+        ({"subscribe_timeout": "0s"}, "stratum.subscribe_timeout: expected a duration > 0"),
+        ({"authorize_timeout": 0}, "stratum.authorize_timeout: expected a duration > 0, got 0"),
+        (
+            {"target_share_interval": 0},
+            "stratum.target_share_interval: expected a duration > 0, got 0",
+        ),
+        ({"stall_timeout": "-1s"}, "stratum.stall_timeout: expected a duration like 30s"),
+        ({"close_grace": "0s"}, "stratum.close_grace: expected a duration > 0, got '0s'"),
+        ({"max_share_rate": 0}, "stratum.max_share_rate: expected a number > 0, got 0"),
+        ({"max_share_rate": -5}, "stratum.max_share_rate: expected a number >= 0, got -5"),
+        ({"max_share_rate": "fast"}, 'stratum.max_share_rate: expected a number, got "fast"'),
+        ({"share_burst": 0}, "stratum.share_burst: expected a whole number >= 1, got 0"),
+        ({"share_burst": 2.5}, "stratum.share_burst: expected a whole number, got 2.5"),
+    ],
+)
+def test_bad_stratum_connection_limits_are_refused_by_key(given: dict, message: str) -> None:
+    problems = problems_of({"stratum": given})
+    assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
 @pytest.mark.parametrize(
     ("text", "mode", "with_tls", "without_tls"),
     [

@@ -61,6 +61,7 @@ pool:
 stratum:
   address: 127.0.0.1:{values["port"]}
   pool_tag: "{values["pool_tag"]}"
+{values.get("stratum_limits", "")}
 database:
   url: sqlite:///{path.parent / "ledger.sqlite"}
 """,
@@ -114,6 +115,40 @@ def test_a_reload_applies_fee_and_payout_settings_live_and_names_restart_only_ke
         "stratum.address changed; it takes effect after a restart",
         "stratum.pool_tag changed; it takes effect after a restart",
     ]
+
+
+def limits_of(settings: Any) -> tuple[int, float, float, float, int]:
+    return (
+        settings.max_unsent_bytes,
+        settings.stall_timeout,
+        settings.close_grace,
+        settings.max_share_rate,
+        settings.share_burst,
+    )
+
+
+def test_the_stratum_connection_limits_are_configured_and_apply_on_reload(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "otedama.yaml"
+    limits = (
+        "  max_unsent_bytes: 64KiB\n  stall_timeout: 20s\n  close_grace: 2s\n"
+        "  max_share_rate: 5\n  share_burst: 10"
+    )
+    write_config(path, {**BEFORE, "stratum_limits": limits})
+    node, _core, _link, _payouts = built(path)
+    server = node.getServiceNamed("stratum").factory.wrapped.server
+    assert limits_of(server.settings) == (64 * 1024, 20.0, 2.0, 5.0, 10)
+
+    write_config(path, {**BEFORE, "stratum_limits": "  max_share_rate: 50\n  close_grace: 9s"})
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        assert node.reload()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert limits_of(server.settings) == (1024 * 1024, 60.0, 9.0, 50.0, 100)
+    assert not [e for e in map(formatEvent, events) if "takes effect after a restart" in e]
 
 
 def test_a_new_payout_interval_restarts_the_payout_timer() -> None:

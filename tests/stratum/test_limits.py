@@ -3,6 +3,7 @@ rate, difficulty wishes, worker names and summarised logs (task.Clock, StringTra
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
@@ -88,6 +89,24 @@ def test_a_miner_whose_buffer_stays_full_is_dropped_after_the_stall_timeout(
     assert miner.closed and stack.server.stats.output_overflows == 1
     stack.clock.advance(5)
     assert miner.transport.disconnected and stack.server.stats.aborted_connections == 1
+
+
+def test_reloaded_output_bounds_apply_to_connections_made_after_the_reload(
+    make_stack: StackMaker,
+) -> None:
+    stack = make_stack(max_unsent_bytes=4096, stall_timeout=30)
+    before = stack.miner()
+    before.start()
+    stack.server.update_settings(
+        replace(stack.settings, max_unsent_bytes=8192, stall_timeout=45, close_grace=2)
+    )
+    after = stack.miner(port=2)
+    after.start()
+    assert (before.protocol.guard.limit, before.protocol.guard.stall_timeout) == (4096, 30)
+    assert (after.protocol.guard.limit, after.protocol.guard.stall_timeout) == (8192, 45)
+    before.protocol.close()  # the close grace is read when a close starts
+    stack.clock.advance(2)
+    assert before.transport.disconnected and stack.server.stats.aborted_connections == 1
 
 
 def test_a_miner_that_reads_again_is_resumed_and_kept(make_stack: StackMaker) -> None:
