@@ -23,7 +23,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from otedama.ledger.stats import MIN_SPAN_SECONDS, hashrate
+from otedama.ledger.stats import (
+    MIN_SPAN_SECONDS,
+    MIN_WORKER_SPAN_SECONDS,
+    covered_span,
+    hashrate,
+)
 from otedama.ledger.tables import pool_hashrate, shares, worker_hashrate
 
 T = TypeVar("T")
@@ -185,10 +190,11 @@ def _window_start(now: float, window: float, interval: float) -> float:
     return bucket_of(now - window, interval) + interval
 
 
-def _covered(now: float, start: float, first_share_at: float) -> float:
+def _covered(now: float, start: float, first_share_at: float, floor: float) -> float:
     """Seconds a window's rate is averaged over: from its first share, not before it
-    (right after a start the window reaches back past the first share)."""
-    return max(now - max(start, first_share_at), MIN_SPAN_SECONDS)
+    (right after a start the window reaches back past the first share), to ``now``;
+    the same rule as ``otedama stats`` (:func:`otedama.ledger.stats.covered_span`)."""
+    return covered_span(now, now - start, first_share_at, floor)
 
 
 @dataclass(frozen=True)
@@ -214,7 +220,7 @@ def pool_rate(
     ).one()
     if first is None:
         return PoolRate(window, 0.0, 0)
-    seconds = _covered(now, start, float(first))
+    seconds = _covered(now, start, float(first), MIN_SPAN_SECONDS)
     return PoolRate(window, hashrate(float(difficulty), seconds), int(count))
 
 
@@ -237,7 +243,12 @@ def worker_rates(
     address: str | None = None,
     interval: float = INTERVAL,
 ) -> list[WorkerHistoryRate]:
-    """Per-worker hashrate over the intervals covering the last ``window``, fastest first."""
+    """Per-worker hashrate over the intervals covering the last ``window``, fastest first.
+
+    Each worker's rate is over its own span: from its first share in those intervals to
+    ``now``, at least ``MIN_WORKER_SPAN_SECONDS`` (see
+    :func:`otedama.ledger.stats.worker_hashrates`, which reads raw shares the same way).
+    """
     start = _window_start(now, window, interval)
     query = (
         select(
@@ -257,7 +268,10 @@ def worker_rates(
         WorkerHistoryRate(
             row.address,
             row.worker,
-            hashrate(float(row.difficulty), _covered(now, start, float(row.first))),
+            hashrate(
+                float(row.difficulty),
+                _covered(now, start, float(row.first), MIN_WORKER_SPAN_SECONDS),
+            ),
             int(row.shares),
             float(row.difficulty),
             float(row.last),

@@ -47,6 +47,13 @@ HASHES_PER_DIFFICULTY = 2**32
 ACTIVE_SECONDS = 600.0
 #: The shortest span a pool hashrate is averaged over (a lone first share is not a rate).
 MIN_SPAN_SECONDS = 10.0
+#: The shortest span one worker's hashrate is averaged over. A worker sends far fewer
+#: shares than the pool: 60 s is six target share intervals at the default vardiff target
+#: (``stratum.target_share_interval``, 10 s) and one vardiff retarget interval, so a single
+#: fresh share (perhaps at a start difficulty far above the miner's) reads as a sixth of a
+#: minute's work at the target rate, not as a spike; a new worker's figure rises to its real
+#: rate over its first minute.
+MIN_WORKER_SPAN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -159,17 +166,21 @@ class WorkerRate:
     last_share_at: float
 
 
-def covered_span(now: float, window: float, first_share_at: float | None) -> float:
+def covered_span(
+    now: float, window: float, first_share_at: float | None, floor: float = MIN_SPAN_SECONDS
+) -> float:
     """The part of the last ``window`` seconds that shares cover, in seconds.
 
     Right after a start the window reaches back before the first share; dividing by the
     whole window would under-report (64 s of mining shown as a tenth of its rate). So the
-    span runs from the first share in the window to ``now``, at least
-    ``MIN_SPAN_SECONDS`` and at most ``window``.
+    span runs from the first share in the window to ``now``, at least ``floor`` (or the
+    whole window, if that is shorter) and at most ``window``. It always ends at ``now``,
+    so shares that stopped coming are spread over a span that keeps growing: a stopped
+    worker's rate falls, and is gone when its last share leaves the window.
     """
     if first_share_at is None:
         return window
-    return min(window, max(now - first_share_at, min(MIN_SPAN_SECONDS, window)))
+    return min(window, max(now - first_share_at, min(floor, window)))
 
 
 def hashrate(difficulty_sum: float, seconds: float) -> float:
@@ -182,13 +193,25 @@ def hashrate(difficulty_sum: float, seconds: float) -> float:
 def worker_hashrates(
     connection: Connection, now: float, window: float, address: str | None = None
 ) -> list[WorkerRate]:
-    """Per-worker hashrate over the last ``window`` seconds, fastest first."""
+    """Per-worker hashrate over the last ``window`` seconds, fastest first.
+
+    Each worker's difficulty is divided by the time it was mining within the window, not
+    by the whole window: from its first share in the window to ``now`` (see
+    :func:`covered_span`), at least ``MIN_WORKER_SPAN_SECONDS``. A worker that started
+    five minutes into an hour's window shows its real rate, not a twelfth of it; one that
+    has mined the whole window is averaged over the whole window; one that stopped keeps
+    its work over a span that grows until ``now``, so its rate falls and it drops out
+    once its last share is older than the window. A span, as Miningcore computes it,
+    rather than ckpool's decaying averages: the figure is a plain average a miner can check
+    against its own share log.
+    """
     query = (
         select(
             shares.c.address,
             shares.c.worker,
             func.count().label("shares"),
             func.sum(shares.c.difficulty).label("difficulty"),
+            func.min(shares.c.created_at).label("first"),
             func.max(shares.c.created_at).label("last"),
         )
         .where(shares.c.created_at > now - window, shares.c.created_at <= now)
@@ -202,7 +225,10 @@ def worker_hashrates(
             row.worker,
             int(row.shares),
             float(row.difficulty),
-            hashrate(float(row.difficulty), window),
+            hashrate(
+                float(row.difficulty),
+                covered_span(now, window, float(row.first), MIN_WORKER_SPAN_SECONDS),
+            ),
             float(row.last),
         )
         for row in connection.execute(query)

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
+from otedama.api import queries
 from otedama.ledger import history
+from otedama.ledger.stats import MIN_WORKER_SPAN_SECONDS
 from otedama.ledger.tables import pool_hashrate, shares, worker_hashrate
 from tests.api.support import migrated_engine
 from tests.pool.support import MINER, POOL
@@ -125,3 +127,32 @@ def test_right_after_a_start_rates_span_from_the_first_share_not_the_window(
         assert history.pool_rate(c, now, 86400.0).hashrate == pytest.approx(expected)
         [worker] = history.worker_rates(c, now, 600.0)
         assert worker.hashrate == pytest.approx(expected)
+
+
+def test_each_worker_is_averaged_over_its_own_mining_time_in_the_api(tmp_path: Path) -> None:
+    """/miners/{address}: a worker that joined 5 minutes ago shows its rate over 10 min and
+    1 h, next to one that has mined all along; one that stopped shows a falling rate; a
+    fresh single share is spread over the 60 s floor; the address total is their sum."""
+    engine = migrated_engine(tmp_path)
+    now = T0 + 7200.0
+    steady = 64 * 2**32 / 10  # difficulty 64 every 10 s
+    with engine.begin() as c:
+        add_shares(c, [(T0 + 10 * i, MINER, "old", 64.0) for i in range(1, 721)])  # all along
+        add_shares(c, [(now - 300 + 10 * i, MINER, "new", 64.0) for i in range(31)])
+        add_shares(c, [(now - 1800 + 10 * i, MINER, "gone", 64.0) for i in range(61)])
+        add_shares(c, [(now - 1, MINER, "lucky", 64.0)])
+        for tick in range(int(T0), int(now) + 1, 300):
+            history.refresh(c, now=float(tick))
+        answer = queries.miner(c, MINER, now)
+    workers = {w["name"]: w for w in answer["workers"]}
+    assert set(workers) == {"old", "new", "gone", "lucky"}
+    # The 1 h window covers the whole intervals since now - 3600 + 300 (3300 s).
+    assert workers["old"]["hashrate_1h"] == pytest.approx(steady, rel=1 / 300)
+    assert workers["old"]["hashrate_10m"] == pytest.approx(steady, rel=1 / 30)
+    assert workers["new"]["hashrate_1h"] == pytest.approx(steady * 31 / 30)
+    assert workers["new"]["hashrate_10m"] == pytest.approx(steady * 31 / 30)
+    # Stopped 20 min ago after 10 min of mining: its work over the 30 min since it began.
+    assert workers["gone"]["hashrate_1h"] == pytest.approx(61 * 64 * 2**32 / 1800)
+    assert workers["gone"]["hashrate_10m"] == 0.0
+    assert workers["lucky"]["hashrate_10m"] == 64 * 2**32 / MIN_WORKER_SPAN_SECONDS
+    assert answer["hashrate"] == pytest.approx(sum(w["hashrate_10m"] for w in workers.values()))

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from chainfake import block_hash
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, insert
 
 from otedama import cli
@@ -17,6 +19,7 @@ from otedama.ledger import db
 from otedama.ledger.shares import ShareRecord, insert_batch
 from otedama.ledger.stats import (
     MIN_SPAN_SECONDS,
+    MIN_WORKER_SPAN_SECONDS,
     Balance,
     address_balance,
     balance_totals,
@@ -179,9 +182,79 @@ def test_worker_hashrates_are_per_worker_over_the_window(engine: Engine) -> None
         ("alice", "rig1", 2),
         ("alice", "rig2", 1),
     ]
-    assert rates[1].hashrate == 2048 * 2**32 / 600
+    # Each worker started less than a minute ago: its rate is over the 60 s floor.
+    assert rates[1].hashrate == 2048 * 2**32 / MIN_WORKER_SPAN_SECONDS
     assert rates[1].last_share_at == NOW - 20
     assert [r.worker for r in alice] == ["rig1", "rig2"]
+
+
+def steady(
+    first: float, last: float, worker: str = "rig", every: float = 10.0
+) -> list[ShareRecord]:
+    """One share of difficulty 64 every ``every`` seconds from ``first`` to ``last``."""
+    count = round((last - first) / every) + 1
+    return [ShareRecord(first + i * every, "alice", worker, 64.0, "j", 1) for i in range(count)]
+
+
+#: What ``steady`` shares at one per 10 s mean: difficulty 64 per 10 s.
+STEADY_RATE = 64 * 2**32 / 10
+
+
+def one_rate(engine: Engine, now: float, window: float) -> float | None:
+    with engine.connect() as c:
+        rates = worker_hashrates(c, now, window)
+    assert len(rates) <= 1
+    return rates[0].hashrate if rates else None
+
+
+def test_a_worker_that_started_late_in_the_window_shows_its_real_rate(engine: Engine) -> None:
+    """Five minutes of mining in an hour's window is not shown as a twelfth of its rate."""
+    with engine.begin() as c:
+        insert_batch(c, "k", steady(NOW - 300, NOW), NOW)
+    # 31 shares over the 300 s since the first: its rate, plus the first share's work.
+    assert one_rate(engine, NOW, 3600.0) == pytest.approx(STEADY_RATE * 31 / 30)
+
+
+def test_a_worker_steady_over_the_whole_window_is_averaged_over_the_window(
+    engine: Engine,
+) -> None:
+    with engine.begin() as c:
+        insert_batch(c, "k", steady(NOW - 7200, NOW), NOW)
+    with engine.connect() as c:
+        [rate] = worker_hashrates(c, NOW, 3600.0)
+    # The window's shares over the time since its first one (NOW - 3590): its rate
+    # within one share's work, as the whole-window average was.
+    assert rate.shares == 360
+    assert rate.hashrate == 360 * 64 * 2**32 / 3590
+    assert rate.hashrate == pytest.approx(STEADY_RATE, rel=1 / 359)
+
+
+def test_a_stopped_workers_rate_falls_until_its_last_share_leaves_the_window(
+    engine: Engine,
+) -> None:
+    """Mined for 10 min, then stopped: the same work over a span that grows until now."""
+    with engine.begin() as c:
+        insert_batch(c, "k", steady(NOW - 600, NOW), NOW)
+    window = 3600.0
+    at_stop = one_rate(engine, NOW, window)
+    assert at_stop == pytest.approx(STEADY_RATE * 61 / 60)
+    later = [one_rate(engine, NOW + after, window) for after in (60, 600, 1800, 2999)]
+    assert later == [
+        pytest.approx(61 * 64 * 2**32 / (600 + after)) for after in (60, 600, 1800, 2999)
+    ]
+    assert [at_stop, *later] == sorted([at_stop, *later], reverse=True)
+    # Once the window no longer reaches back to the first shares, it only holds the last
+    # ones, over (nearly) the whole window; then the worker is gone.
+    assert one_rate(engine, NOW + 3300, window) == 30 * 64 * 2**32 / 3590
+    assert one_rate(engine, NOW + window, window) is None
+
+
+def test_a_single_fresh_share_is_averaged_over_the_floor_not_a_second(engine: Engine) -> None:
+    with engine.begin() as c:
+        insert_batch(c, "k", [ShareRecord(NOW - 1, "alice", "lucky", 65536.0, "j", 1)], NOW)
+    assert one_rate(engine, NOW, 600.0) == 65536 * 2**32 / MIN_WORKER_SPAN_SECONDS
+    # A window shorter than the floor is the span itself.
+    assert one_rate(engine, NOW, 30.0) == 65536 * 2**32 / 30
 
 
 def test_pool_stats_sum_the_window_and_count_active_workers(engine: Engine) -> None:
@@ -225,6 +298,26 @@ def test_covered_span_is_bounded_by_the_window_and_a_floor() -> None:
     assert covered_span(NOW, 600.0, NOW - 64) == 64.0
     assert covered_span(NOW, 600.0, NOW) == MIN_SPAN_SECONDS
     assert covered_span(NOW, 5.0, NOW) == 5.0
+    assert covered_span(NOW, 600.0, NOW - 1, MIN_WORKER_SPAN_SECONDS) == 60.0
+    assert covered_span(NOW, 600.0, NOW - 64, MIN_WORKER_SPAN_SECONDS) == 64.0
+
+
+spans = st.floats(min_value=1.0, max_value=30 * 86400.0)
+
+
+@given(window=spans, floor=spans, age=st.floats(0.0, 1.0), later=st.floats(0.0, 1.0))
+def test_the_covered_span_never_reaches_before_the_first_share_and_never_shrinks(
+    window: float, floor: float, age: float, later: float
+) -> None:
+    """Within the window, a later first share never means a longer span (a late starter is
+    never diluted by the time before it), the span lies between the floor and the window,
+    and as time passes without new shares it only grows (a stopped worker's rate falls)."""
+    first = NOW - age * window
+    span = covered_span(NOW, window, first, floor)
+    assert min(floor, window) <= span <= window
+    assert span >= min(NOW - first, window)  # never shorter than the time since the first
+    assert covered_span(NOW, window, first + later * (NOW - first), floor) <= span
+    assert covered_span(NOW + later * window, window, first, floor) >= span
 
 
 def test_amounts_and_hashrates_are_formatted_for_people() -> None:
