@@ -90,13 +90,7 @@ def test_a_reload_applies_fee_and_payout_settings_live_and_names_restart_only_ke
     assert (core.fee_basis_points, link.policy.fee_address) == (100, POOL)
 
     write_config(path, AFTER)
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    try:
-        assert node.reload()
-    finally:
-        globalLogPublisher.removeObserver(events.append)
-    lines = [formatEvent(event) for event in events]
+    lines = reload_logged(node)
 
     assert core.fee_basis_points == 250
     assert core.fee_script == address_to_script(MINER, NETWORK)
@@ -115,6 +109,17 @@ def test_a_reload_applies_fee_and_payout_settings_live_and_names_restart_only_ke
         "stratum.address changed; it takes effect after a restart",
         "stratum.pool_tag changed; it takes effect after a restart",
     ]
+
+
+def reload_logged(node: Any) -> list[str]:
+    """Reload ``node`` (which must succeed) and return the lines it logged meanwhile."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        assert node.reload()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    return [formatEvent(event) for event in events]
 
 
 def limits_of(settings: Any) -> tuple[int, float, float, float, int]:
@@ -141,14 +146,9 @@ def test_the_stratum_connection_limits_are_configured_and_apply_on_reload(
     assert limits_of(server.settings) == (64 * 1024, 20.0, 2.0, 5.0, 10)
 
     write_config(path, {**BEFORE, "stratum_limits": "  max_share_rate: 50\n  close_grace: 9s"})
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
-    try:
-        assert node.reload()
-    finally:
-        globalLogPublisher.removeObserver(events.append)
+    lines = reload_logged(node)
     assert limits_of(server.settings) == (1024 * 1024, 60.0, 9.0, 50.0, 100)
-    assert not [e for e in map(formatEvent, events) if "takes effect after a restart" in e]
+    assert not [line for line in lines if "takes effect after a restart" in line]
 
 
 def test_a_new_payout_interval_restarts_the_payout_timer() -> None:
