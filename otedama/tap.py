@@ -480,10 +480,11 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         source.subscribe(parts.view.tip.on_template)
         parts.view.setServiceParent(node)
         endpoint = serverFromString(reactor, config.api.address.server_endpoint())
-        if tls is None:
-            api_factory = guarded(guard, parts.site, "api")
-        else:  # HTTPS on the API port, the certificate reloaded with Stratum's on SIGHUP
-            api_factory = guarded(guard, tls_factory(tls, parts.site, reactor), "api", lines=False)
+        # HTTPS on the API port when TLS is on, the certificate reloaded with Stratum's on
+        # SIGHUP. HTTP listeners count a read as one message (a request's header lines
+        # are one request).
+        served_site = parts.site if tls is None else tls_factory(tls, parts.site, reactor)
+        api_factory = guarded(guard, served_site, "api", lines=False)
         ListenerService("api", endpoint, api_factory).setServiceParent(node)
     if config.monitoring.health.enabled:
         settings = config.monitoring.health
@@ -491,7 +492,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]
         endpoint = serverFromString(reactor, settings.address.server_endpoint())
-        ListenerService("health", endpoint, guarded(guard, site, "health")).setServiceParent(node)
+        ListenerService(
+            "health", endpoint, guarded(guard, site, "health", lines=False)
+        ).setServiceParent(node)
     metrics.start_services(node)
     if config.monitoring.metrics.enabled:
         served = config.monitoring.metrics
@@ -499,7 +502,9 @@ def build_node(config: Config, reactor: Any, log_control: LogControl | None = No
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]
         endpoint = serverFromString(reactor, served.address.server_endpoint())
-        ListenerService("metrics", endpoint, guarded(guard, site, "metrics")).setServiceParent(node)
+        ListenerService(
+            "metrics", endpoint, guarded(guard, site, "metrics", lines=False)
+        ).setServiceParent(node)
     if tls is not None:
         node.add_reload_hook(tls.reload_hook(reactor), ("security.cert_file", "security.key_file"))
     return node

@@ -399,18 +399,27 @@ class GuardedFactory(Factory):
         if trusted:
             return
         data_received = protocol.dataReceived
+        make_connection = protocol.makeConnection
         guard, lines = self.guard, self.lines
+        # The transport as handed to the protocol: a wrapper such as twisted.web's
+        # _GenericHTTPChannelProtocol forwards makeConnection without a transport of its
+        # own, so the guard keeps the one it saw.
+        connected: list[Any] = []
+
+        def made(transport: Any) -> Any:
+            connected.append(transport)
+            return make_connection(transport)
 
         def received(data: bytes) -> Any:
             count = max(1, data.count(b"\n")) if lines else 1
             if guard.allow_messages(key, count):
                 return data_received(data)
             guard.note_refused(key, f"{self.name}: message rate")
-            transport = protocol.transport
-            if transport is not None:
-                transport.abortConnection()
+            if connected:
+                connected[0].abortConnection()
             return None
 
+        protocol.makeConnection = made
         protocol.dataReceived = received
 
 

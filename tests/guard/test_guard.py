@@ -184,6 +184,33 @@ def test_over_the_message_rate_a_connection_is_dropped_unparsed(make_stack: Stac
     assert guard.refused_total["stratum: message rate"] == 1
 
 
+def test_over_the_message_rate_an_http_connection_is_aborted_cleanly() -> None:
+    """twisted.web's Site builds a proxy protocol with no ``transport`` of its own: the
+    guard aborts through the transport it saw at connect (it raised AttributeError in
+    the reactor before), and an HTTP listener counts one message per read."""
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    clock = task.Clock()
+    guard = Guard(
+        Firewall(), DdosSettings(message_rate=10.0, message_burst=20), clock, store=MemoryStore()
+    )
+    factory = GuardedFactory(guard, Site(Resource()), "api", lines=False)
+    addr = IPv4Address("TCP", "10.0.0.7", 40000)
+    protocol = factory.buildProtocol(addr)
+    transport = StringTransport(peerAddress=addr)
+    protocol.makeConnection(transport)
+    assert getattr(protocol, "transport", None) is None  # the proxy keeps none
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\nUser-Agent: t\r\n\r\n"
+    for _ in range(20):  # 20 requests of 5 lines each: 20 messages, the whole burst
+        protocol.dataReceived(request)
+    assert transport.value().count(b"HTTP/1.1 ") == 20  # every request answered
+    assert guard.refused_total["api: message rate"] == 0 and not transport.disconnecting
+    protocol.dataReceived(request)
+    assert guard.refused_total["api: message rate"] == 1
+    assert transport.disconnecting
+
+
 def test_refusals_are_one_summary_line_per_interval(
     make_stack: StackMaker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
