@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def pause_hook(marker: Path) -> Any:
-    """The payout crash seam: freeze the first node to reach ``wallet_called``."""
+def pause_hook(marker: Path, before_freezing: Callable[[], None]) -> Any:
+    """The payout crash seam: freeze the first node to reach ``wallet_called``, after
+    ``before_freezing`` (its last status: a node that became leader and paid within one
+    status tick would otherwise leave a status from before it led)."""
 
     def hook(step: str) -> None:
         if step != "wallet_called":
             return
+        before_freezing()
         try:
             fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
@@ -90,16 +94,6 @@ async def run(reactor: Any, args: argparse.Namespace) -> None:
     BlockTracker(store, client, reactor, maturity=args.maturity, interval=0.5).setServiceParent(
         leader
     )
-    PayoutProcessor(
-        store,
-        client,
-        reactor,
-        interval=1.0,
-        minimum_payout_sats=100_000,
-        crash_hook=pause_hook(Path(args.pause_marker)),
-    ).setServiceParent(leader)
-    leader.startService()
-
     added = 0
 
     def status() -> dict[str, Any]:
@@ -111,6 +105,16 @@ async def run(reactor: Any, args: argparse.Namespace) -> None:
             "leader": leader.is_leader,
             "terms": leader.terms,
         }
+
+    PayoutProcessor(
+        store,
+        client,
+        reactor,
+        interval=1.0,
+        minimum_payout_sats=100_000,
+        crash_hook=pause_hook(Path(args.pause_marker), lambda: write_status(status_path, status())),
+    ).setServiceParent(leader)
+    leader.startService()
 
     def ingest() -> None:
         nonlocal added
